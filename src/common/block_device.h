@@ -1,0 +1,71 @@
+// BlockDevice: an opened disk, sector-addressed. Every transport hands one back; the VMDK engine
+// is one; the read-ahead cache wraps one. All methods are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+
+namespace vix {
+
+constexpr uint64_t kSectorSize = 512;
+
+struct SectorExtent {
+  uint64_t start = 0;  // sectors
+  uint64_t count = 0;  // sectors
+  bool operator==(const SectorExtent&) const = default;
+};
+
+struct Geometry {
+  uint32_t cylinders = 0, heads = 0, sectors = 0;
+};
+
+// What GetInfo reports, and what `vixdisk info` prints.
+struct DiskInfo {
+  uint64_t capacity_sectors = 0;
+  Geometry bios_geometry;
+  Geometry phys_geometry;
+  VixDiskLibAdapterType adapter = VIXDISKLIB_ADAPTER_UNKNOWN;
+  int num_links = 1;                 // base + redo logs opened
+  std::string parent_file_name_hint;  // of the leaf; empty without a parent
+  std::string uuid;                   // ddb.uuid, may be empty
+  std::string create_type;            // descriptor createType ("monolithicSparse", ...)
+  uint32_t logical_sector_size = 512;
+  uint32_t physical_sector_size = 512;
+};
+
+class BlockDevice {
+ public:
+  virtual ~BlockDevice() = default;
+
+  virtual uint64_t capacity_sectors() const = 0;
+  virtual DiskInfo info() const = 0;
+  virtual bool read_only() const = 0;
+  // Static name of the transport that produced this device ("file", "nbd", ...).
+  virtual std::string_view transport_name() const = 0;
+
+  // Out-of-range requests fail with VIX_E_DISK_OUTOFRANGE; buffers are count*512 bytes.
+  virtual Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) = 0;
+  virtual Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) = 0;
+  virtual Result<void> flush() = 0;
+
+  // Allocated ranges inside [sector, sector+count): sorted, non-overlapping, clipped to the range,
+  // at the device's native granularity (a VMDK grain). Zeroed grains and holes are not included.
+  virtual Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) = 0;
+
+  // The disk database (ddb.* keys of a VMDK descriptor). Devices without one return
+  // VIX_E_NOT_SUPPORTED.
+  virtual Result<std::map<std::string, std::string>> metadata() {
+    return fail(VIX_E_NOT_SUPPORTED, "this disk has no metadata");
+  }
+  virtual Result<void> write_metadata(const std::string& key, const std::string& value) {
+    (void)key, (void)value;
+    return fail(VIX_E_NOT_SUPPORTED, "this disk's metadata cannot be written");
+  }
+};
+
+}  // namespace vix

@@ -1,0 +1,100 @@
+// vix::Connection (ConnectEx/Disconnect) and vix::Disk (Open/Read/Write/.../Close): the C++ core
+// under the C ABI. Local connections (no server) open VMDK files directly; remote ones come with
+// the vSphere client. A Disk owns its BlockDevice; the Connection must outlive its Disks.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/block_device.h"
+#include "common/result.h"
+
+namespace vix {
+
+struct ConnectSpec {
+  std::string vmx_spec;     // "moref=vm-42"; empty for local
+  std::string server;       // empty for local
+  std::string thumbprint;
+  VixDiskLibCredType cred_type = VIXDISKLIB_CRED_UID;
+  std::string user, password, cookie;
+  uint32_t port = 0;
+  bool is_local() const { return server.empty(); }
+};
+
+class Disk;
+
+class Connection {
+ public:
+  // modes: colon-separated transport list; empty means the library default. Unknown modes are
+  // VIX_E_INVALID_ARG naming them.
+  static Result<std::unique_ptr<Connection>> connect(const ConnectSpec& spec, bool read_only,
+                                                     const std::string& snapshot_ref,
+                                                     const std::string& modes);
+  ~Connection();
+
+  // flags: VIXDISKLIB_FLAG_OPEN_*. Walks the transport list; logs why each mode was skipped.
+  Result<std::unique_ptr<Disk>> open(const std::string& path, uint32_t flags);
+  Result<void> create(const std::string& path, const VixDiskLibCreateParams& params);
+
+  const ConnectSpec& spec() const { return spec_; }
+  bool read_only() const { return read_only_; }
+  const std::vector<std::string>& modes() const { return modes_; }
+  int open_disks() const { return open_disks_.load(); }
+
+ private:
+  Connection(ConnectSpec spec, bool read_only, std::string snapshot, std::vector<std::string> modes);
+  ConnectSpec spec_;
+  bool read_only_;
+  std::string snapshot_;
+  std::vector<std::string> modes_;
+  std::atomic<int> open_disks_{0};
+  friend class Disk;
+};
+
+using CompletionFn = std::function<void(VixError)>;
+
+class Disk {
+ public:
+  Disk(Connection* conn, std::string path, uint32_t flags, std::unique_ptr<BlockDevice> dev);
+  ~Disk();  // waits for outstanding async I/O
+
+  BlockDevice& device() { return *dev_; }
+  const std::string& path() const { return path_; }
+  uint32_t flags() const { return flags_; }
+  bool read_only() const;
+  std::string_view transport_name() const { return dev_->transport_name(); }
+  DiskInfo info() const { return dev_->info(); }
+
+  Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf);
+  Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf);
+  Result<void> flush();
+  // Queues the I/O on the library's workers; done is called exactly once, from any thread.
+  Result<void> read_async(uint64_t sector, uint64_t count, uint8_t* buf, CompletionFn done);
+  Result<void> write_async(uint64_t sector, uint64_t count, const uint8_t* buf, CompletionFn done);
+  // Returns once every callback of this disk's async I/O has returned.
+  void wait();
+
+  // VixDiskLib_QueryAllocatedBlocks semantics: chunk-granular, sorted, inside the range.
+  Result<std::vector<SectorExtent>> query_allocated(uint64_t sector, uint64_t count,
+                                                    uint64_t chunk);
+  Result<std::map<std::string, std::string>> metadata() { return dev_->metadata(); }
+  Result<void> write_metadata(const std::string& key, const std::string& value);
+  Result<void> create_child(const std::string& child_path, VixDiskLibDiskType type);
+
+ private:
+  Connection* conn_;
+  std::string path_;
+  uint32_t flags_;
+  std::unique_ptr<BlockDevice> dev_;
+  std::mutex async_mu_;
+  std::condition_variable async_cv_;
+  int async_pending_ = 0;
+};
+
+}  // namespace vix

@@ -1,0 +1,54 @@
+// vix::Library: the process-wide state InitEx creates and Exit destroys: the parsed config, the
+// loggers (spdlog, or the caller's log/warn/panic callbacks) and the async I/O workers.
+// The C ABI, the vixdisk tool and the FUSE daemon all go through it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/result.h"
+#include "vix/config.h"
+
+namespace vix {
+
+struct LogCallbacks {
+  VixDiskLibGenericLogFunc* log = nullptr;  // NULL: vixfs's default logger (spdlog, stderr)
+  VixDiskLibGenericLogFunc* warn = nullptr;
+  VixDiskLibGenericLogFunc* panic = nullptr;
+};
+
+class Library {
+ public:
+  // Reads config_file (may be empty), sets up logging. Fails if already initialised.
+  static Result<void> init(const LogCallbacks& callbacks, const std::string& lib_dir,
+                           const std::string& config_file);
+  static void exit();
+  // The initialised library, or nullptr before init / after exit.
+  static Library* get();
+
+  const Config& config() const { return config_; }
+
+  // Thread-safe logging that honours the callbacks and the configured level.
+  void info(std::string_view msg);
+  void warn(std::string_view msg);
+  void error(std::string_view msg);  // goes to the warn callback, as VDDK does
+  void debug(std::string_view msg);
+
+ private:
+  Config config_;
+  LogCallbacks callbacks_;
+  // Implementation details (spdlog logger, worker pool) live in library.cc.
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  friend struct LibraryAccess;
+
+ public:
+  Library();
+  ~Library();
+};
+
+// The transport modes this build supports, in default order ("file" now; more as they land).
+const char* supported_transport_modes();
+
+}  // namespace vix

@@ -1,0 +1,44 @@
+// The VMDK engine's public face: open a disk (descriptor + extents + parent chain) as a
+// BlockDevice, create disks, create redo-log children. Reads and writes go through ByteSources
+// obtained from a SourceOpener, so the same engine serves local files and HTTP ranges.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/block_device.h"
+#include "common/byte_source.h"
+
+namespace vix::vmdk {
+
+struct OpenOptions {
+  bool read_only = true;
+  bool single_link = false;  // open the leaf only; unallocated grains read as zeros
+  bool direct = false;       // O_DIRECT for extents where the source supports it
+  std::string_view transport = "file";  // what BlockDevice::transport_name() reports
+};
+
+// Opens path (a text descriptor, a monolithicSparse/streamOptimized file) and, unless
+// single_link, its parents through parentFileNameHint with CID checks. The opener is used only
+// during the call. Errors name the file and the field that is wrong.
+Result<std::unique_ptr<BlockDevice>> open(SourceOpener& opener, const std::string& path,
+                                          const OpenOptions& options);
+
+struct CreateOptions {
+  VixDiskLibDiskType type = VIXDISKLIB_DISK_MONOLITHIC_SPARSE;
+  VixDiskLibAdapterType adapter = VIXDISKLIB_ADAPTER_IDE;
+  uint16_t hw_version = 4;  // ddb.virtualHWVersion
+  uint64_t capacity_sectors = 0;
+};
+
+// Creates a new, empty disk. Fails with VIX_E_FILE_ALREADY_EXISTS if path exists.
+Result<void> create(SourceOpener& opener, const std::string& path, const CreateOptions& options);
+
+// Creates a sparse redo log (child) of the disk at parent_path: parentCID = the parent's CID,
+// parentFileNameHint relative to the child's directory. type is MONOLITHIC_SPARSE or SPLIT_SPARSE.
+Result<void> create_child(SourceOpener& opener, const std::string& parent_path,
+                          const std::string& child_path, VixDiskLibDiskType type);
+
+}  // namespace vix::vmdk
