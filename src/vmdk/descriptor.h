@@ -1,0 +1,57 @@
+// The VMDK text descriptor: parsing (qemu-compatible interpretation, see
+// shared/reference/vmdk-format.md §2) and writing (qemu-img create's exact template, §2.7), and
+// the in-place edits a writer makes (CID rewrite on first write, DDB key updates).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+
+namespace vix::vmdk {
+
+inline constexpr uint32_t kNoParentCid = 0xffffffff;
+
+struct ExtentLine {
+  std::string access;     // "RW" (RDONLY/NOACCESS are kept here; the engine decides)
+  uint64_t sectors = 0;
+  std::string type;       // FLAT, SPARSE, ZERO, VMFS, VMFSSPARSE, ...
+  std::string file;       // as written in the descriptor (relative to its folder); empty for ZERO
+  uint64_t offset = 0;    // sectors, FLAT only
+  bool has_offset = false;
+};
+
+struct Descriptor {
+  uint32_t cid = 0;
+  uint32_t parent_cid = kNoParentCid;
+  std::string create_type;
+  std::string parent_file_name_hint;  // empty without a parent
+  std::vector<ExtentLine> extents;
+  // ddb.* keys in file order, values unquoted.
+  std::vector<std::pair<std::string, std::string>> ddb;
+
+  // Parses descriptor text. `origin` (the file name) prefixes every error message; errors are
+  // VIX_E_DISK_INVAL naming the line/field. Rejects absurd inputs (more than 10000 extents,
+  // text over 1 MiB, a missing CID) instead of trying to honour them.
+  static Result<Descriptor> parse(std::string_view text, const std::string& origin);
+
+  // Text in qemu-img create's layout (§2.7).
+  std::string render() const;
+
+  std::string ddb_value(const std::string& key, const std::string& fallback = "") const;
+};
+
+// qemu's CID rewrite (§2.6) done safely: returns text with `CID=<new cid %x>` and nothing else
+// changed (lines between CID and parentCID are kept, unlike qemu).
+Result<std::string> rewrite_cid(std::string_view text, uint32_t new_cid, const std::string& origin);
+// Sets (or appends) `key = "value"` in the DDB section, everything else unchanged.
+Result<std::string> set_ddb_value(std::string_view text, const std::string& key,
+                                  const std::string& value, const std::string& origin);
+
+// A random CID that is neither ffffffff nor fffffffe.
+uint32_t new_content_id();
+
+}  // namespace vix::vmdk
