@@ -18,12 +18,14 @@
 namespace vix {
 
 struct ConnectSpec {
-  std::string vmx_spec;     // "moref=vm-42"; empty for local
-  std::string server;       // empty for local
+  std::string vmx_spec;  // "moref=vm-42"; empty for local
+  std::string server;    // empty for local
   std::string thumbprint;
   VixDiskLibCredType cred_type = VIXDISKLIB_CRED_UID;
   std::string user, password, cookie;
   uint32_t port = 0;
+  uint32_t nfc_host_port = 0;  // accepted for GetConnectParams; VMware's NFC is not spoken
+  std::string key;             // sessionId.key (VIXDISKLIB_CRED_SESSIONID)
   bool is_local() const { return server.empty(); }
 };
 
@@ -46,9 +48,11 @@ class Connection {
   bool read_only() const { return read_only_; }
   const std::vector<std::string>& modes() const { return modes_; }
   int open_disks() const { return open_disks_.load(); }
+  const std::string& snapshot() const { return snapshot_; }
 
  private:
-  Connection(ConnectSpec spec, bool read_only, std::string snapshot, std::vector<std::string> modes);
+  Connection(ConnectSpec spec, bool read_only, std::string snapshot,
+             std::vector<std::string> modes);
   ConnectSpec spec_;
   bool read_only_;
   std::string snapshot_;
@@ -88,6 +92,9 @@ class Disk {
   Result<void> create_child(const std::string& child_path, VixDiskLibDiskType type);
 
  private:
+  // Counts the job in async_pending_ and queues it on the library's workers.
+  Result<void> submit(std::function<Result<void>()> io, CompletionFn done);
+
   Connection* conn_;
   std::string path_;
   uint32_t flags_;

@@ -3,6 +3,7 @@
 // The C ABI, the vixdisk tool and the FUSE daemon all go through it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -34,6 +35,16 @@ class Library {
   void warn(std::string_view msg);
   void error(std::string_view msg);  // goes to the warn callback, as VDDK does
   void debug(std::string_view msg);
+  void panic(std::string_view msg);  // the panic callback; vixfs itself never aborts on it
+
+  // vixDiskLib.transport.LogLevel: 0 panic, 1 error, 2 warning, 3 audit, 4 info, 5 verbose,
+  // 6 trivia.
+  int log_level() const;
+
+  // Runs job on one of the async workers (started by init, joined by exit after the queue is
+  // drained, so every accepted job runs exactly once). False once exit has begun.
+  bool submit(std::function<void()> job);
+  size_t worker_count() const;
 
  private:
   Config config_;

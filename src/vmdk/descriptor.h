@@ -16,11 +16,11 @@ namespace vix::vmdk {
 inline constexpr uint32_t kNoParentCid = 0xffffffff;
 
 struct ExtentLine {
-  std::string access;     // "RW" (RDONLY/NOACCESS are kept here; the engine decides)
+  std::string access;  // "RW" (RDONLY/NOACCESS are kept here; the engine decides)
   uint64_t sectors = 0;
-  std::string type;       // FLAT, SPARSE, ZERO, VMFS, VMFSSPARSE, ...
-  std::string file;       // as written in the descriptor (relative to its folder); empty for ZERO
-  uint64_t offset = 0;    // sectors, FLAT only
+  std::string type;     // FLAT, SPARSE, ZERO, VMFS, VMFSSPARSE, ...
+  std::string file;     // as written in the descriptor (relative to its folder); empty for ZERO
+  uint64_t offset = 0;  // sectors, FLAT only
   bool has_offset = false;
 };
 
@@ -30,7 +30,7 @@ struct Descriptor {
   std::string create_type;
   std::string parent_file_name_hint;  // empty without a parent
   std::vector<ExtentLine> extents;
-  // ddb.* keys in file order, values unquoted.
+  // ddb.* keys (with the "ddb." prefix, as written) in file order, values unquoted.
   std::vector<std::pair<std::string, std::string>> ddb;
 
   // Parses descriptor text. `origin` (the file name) prefixes every error message; errors are
@@ -41,13 +41,23 @@ struct Descriptor {
   // Text in qemu-img create's layout (§2.7).
   std::string render() const;
 
+  // key may be given with or without the "ddb." prefix; matched case-insensitively.
   std::string ddb_value(const std::string& key, const std::string& fallback = "") const;
+
+  // Sum of the extent lines' sector counts (sparse extents' headers may say otherwise).
+  uint64_t total_sectors() const;
 };
 
+// A CID as descriptors write it: lower-case hex, not zero-padded (qemu's %x).
+std::string format_cid(uint32_t cid);
+
+// Both edits work on the text before the first NUL (embedded descriptors are NUL-padded) and
+// return text without padding: the caller re-pads to the descriptor area.
 // qemu's CID rewrite (§2.6) done safely: returns text with `CID=<new cid %x>` and nothing else
 // changed (lines between CID and parentCID are kept, unlike qemu).
 Result<std::string> rewrite_cid(std::string_view text, uint32_t new_cid, const std::string& origin);
-// Sets (or appends) `key = "value"` in the DDB section, everything else unchanged.
+// Sets (or appends) `key = "value"` in the DDB section, everything else unchanged. key may omit
+// the "ddb." prefix. A value with a quote/newline is VIX_E_INVALID_ARG.
 Result<std::string> set_ddb_value(std::string_view text, const std::string& key,
                                   const std::string& value, const std::string& origin);
 

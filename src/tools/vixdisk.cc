@@ -1,0 +1,96 @@
+// vixdisk: inspect, copy out, map, create and benchmark VMDK disks through the vixfs library
+// (the C++ core under libvixDiskLib), in the spirit of VMware's vixDiskLibSample.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tools/cli.h"
+
+namespace {
+
+const char kUsage[] =
+    "Usage: vixdisk [GLOBAL OPTIONS] COMMAND DISK [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  info DISK [--json]                       capacity, geometry, adapter, chain, ddb keys\n"
+    "  cat DISK [-o FILE] [--offset N] [--length N]\n"
+    "                                           raw bytes to stdout, or to FILE (sparse)\n"
+    "  map DISK [--json]                        allocated extents (bytes and sectors)\n"
+    "  create DISK --size SIZE [--type TYPE] [--adapter ide|buslogic|lsilogic] [--hw N]\n"
+    "  create DISK --parent PARENT              new empty disk, or a delta child of PARENT\n"
+    "  bench DISK [--block-size 1M] [--random-count N] [--json]\n"
+    "                                           sequential MB/s and random 4 KiB IOPS\n"
+    "\n"
+    "TYPE: monolithicSparse (default), monolithicFlat, twoGbMaxExtentSparse,\n"
+    "      twoGbMaxExtentFlat, streamOptimized. Sizes take K, M, G, T suffixes (x1024).\n"
+    "\n"
+    "Global options:\n"
+    "  --config FILE       vixfs.conf to load (VDDK config syntax)\n"
+    "  --transports MODES  colon-separated transport modes (default: the library's)\n"
+    "  --single-link       open only the named link of a chain\n"
+    "  --unbuffered        open with VIXDISKLIB_FLAG_OPEN_UNBUFFERED (O_DIRECT)\n"
+    "  -v, --verbose       say what is being done on stderr\n"
+    "  -h, --help          this text;  --version  the version\n"
+    "\n"
+    "Exit status: 0 ok, 1 usage error, 2 library (VixError) error, 3 output I/O error.\n";
+
+bool is_global_value_option(const std::string& a) {
+  return a == "--config" || a == "--transports";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  // The command is the first word that is neither an option nor a global option's value, so
+  // global options may come before or after it.
+  std::string command;
+  std::vector<std::string> rest;
+  bool seen_dashdash = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (command.empty() && !seen_dashdash && !a.empty() && a[0] == '-') {
+      if (a == "-h" || a == "--help") {
+        fputs(kUsage, stdout);
+        return vixdisk::kExitOk;
+      }
+      if (a == "--version") {
+        printf("vixdisk %s\n", VIXFS_VERSION);
+        return vixdisk::kExitOk;
+      }
+      if (a == "--") {
+        seen_dashdash = true;
+        continue;
+      }
+      rest.push_back(a);
+      if (is_global_value_option(a) && i + 1 < args.size()) rest.push_back(args[++i]);
+      continue;
+    }
+    if (command.empty()) {
+      command = a;
+    } else {
+      rest.push_back(a);
+    }
+  }
+  if (command.empty()) {
+    fputs(kUsage, stderr);
+    return vixdisk::kExitUsage;
+  }
+  for (const auto& a : rest) {
+    if (a == "-h" || a == "--help") {
+      fputs(kUsage, stdout);
+      return vixdisk::kExitOk;
+    }
+  }
+  if (command == "help") {
+    fputs(kUsage, stdout);
+    return vixdisk::kExitOk;
+  }
+  if (command == "info") return vixdisk::cmd_info(rest);
+  if (command == "cat") return vixdisk::cmd_cat(rest);
+  if (command == "map") return vixdisk::cmd_map(rest);
+  if (command == "create") return vixdisk::cmd_create(rest);
+  if (command == "bench") return vixdisk::cmd_bench(rest);
+  return vixdisk::usage_error("unknown command '" + command + "'");
+}

@@ -1,0 +1,104 @@
+#include <algorithm>
+#include <cctype>
+
+#include "transports/transport.h"
+#include "vix/library.h"
+
+namespace vix {
+
+namespace {
+
+struct ModeEntry {
+  const char* name;
+  std::unique_ptr<Transport> (*make)();  // nullptr: a VDDK mode this build does not have yet
+};
+
+// The one list of transport modes, in VDDK's default order. A mode gets its factory here when
+// its transport lands; ListTransportModes and the default chain follow automatically.
+constexpr ModeEntry kModes[] = {
+    {"file", &make_file_transport},
+    {"san", nullptr},
+    {"hotadd", nullptr},
+    {"nbdssl", nullptr},
+    {"nbd", nullptr},
+    {"https", nullptr},
+};
+
+const ModeEntry* find_mode(const std::string& name) {
+  for (const ModeEntry& m : kModes)
+    if (name == m.name) return &m;
+  return nullptr;
+}
+
+}  // namespace
+
+const std::vector<std::string>& known_transport_modes() {
+  static const std::vector<std::string> modes = [] {
+    std::vector<std::string> v;
+    for (const ModeEntry& m : kModes)
+      if (m.make) v.emplace_back(m.name);
+    return v;
+  }();
+  return modes;
+}
+
+Result<std::vector<std::string>> parse_transport_modes(const std::string& modes) {
+  if (modes.empty()) return known_transport_modes();
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= modes.size()) {
+    size_t colon = modes.find(':', pos);
+    if (colon == std::string::npos) colon = modes.size();
+    std::string mode = modes.substr(pos, colon - pos);
+    pos = colon + 1;
+    std::transform(mode.begin(), mode.end(), mode.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (mode.empty()) {
+      return fail(VIX_E_INVALID_ARG, "transport modes \"" + modes + "\": empty mode name");
+    }
+    if (!find_mode(mode)) {
+      std::string all;
+      for (const ModeEntry& m : kModes) all += (all.empty() ? "" : ", ") + std::string(m.name);
+      return fail(VIX_E_INVALID_ARG, "transport modes \"" + modes + "\": unknown mode '" + mode +
+                                         "' (known: " + all + ")");
+    }
+    if (std::find(out.begin(), out.end(), mode) == out.end()) out.push_back(std::move(mode));
+  }
+  return out;
+}
+
+Result<std::unique_ptr<BlockDevice>> open_through_chain(const std::vector<std::string>& modes,
+                                                        const TransportContext& ctx,
+                                                        const std::string& path, uint32_t flags) {
+  if (modes.empty()) return fail(VIX_E_INVALID_ARG, path + ": no transport mode to try");
+  std::vector<Error> failures;
+  for (const std::string& mode : modes) {
+    const ModeEntry* entry = find_mode(mode);
+    Error why;
+    if (entry == nullptr || entry->make == nullptr) {
+      why = fail(VIX_E_NOT_SUPPORTED, mode + ": not available in this version of vixfs");
+    } else {
+      auto transport = entry->make();
+      auto dev = transport->open(ctx, path, flags);
+      if (dev.ok()) return dev;
+      why = std::move(dev).error();
+    }
+    if (Library* lib = Library::get())
+      lib->info(path + ": transport " + mode + " skipped: " + why.message);
+    failures.push_back(std::move(why));
+  }
+  if (failures.size() == 1) return std::move(failures.front());
+  // The most telling code is the first failure of a mode that applied at all.
+  VixError code = VIX_E_NOT_SUPPORTED;
+  for (const Error& e : failures) {
+    if (e.code != VIX_E_NOT_SUPPORTED) {
+      code = e.code;
+      break;
+    }
+  }
+  std::string msg = path + ": no transport mode could open the disk:";
+  for (const Error& e : failures) msg += " [" + e.message + "]";
+  return fail(code, msg);
+}
+
+}  // namespace vix

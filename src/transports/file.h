@@ -1,0 +1,16 @@
+// The "file" transport: a disk reachable as local files (a local .vmdk path; later also a
+// datastore path mapped to a local folder), opened by the VMDK engine over local ByteSources.
+#pragma once
+
+#include "transports/transport.h"
+
+namespace vix {
+
+class FileTransport final : public Transport {
+ public:
+  std::string_view name() const override { return "file"; }
+  Result<std::unique_ptr<BlockDevice>> open(const TransportContext& ctx, const std::string& path,
+                                            uint32_t flags) override;
+};
+
+}  // namespace vix

@@ -1,0 +1,280 @@
+#include "vmdk/vmdk_disk.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+namespace vix::vmdk {
+
+namespace {
+
+constexpr uint64_t kMaxDescriptorBytes = 1 << 20;
+
+uint32_t parse_u32(const std::string& s) {
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') break;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+    if (v > 0xffffffffu) return 0;
+  }
+  return static_cast<uint32_t>(v);
+}
+
+// Index of the extent holding `sector` (empty extents are skipped by upper_bound).
+size_t extent_index(const Link& link, uint64_t sector) {
+  auto it = std::upper_bound(link.starts.begin(), link.starts.end() - 1, sector);
+  return static_cast<size_t>(it - link.starts.begin()) - 1;
+}
+
+}  // namespace
+
+Result<std::string> Link::read_descriptor_text() {
+  if (embedded) return embedded->read_embedded_descriptor();
+  VIX_ASSIGN_OR_RETURN(uint64_t size, desc_src->size());
+  if (size > kMaxDescriptorBytes)
+    return fail(VIX_E_DISK_INVAL, path + ": descriptor file is larger than 1 MiB");
+  std::string text(size, '\0');
+  VIX_TRY(desc_src->read_exact(text.data(), text.size(), 0, "descriptor"));
+  return text;
+}
+
+Result<void> Link::write_descriptor_text(const std::string& text) {
+  if (embedded) {
+    VIX_TRY(embedded->write_embedded_descriptor(text));
+    return embedded->flush();
+  }
+  VIX_ASSIGN_OR_RETURN(uint64_t old_size, desc_src->size());
+  std::string out = text;
+  // One pwrite of at least the old length: never a moment with a truncated descriptor, and
+  // trailing newlines are harmless to every reader.
+  if (out.size() < old_size) out.append(old_size - out.size(), '\n');
+  VIX_TRY(desc_src->pwrite(out.data(), out.size(), 0));
+  return desc_src->flush();
+}
+
+DiskInfo VmdkDisk::info() const {
+  std::shared_lock lock(mu_);
+  const Link& leaf = *links_[0];
+  DiskInfo info;
+  info.capacity_sectors = leaf.capacity;
+  const Descriptor& d = leaf.desc;
+  info.phys_geometry.cylinders = parse_u32(d.ddb_value("ddb.geometry.cylinders"));
+  info.phys_geometry.heads = parse_u32(d.ddb_value("ddb.geometry.heads"));
+  info.phys_geometry.sectors = parse_u32(d.ddb_value("ddb.geometry.sectors"));
+  info.bios_geometry = info.phys_geometry;
+  if (!d.ddb_value("ddb.geometry.biosCylinders").empty()) {
+    info.bios_geometry.cylinders = parse_u32(d.ddb_value("ddb.geometry.biosCylinders"));
+    info.bios_geometry.heads = parse_u32(d.ddb_value("ddb.geometry.biosHeads"));
+    info.bios_geometry.sectors = parse_u32(d.ddb_value("ddb.geometry.biosSectors"));
+  }
+  std::string adapter = d.ddb_value("ddb.adapterType");
+  if (adapter == "ide")
+    info.adapter = VIXDISKLIB_ADAPTER_IDE;
+  else if (adapter == "buslogic")
+    info.adapter = VIXDISKLIB_ADAPTER_SCSI_BUSLOGIC;
+  else if (adapter == "lsilogic")
+    info.adapter = VIXDISKLIB_ADAPTER_SCSI_LSILOGIC;
+  else
+    info.adapter = VIXDISKLIB_ADAPTER_UNKNOWN;
+  info.num_links = static_cast<int>(links_.size());
+  info.parent_file_name_hint = d.parent_file_name_hint;
+  info.uuid = d.ddb_value("ddb.uuid");
+  info.create_type = leaf.create_type;
+  return info;
+}
+
+Result<void> VmdkDisk::check_range(uint64_t sector, uint64_t count) const {
+  uint64_t cap = links_[0]->capacity;
+  if (sector > cap || count > cap - sector) {
+    return fail(VIX_E_DISK_OUTOFRANGE, links_[0]->path + ": sectors " + std::to_string(sector) +
+                                           "+" + std::to_string(count) +
+                                           " lie beyond the capacity of " + std::to_string(cap));
+  }
+  return ok();
+}
+
+Result<void> VmdkDisk::check_parent(size_t li) {
+  Link& child = *links_[li];
+  if (child.parent_checked.load(std::memory_order_acquire)) return ok();
+  Link& parent = *links_[li + 1];
+  // qemu re-reads the parent's CID lazily, when parent data is first needed (§7).
+  VIX_ASSIGN_OR_RETURN(std::string text, parent.read_descriptor_text());
+  VIX_ASSIGN_OR_RETURN(Descriptor pd, Descriptor::parse(text, parent.path));
+  if (pd.cid != child.desc.parent_cid) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, ": parentCID %08x does not match CID %08x of parent ",
+                  child.desc.parent_cid, pd.cid);
+    return fail(VIX_E_DISK_CID_MISMATCH, child.path + buf + parent.path);
+  }
+  child.parent_checked.store(true, std::memory_order_release);
+  return ok();
+}
+
+Result<void> VmdkDisk::read(uint64_t sector, uint64_t count, uint8_t* buf) {
+  VIX_TRY(check_range(sector, count));
+  std::shared_lock lock(mu_);
+  return read_link(0, sector, count, buf);
+}
+
+Result<void> VmdkDisk::read_link(size_t li, uint64_t sector, uint64_t count, uint8_t* buf) {
+  Link& link = *links_[li];
+  // A parent shorter than its child reads as zeros past its end.
+  if (sector >= link.capacity) {
+    std::memset(buf, 0, count * 512);
+    return ok();
+  }
+  if (count > link.capacity - sector) {
+    uint64_t keep = link.capacity - sector;
+    std::memset(buf + keep * 512, 0, (count - keep) * 512);
+    count = keep;
+  }
+  std::vector<Run> runs;
+  size_t ei = extent_index(link, sector);
+  while (count > 0 && ei < link.extents.size()) {
+    Extent& ext = *link.extents[ei];
+    uint64_t rel = sector - link.starts[ei];
+    uint64_t n = std::min(count, ext.sectors() - rel);
+    runs.clear();
+    VIX_TRY(ext.map(rel, n, runs));
+    for (const Run& run : runs) {
+      uint8_t* p = buf + (run.sector - rel) * 512;
+      switch (run.kind) {
+        case RunKind::kData:
+        case RunKind::kCompressed:
+          VIX_TRY(ext.read_run(run, p));
+          break;
+        case RunKind::kZero:
+          std::memset(p, 0, run.count * 512);
+          break;
+        case RunKind::kHole:
+          if (li + 1 < links_.size()) {
+            VIX_TRY(check_parent(li));
+            VIX_TRY(read_link(li + 1, link.starts[ei] + run.sector, run.count, p));
+          } else {
+            std::memset(p, 0, run.count * 512);
+          }
+          break;
+      }
+    }
+    sector += n, count -= n, buf += n * 512;
+    ++ei;
+  }
+  return ok();
+}
+
+Result<void> VmdkDisk::rewrite_cid_once() {
+  if (cid_rewritten_) return ok();
+  Link& leaf = *links_[0];
+  VIX_ASSIGN_OR_RETURN(std::string text, leaf.read_descriptor_text());
+  uint32_t cid = new_content_id();
+  VIX_ASSIGN_OR_RETURN(std::string updated, rewrite_cid(text, cid, leaf.path));
+  VIX_TRY(leaf.write_descriptor_text(updated));
+  leaf.desc.cid = cid;
+  cid_rewritten_ = true;
+  return ok();
+}
+
+Result<void> VmdkDisk::write(uint64_t sector, uint64_t count, const uint8_t* buf) {
+  if (read_only_) return fail(VIX_E_FILE_READ_ONLY, links_[0]->path + ": disk opened read-only");
+  VIX_TRY(check_range(sector, count));
+  std::unique_lock lock(mu_);
+  Link& leaf = *links_[0];
+  const bool has_parent = links_.size() > 1;
+  // Dry run: refuse or fail on a stale parent before a single byte is written.
+  for (size_t ei = extent_index(leaf, sector);
+       ei < leaf.extents.size() && leaf.starts[ei] < sector + count; ++ei) {
+    uint64_t s = std::max(sector, leaf.starts[ei]);
+    uint64_t e = std::min(sector + count, leaf.starts[ei + 1]);
+    if (s >= e) continue;
+    Extent& ext = *leaf.extents[ei];
+    if (std::string why = ext.write_refusal(); !why.empty()) return fail(VIX_E_NOT_SUPPORTED, why);
+    VIX_ASSIGN_OR_RETURN(bool needs, ext.write_needs_below(s - leaf.starts[ei], e - s));
+    if (needs && has_parent) VIX_TRY(check_parent(0));
+  }
+  size_t ei = extent_index(leaf, sector);
+  while (count > 0 && ei < leaf.extents.size()) {
+    Extent& ext = *leaf.extents[ei];
+    uint64_t base = leaf.starts[ei];
+    uint64_t rel = sector - base;
+    uint64_t n = std::min(count, ext.sectors() - rel);
+    BelowReader below = [&](uint64_t s, uint64_t c, uint8_t* dst) -> Result<void> {
+      if (!has_parent) {
+        std::memset(dst, 0, c * 512);
+        return ok();
+      }
+      VIX_TRY(check_parent(0));
+      return read_link(1, base + s, c, dst);
+    };
+    if (n > 0) VIX_TRY(ext.write(rel, n, buf, below));
+    sector += n, count -= n, buf += n * 512;
+    ++ei;
+    VIX_TRY(rewrite_cid_once());
+  }
+  return ok();
+}
+
+Result<void> VmdkDisk::flush() {
+  if (read_only_) return ok();
+  std::shared_lock lock(mu_);
+  for (auto& ext : links_[0]->extents) VIX_TRY(ext->flush());
+  return ok();
+}
+
+Result<std::vector<SectorExtent>> VmdkDisk::allocated(uint64_t sector, uint64_t count) {
+  VIX_TRY(check_range(sector, count));
+  std::shared_lock lock(mu_);
+  std::vector<SectorExtent> out;
+  VIX_TRY(alloc_link(0, sector, count, out));
+  return out;
+}
+
+Result<void> VmdkDisk::alloc_link(size_t li, uint64_t sector, uint64_t count,
+                                  std::vector<SectorExtent>& out) {
+  Link& link = *links_[li];
+  if (sector >= link.capacity) return ok();
+  count = std::min(count, link.capacity - sector);
+  std::vector<Run> runs;
+  size_t ei = extent_index(link, sector);
+  while (count > 0 && ei < link.extents.size()) {
+    Extent& ext = *link.extents[ei];
+    uint64_t rel = sector - link.starts[ei];
+    uint64_t n = std::min(count, ext.sectors() - rel);
+    runs.clear();
+    VIX_TRY(ext.map(rel, n, runs));
+    for (const Run& run : runs) {
+      uint64_t abs = link.starts[ei] + run.sector;
+      if (run.kind == RunKind::kData || run.kind == RunKind::kCompressed) {
+        if (!out.empty() && out.back().start + out.back().count == abs)
+          out.back().count += run.count;
+        else
+          out.push_back(SectorExtent{abs, run.count});
+      } else if (run.kind == RunKind::kHole && li + 1 < links_.size()) {
+        VIX_TRY(alloc_link(li + 1, abs, run.count, out));
+      }
+    }
+    sector += n, count -= n;
+    ++ei;
+  }
+  return ok();
+}
+
+Result<std::map<std::string, std::string>> VmdkDisk::metadata() {
+  std::shared_lock lock(mu_);
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : links_[0]->desc.ddb) out[k] = v;
+  return out;
+}
+
+Result<void> VmdkDisk::write_metadata(const std::string& key, const std::string& value) {
+  if (read_only_) return fail(VIX_E_FILE_READ_ONLY, links_[0]->path + ": disk opened read-only");
+  std::unique_lock lock(mu_);
+  Link& leaf = *links_[0];
+  VIX_ASSIGN_OR_RETURN(std::string text, leaf.read_descriptor_text());
+  VIX_ASSIGN_OR_RETURN(std::string updated, set_ddb_value(text, key, value, leaf.path));
+  VIX_ASSIGN_OR_RETURN(Descriptor parsed, Descriptor::parse(updated, leaf.path));
+  VIX_TRY(leaf.write_descriptor_text(updated));
+  leaf.desc.ddb = std::move(parsed.ddb);
+  return ok();
+}
+
+}  // namespace vix::vmdk
