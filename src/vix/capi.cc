@@ -75,7 +75,7 @@ VixError report(const char* fn, const vix::Result<void>& r) {
 }
 
 VixError not_initialized(const char* fn) {
-  return report(fn, fail(VIX_E_DISK_NOINIT, "library not initialized (call VixDiskLib_InitEx)"));
+  return report(fn, fail(VIX_E_DISK_NOINIT, "library not initialized"));
 }
 
 // Runs body (returning VixError) with every exception turned into an error code.

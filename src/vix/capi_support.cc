@@ -2,7 +2,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 
 #include "common/byte_source.h"
 #include "vmdk/descriptor.h"

@@ -81,7 +81,8 @@ class Disk {
   // Queues the I/O on the library's workers; done is called exactly once, from any thread.
   Result<void> read_async(uint64_t sector, uint64_t count, uint8_t* buf, CompletionFn done);
   Result<void> write_async(uint64_t sector, uint64_t count, const uint8_t* buf, CompletionFn done);
-  // Returns once every callback of this disk's async I/O has returned.
+  // Returns once every callback of this disk's async I/O has returned. Must not be called from
+  // one of this disk's own callbacks (it would wait for itself).
   void wait();
 
   // VixDiskLib_QueryAllocatedBlocks semantics: chunk-granular, sorted, inside the range.

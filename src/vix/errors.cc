@@ -70,9 +70,7 @@ constexpr ErrorEntry kErrors[] = {
     {VIX_E_HOST_NBD_HASHFILE_VOLUME, "The volume for the NBD hash file could not be found."},
     {VIX_E_HOST_NBD_HASHFILE_INIT, "Failed to initialize the NBD hash file."},
     {VIX_E_DISK_INVAL, "One of the parameters supplied is invalid, or the disk is corrupted."},
-    {VIX_E_DISK_NOINIT,
-     "Disk library not initialized: library not initialized, call "
-     "VixDiskLib_InitEx first."},
+    {VIX_E_DISK_NOINIT, "Disk library not initialized (call VixDiskLib_InitEx first)."},
     {VIX_E_DISK_NOIO, "The called function requires the virtual disk to be opened for I/O."},
     {VIX_E_DISK_PARTIALCHAIN,
      "The called function cannot be performed on partial chains. Open the parent virtual disk."},

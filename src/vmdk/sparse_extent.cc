@@ -120,8 +120,31 @@ Result<void> SparseExtent::init() {
     VIX_TRY(load_directory(h_.gd_offset, "gdOffset", gd_));
     if (src_->writable() && (h_.flags & SparseHeader::kFlagRgd) && h_.rgd_offset != 0)
       VIX_TRY(load_directory(h_.rgd_offset, "rgdOffset", rgd_));
+    VIX_TRY(check_table_overlap());
   }
   next_sector_ = div_up(size, grain_bytes_) * h_.grain_size;
+  return ok();
+}
+
+// Grain tables shared by several GD entries (or overlapping each other or the GD) would let a
+// small file describe an enormous allocated disk and make writes through one entry show up under
+// another; no writer produces them.
+Result<void> SparseExtent::check_table_overlap() const {
+  std::vector<uint32_t> tables;
+  tables.reserve(gd_.size());
+  for (uint32_t e : gd_)
+    if (e != 0) tables.push_back(e);
+  std::sort(tables.begin(), tables.end());
+  uint64_t gd_sectors = div_up(gd_.size() * 4, 512);
+  for (size_t i = 0; i < tables.size(); ++i) {
+    uint64_t t = tables[i];
+    if (i + 1 < tables.size() && tables[i + 1] - t < gt_sectors_)
+      return corrupt("grain directory entries share or overlap the grain table at sector " +
+                     std::to_string(t));
+    if (t < h_.gd_offset + gd_sectors && h_.gd_offset < t + gt_sectors_)
+      return corrupt("grain table at sector " + std::to_string(t) +
+                     " overlaps the grain directory");
+  }
   return ok();
 }
 
@@ -367,12 +390,14 @@ Result<void> SparseExtent::write(uint64_t sector, uint64_t count, const uint8_t*
     return fail(VIX_E_DISK_OUTOFRANGE, src_->name() + ": write beyond the extent's capacity");
   const bool zero_flag = h_.flags & SparseHeader::kFlagZeroGrain;
   std::vector<uint8_t> grain_buf;
+  bool allocated = false;
   while (count > 0) {
     uint64_t gdi = sector / gt_cover_;
     if (gdi >= gd_.size()) return corrupt("sector beyond the grain directory");
     std::shared_ptr<Table> gt;
     if (gd_[gdi] == 0) {
       VIX_ASSIGN_OR_RETURN(gt, allocate_grain_table(gdi));
+      allocated = true;
     } else {
       VIX_ASSIGN_OR_RETURN(gt, grain_table(gdi));
     }
@@ -397,6 +422,7 @@ Result<void> SparseExtent::write(uint64_t sector, uint64_t count, const uint8_t*
         VIX_TRY(below(grain_start + tail, live_end - tail, grain_buf.data() + tail * 512));
       std::memcpy(grain_buf.data() + in_grain * 512, buf, n * 512);
       uint64_t new_sec = next_sector_;
+      allocated = true;
       // Data first, then the primary GTE, then the redundant one: a crash leaks at most a grain.
       VIX_TRY(src_->pwrite(grain_buf.data(), grain_buf.size(), new_sec * 512));
       next_sector_ += h_.grain_size;
@@ -415,6 +441,8 @@ Result<void> SparseExtent::write(uint64_t sector, uint64_t count, const uint8_t*
     }
     sector += n, count -= n, buf += n * 512;
   }
+  // New grains and tables are durable before the caller rewrites the CID (qemu's order).
+  if (allocated) VIX_TRY(src_->flush());
   return ok();
 }
 

@@ -71,6 +71,7 @@ class SparseExtent final : public Extent {
   explicit SparseExtent(std::unique_ptr<ByteSource> src) : src_(std::move(src)) {}
   Result<void> init();
   Result<void> load_directory(uint64_t offset, const char* what, std::vector<uint32_t>& out);
+  Result<void> check_table_overlap() const;
   Result<std::shared_ptr<Table>> grain_table(uint64_t gd_index);
   Result<std::shared_ptr<Table>> allocate_grain_table(uint64_t gd_index);
   Result<void> check_gte(uint32_t gte, uint64_t grain) const;

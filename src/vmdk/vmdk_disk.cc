@@ -9,6 +9,8 @@ namespace vix::vmdk {
 namespace {
 
 constexpr uint64_t kMaxDescriptorBytes = 1 << 20;
+// 64 MiB of answer; a more fragmented range has to be asked for in pieces.
+constexpr size_t kMaxAllocatedExtents = size_t{4} << 20;
 
 uint32_t parse_u32(const std::string& s) {
   uint64_t v = 0;
@@ -244,10 +246,15 @@ Result<void> VmdkDisk::alloc_link(size_t li, uint64_t sector, uint64_t count,
     for (const Run& run : runs) {
       uint64_t abs = link.starts[ei] + run.sector;
       if (run.kind == RunKind::kData || run.kind == RunKind::kCompressed) {
-        if (!out.empty() && out.back().start + out.back().count == abs)
+        if (!out.empty() && out.back().start + out.back().count == abs) {
           out.back().count += run.count;
-        else
+        } else {
+          if (out.size() >= kMaxAllocatedExtents)
+            return fail(VIX_E_INVALID_ARG, link.path + ": more than " +
+                                               std::to_string(kMaxAllocatedExtents) +
+                                               " allocated extents; query a smaller range");
           out.push_back(SectorExtent{abs, run.count});
+        }
       } else if (run.kind == RunKind::kHole && li + 1 < links_.size()) {
         VIX_TRY(alloc_link(li + 1, abs, run.count, out));
       }

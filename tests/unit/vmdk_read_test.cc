@@ -48,12 +48,18 @@ void check_subformat(const std::string& subformat, uint64_t size, uint32_t seed)
 
 }  // namespace
 
-TEST(VmdkRead, MonolithicSparse) { check_subformat("monolithicSparse", 48 * kMiB + 1024, 1); }
-TEST(VmdkRead, MonolithicFlat) { check_subformat("monolithicFlat", 20 * kMiB, 2); }
+TEST(VmdkRead, MonolithicSparse) {
+  check_subformat("monolithicSparse", 48 * kMiB + 1024, 1);
+}
+TEST(VmdkRead, MonolithicFlat) {
+  check_subformat("monolithicFlat", 20 * kMiB, 2);
+}
 TEST(VmdkRead, TwoGbMaxExtentSparseSmall) {
   check_subformat("twoGbMaxExtentSparse", 30 * kMiB, 3);
 }
-TEST(VmdkRead, TwoGbMaxExtentFlatSmall) { check_subformat("twoGbMaxExtentFlat", 30 * kMiB, 4); }
+TEST(VmdkRead, TwoGbMaxExtentFlatSmall) {
+  check_subformat("twoGbMaxExtentFlat", 30 * kMiB, 4);
+}
 
 // Extent boundaries at 2 GiB and 4 GiB: windows around them, compared with a raw conversion.
 TEST(VmdkRead, TwoGbMaxExtentAcrossBoundaries) {
@@ -120,7 +126,9 @@ TEST(VmdkRead, StreamOptimizedGdAtEnd) {
   // Rebuild as GD_AT_END: copy GD/GTs to the end behind markers, then footer and EOS.
   auto f = vixtest::read_file(img);
   f.resize((f.size() + 511) / 512 * 512, 0);
-  auto le32 = [&](size_t o) { return f[o] | f[o + 1] << 8 | f[o + 2] << 16 | uint32_t(f[o + 3]) << 24; };
+  auto le32 = [&](size_t o) {
+    return f[o] | f[o + 1] << 8 | f[o + 2] << 16 | uint32_t(f[o + 3]) << 24;
+  };
   auto put64 = [](std::vector<uint8_t>& v, size_t o, uint64_t x) {
     for (int i = 0; i < 8; ++i) v[o + i] = uint8_t(x >> (8 * i));
   };
@@ -237,7 +245,9 @@ TEST_F(VmdkChain, SingleLinkReadsOnlyTheLeaf) {
   std::string raw = dir.file("single.raw");
   run_ok("qemu-img convert -O raw " +
          sh_quote("json:{\"driver\":\"vmdk\",\"backing\":null,\"file\":{\"driver\":\"file\","
-                  "\"filename\":\"" + leaf + "\"}}") + " " + sh_quote(raw));
+                  "\"filename\":\"" +
+                  leaf + "\"}}") +
+         " " + sh_quote(raw));
   auto want = vixtest::read_file(raw);
   expect_same(got, want, "single link");
   auto alloc = disk->allocated(0, disk->capacity_sectors());
@@ -308,10 +318,12 @@ TEST(VmdkRead, ParentLoopIsAnError) {
   run_ok("qemu-img create -q -f vmdk " + sh_quote(a) + " 1M");
   run_ok("qemu-img create -q -f vmdk -b a.vmdk -F vmdk " + sh_quote(b));
   // Make a's descriptor name b as its parent: a is its own ancestor.
-  run_ok("qemu-img create -q -f vmdk -o subformat=monolithicFlat " + sh_quote(dir.file("c.vmdk")) + " 1M");
-  std::string desc = "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=87654321\n"
-                     "createType=\"monolithicFlat\"\nparentFileNameHint=\"c.vmdk\"\n"
-                     "# Extent description\nRW 2048 FLAT \"c-flat.vmdk\" 0\n";
+  run_ok("qemu-img create -q -f vmdk -o subformat=monolithicFlat " + sh_quote(dir.file("c.vmdk")) +
+         " 1M");
+  std::string desc =
+      "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=87654321\n"
+      "createType=\"monolithicFlat\"\nparentFileNameHint=\"c.vmdk\"\n"
+      "# Extent description\nRW 2048 FLAT \"c-flat.vmdk\" 0\n";
   vixtest::write_file(dir.file("c.vmdk"), desc);
   auto opener = vix::make_local_opener();
   auto r = vix::vmdk::open(*opener, dir.file("c.vmdk"), {});
@@ -325,8 +337,8 @@ TEST(VmdkRead, TwoTiBSparseEnd) {
   std::string img = dir.file("big.vmdk");
   uint64_t size = uint64_t{2} << 40;
   run_ok("qemu-img create -q -f vmdk " + sh_quote(img) + " 2T");
-  std::vector<Pattern> ps{{size - 70000, 70000, 0x5e}, {size / 2 + 12345, 999, 0x21},
-                          {size - 3 * kMiB - 7, 100, 0x33}};
+  std::vector<Pattern> ps{
+      {size - 70000, 70000, 0x5e}, {size / 2 + 12345, 999, 0x21}, {size - 3 * kMiB - 7, 100, 0x33}};
   qemu_write(img, ps);
   auto disk = open_disk(img);
   ASSERT_TRUE(disk);

@@ -111,7 +111,8 @@ class RawOracle {
 
 // qemu-img map --output=json data:true ranges as sector extents, merged and rounded to grains.
 inline std::vector<vix::SectorExtent> qemu_map(const std::string& image, uint64_t grain_sectors) {
-  std::string json = vixtest::run_ok("qemu-img map -f vmdk --output=json " + vixtest::sh_quote(image));
+  std::string json =
+      vixtest::run_ok("qemu-img map -f vmdk --output=json " + vixtest::sh_quote(image));
   std::vector<vix::SectorExtent> out;
   auto num = [&](size_t from, const char* key) -> uint64_t {
     size_t k = json.find(key, from);
