@@ -1,0 +1,254 @@
+// vcsim: govmomi's vCenter simulator (VPX model) on 127.0.0.1 for the tests and the demo.
+// It prints KEY=VALUE lines (URL, thumbprints, datastore folders, VM moRefs) that a shell can
+// source, and removes everything it created on SIGINT/SIGTERM.
+package main
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vmware/govmomi/simulator"
+)
+
+func thumbprint(sum []byte) string {
+	parts := make([]string, len(sum))
+	for i, b := range sum {
+		parts[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(parts, ":")
+}
+
+// A fresh RSA-2048 self-signed certificate: govmomi's built-in one is RSA-1024, which OpenSSL 3
+// at Debian's default security level refuses.
+func generateCert() (tls.Certificate, []byte, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "vcsim", Organization: []string{"vixfs tests"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour * 365),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		DNSNames:              []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	return cert, certPEM, err
+}
+
+func writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+var nonKey = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+func die(format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "vcsim: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func main() {
+	listen := flag.String("l", "127.0.0.1:0", "listen address (host:port); loopback only")
+	useTLS := flag.Bool("tls", true, "serve HTTPS")
+	builtin := flag.Bool("tls-builtin", false, "with -tls, use govmomi's built-in RSA-1024 certificate")
+	certFile := flag.String("tlscert", "", "PEM certificate to serve (with -tlskey)")
+	keyFile := flag.String("tlskey", "", "PEM key to serve (with -tlscert)")
+	certOut := flag.String("cert-out", "", "where to write the server certificate PEM")
+	user := flag.String("user", "", "user:password that Login must match (default: any non-empty pair)")
+	envFile := flag.String("env-file", "", "write the KEY=VALUE lines here once ready")
+	pidFile := flag.String("pid-file", "", "write the PID here")
+	trace := flag.Bool("trace", false, "dump SOAP traffic to stderr")
+	autostart := flag.Bool("autostart", true, "power the model VMs on")
+	standalone := flag.Int("standalone-host", 1, "standalone hosts")
+	clusters := flag.Int("cluster", 1, "clusters")
+	clusterHosts := flag.Int("host", 3, "hosts per cluster")
+	vms := flag.Int("vm", 2, "VMs per host/cluster")
+	dss := flag.Int("ds", 1, "datastores")
+	idle := flag.Duration("session-idle", 0, "expire sessions idle this long (0 = never)")
+	flag.Parse()
+
+	host, _, err := net.SplitHostPort(*listen)
+	if err != nil {
+		die("bad -l %q: %v", *listen, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		die("refusing to listen on non-loopback address %q", host)
+	}
+
+	simulator.Trace = *trace
+	if *idle > 0 {
+		simulator.SessionIdleTimeout = *idle
+	}
+	m := simulator.VPX()
+	m.Autostart = *autostart
+	m.Host = *standalone
+	m.Cluster = *clusters
+	m.ClusterHost = *clusterHosts
+	m.Machine = *vms
+	m.Datastore = *dss
+	if err := m.Create(); err != nil {
+		die("model: %v", err)
+	}
+	defer m.Remove()
+
+	m.Service.Listen = &url.URL{Host: *listen}
+	if *user != "" {
+		parts := strings.SplitN(*user, ":", 2)
+		if len(parts) != 2 {
+			die("-user wants user:password")
+		}
+		m.Service.Listen.User = url.UserPassword(parts[0], parts[1])
+	}
+
+	var certPEM []byte
+	if *useTLS {
+		cfg := new(tls.Config)
+		switch {
+		case *certFile != "" || *keyFile != "":
+			cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+			if err != nil {
+				die("loading -tlscert/-tlskey: %v", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+			certPEM, _ = os.ReadFile(*certFile)
+		case *builtin:
+			// empty Certificates: NewServer falls back to govmomi's LocalhostCert
+		default:
+			cert, pemBytes, err := generateCert()
+			if err != nil {
+				die("generating certificate: %v", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+			certPEM = pemBytes
+		}
+		m.Service.TLS = cfg
+	}
+
+	s := m.Service.NewServer()
+	defer s.Close()
+
+	var lines []string
+	add := func(k, v string) { lines = append(lines, k+"="+v) }
+	u := *s.URL
+	u.User = nil
+	add("VCSIM_URL", u.String())
+	add("VCSIM_SCHEME", u.Scheme)
+	add("VCSIM_HOST", u.Hostname())
+	add("VCSIM_PORT", u.Port())
+
+	if *useTLS {
+		leaf := s.Server.TLS.Certificates
+		var der []byte
+		if len(leaf) > 0 {
+			der = leaf[0].Certificate[0]
+		} else {
+			der = s.Certificate().Raw
+		}
+		s1 := sha1.Sum(der)
+		s256 := sha256.Sum256(der)
+		add("VCSIM_SHA1", thumbprint(s1[:]))
+		add("VCSIM_SHA256", thumbprint(s256[:]))
+		if c, err := x509.ParseCertificate(der); err == nil {
+			spki := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+			add("VCSIM_PINNEDPUBKEY", "sha256//"+base64.StdEncoding.EncodeToString(spki[:]))
+		}
+		if certPEM == nil {
+			certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		}
+		out := *certOut
+		if out == "" {
+			out = fmt.Sprintf("%s/vcsim-cert-%d.pem", os.TempDir(), os.Getpid())
+		}
+		if err := writeAtomic(out, certPEM); err != nil {
+			die("writing %s: %v", out, err)
+		}
+		defer os.Remove(out)
+		add("VCSIM_CERT", out)
+	}
+
+	var dsLines []string
+	for _, e := range simulator.Map.All("Datastore") {
+		ds := e.(*simulator.Datastore)
+		name := nonKey.ReplaceAllString(ds.Name, "_")
+		dir := ds.Info.GetDatastoreInfo().Url
+		dsLines = append(dsLines, "VCSIM_DS_"+name+"="+dir, "VCSIM_DSREF_"+name+"="+ds.Self.Value)
+	}
+	sort.Strings(dsLines)
+	lines = append(lines, dsLines...)
+	var dcs []string
+	for _, e := range simulator.Map.All("Datacenter") {
+		dcs = append(dcs, e.(*simulator.Datacenter).Name)
+	}
+	sort.Strings(dcs)
+	add("VCSIM_DC", strings.Join(dcs, ","))
+	var vmLines []string
+	for _, e := range simulator.Map.All("VirtualMachine") {
+		vm := e.(*simulator.VirtualMachine)
+		vmLines = append(vmLines, "VCSIM_VM_"+nonKey.ReplaceAllString(vm.Name, "_")+"="+vm.Self.Value)
+	}
+	sort.Strings(vmLines)
+	lines = append(lines, vmLines...)
+	var hostLines []string
+	for _, e := range simulator.Map.All("HostSystem") {
+		h := e.(*simulator.HostSystem)
+		hostLines = append(hostLines, "VCSIM_HOSTSYSTEM_"+nonKey.ReplaceAllString(h.Name, "_")+"="+h.Self.Value)
+	}
+	sort.Strings(hostLines)
+	lines = append(lines, hostLines...)
+	add("VCSIM_PID", fmt.Sprint(os.Getpid()))
+	add("VCSIM_READY", "1")
+
+	text := strings.Join(lines, "\n") + "\n"
+	if *pidFile != "" {
+		if err := writeAtomic(*pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid()))); err != nil {
+			die("writing %s: %v", *pidFile, err)
+		}
+		defer os.Remove(*pidFile)
+	}
+	if *envFile != "" {
+		if err := writeAtomic(*envFile, []byte(text)); err != nil {
+			die("writing %s: %v", *envFile, err)
+		}
+		defer os.Remove(*envFile)
+	}
+	fmt.Print(text)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+}
