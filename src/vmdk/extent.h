@@ -50,8 +50,8 @@ class Extent {
   virtual Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf,
                              const BelowReader& below) = 0;
   virtual Result<void> flush() = 0;
-  // Empty when writable; else why not (the error writes get).
-  virtual std::string write_refusal() const { return {}; }
+  // ok() when writable; else the error writes get (VIX_E_FILE_READ_ONLY, VIX_E_NOT_SUPPORTED).
+  virtual Result<void> check_writable() const = 0;
   virtual ByteSource* source() { return nullptr; }
 };
 

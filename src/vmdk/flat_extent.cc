@@ -40,8 +40,7 @@ class FlatExtent final : public Extent {
 
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf,
                      const BelowReader&) override {
-    if (std::string why = write_refusal(); !why.empty())
-      return fail(src_ ? VIX_E_FILE_READ_ONLY : VIX_E_NOT_SUPPORTED, why);
+    VIX_TRY(check_writable());
     if (sector > sectors_ || count > sectors_ - sector)
       return fail(VIX_E_DISK_OUTOFRANGE, name() + ": write beyond the extent");
     VIX_TRY(src_->pwrite(buf, count * 512, (offset_ + sector) * 512));
@@ -50,10 +49,10 @@ class FlatExtent final : public Extent {
 
   Result<void> flush() override { return src_ ? src_->flush() : ok(); }
 
-  std::string write_refusal() const override {
-    if (!src_) return "ZERO extents cannot be written";
-    if (!src_->writable()) return src_->name() + ": opened read-only";
-    return {};
+  Result<void> check_writable() const override {
+    if (!src_) return fail(VIX_E_NOT_SUPPORTED, "ZERO extents cannot be written");
+    if (!src_->writable()) return fail(VIX_E_FILE_READ_ONLY, src_->name() + ": opened read-only");
+    return ok();
   }
 
   ByteSource* source() override { return src_.get(); }

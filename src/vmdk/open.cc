@@ -55,12 +55,6 @@ Result<void> open_extents(SourceOpener& opener, Link& link, bool writable) {
       VIX_TRY(add_extent(link, make_flat_extent(std::move(*src), line.sectors, line.offset)));
       continue;
     }
-    uint8_t magic[4] = {};
-    VIX_ASSIGN_OR_RETURN(size_t got, (*src)->pread(magic, 4, 0));
-    uint32_t m = uint32_t{magic[0]} | uint32_t{magic[1]} << 8 | uint32_t{magic[2]} << 16 |
-                 uint32_t{magic[3]} << 24;
-    if (got == 4 && m == kCowdMagic)
-      return fail(VIX_E_DISK_NOTSUPPORTED, where + ": COWD (ESX sparse) extents are unsupported");
     VIX_ASSIGN_OR_RETURN(auto ext, SparseExtent::open(std::move(*src)));
     VIX_TRY(add_extent(link, std::move(ext)));
   }

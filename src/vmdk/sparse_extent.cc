@@ -68,6 +68,7 @@ Result<void> SparseExtent::init() {
   if (size < 512) return inval("file is shorter than the 512-byte sparse header");
   uint8_t sec[512];
   VIX_TRY(src_->read_exact(sec, sizeof sec, 0, "sparse header"));
+  if (le32(sec) == kCowdMagic) return init_cowd(sec);
   if (le32(sec) != kSparseMagic) return inval("magic is not KDMV");
   h_ = decode_sparse_header(sec);
 
@@ -117,12 +118,41 @@ Result<void> SparseExtent::init() {
     return inval("grain directory of " + std::to_string(entries) + " entries is too big");
   gd_.clear();
   if (entries > 0) {
-    VIX_TRY(load_directory(h_.gd_offset, "gdOffset", gd_));
+    VIX_TRY(load_directory(h_.gd_offset, entries, "gdOffset", gd_));
     if (src_->writable() && (h_.flags & SparseHeader::kFlagRgd) && h_.rgd_offset != 0)
-      VIX_TRY(load_directory(h_.rgd_offset, "rgdOffset", rgd_));
+      VIX_TRY(load_directory(h_.rgd_offset, entries, "rgdOffset", rgd_));
     VIX_TRY(check_table_overlap());
   }
   next_sector_ = div_up(size, grain_bytes_) * h_.grain_size;
+  return ok();
+}
+
+// COWD (ESX sparse, §8): only the first 44 bytes matter, as in qemu; 4096-entry grain tables,
+// no redundant directory, no zeroed grains, no compression.
+Result<void> SparseExtent::init_cowd(const uint8_t* sec) {
+  auto inval = [&](const std::string& what) {
+    return fail(VIX_E_DISK_INVAL, src_->name() + ": COWD " + what);
+  };
+  h_ = SparseHeader{};
+  h_.version = 1;
+  h_.capacity = le32(sec + 12);
+  h_.grain_size = le32(sec + 16);
+  h_.gd_offset = le32(sec + 20);
+  h_.num_gtes = 4096;
+  uint64_t gd_entries = le32(sec + 24);
+  if (h_.grain_size == 0 || h_.grain_size > kMaxGrainSectors)
+    return inval("grainSize " + std::to_string(h_.grain_size) + " is invalid");
+  grain_bytes_ = h_.grain_size * 512;
+  gt_cover_ = h_.grain_size * h_.num_gtes;
+  gt_sectors_ = div_up(uint64_t{h_.num_gtes} * 4, 512);
+  grain_floor_ = 4;  // the 2048-byte header
+  uint64_t entries = std::min(gd_entries, div_up(h_.capacity, gt_cover_));
+  if (h_.gd_offset < grain_floor_ && entries > 0) return inval("gdOffset points into the header");
+  if (entries > 0) {
+    VIX_TRY(load_directory(h_.gd_offset, entries, "gdOffset", gd_));
+    VIX_TRY(check_table_overlap());
+  }
+  next_sector_ = div_up(file_bytes_, grain_bytes_) * h_.grain_size;
   return ok();
 }
 
@@ -148,9 +178,8 @@ Result<void> SparseExtent::check_table_overlap() const {
   return ok();
 }
 
-Result<void> SparseExtent::load_directory(uint64_t offset, const char* what,
+Result<void> SparseExtent::load_directory(uint64_t offset, uint64_t entries, const char* what,
                                           std::vector<uint32_t>& out) {
-  uint64_t entries = div_up(h_.capacity, gt_cover_);
   uint64_t size = file_bytes_;
   if (offset == 0 || offset > kMaxSectors || offset * 512 + entries * 4 > size) {
     return fail(VIX_E_DISK_INVAL, src_->name() + ": " + what + " " + std::to_string(offset) +
@@ -238,6 +267,11 @@ Result<void> SparseExtent::map(uint64_t sector, uint64_t count, std::vector<Run>
     uint64_t n = std::min(count, h_.grain_size - in_grain);
     uint32_t gte = (*gt)[grain % h_.num_gtes];
     if (gte == 0) {
+      // Runs of holes are common (fresh tables): take them in one tight scan.
+      uint64_t gti = grain % h_.num_gtes, end = gti + 1;
+      while (end < h_.num_gtes && (*gt)[end] == 0 && (end - gti) * h_.grain_size - in_grain < count)
+        ++end;
+      n = std::min(count, (end - gti) * h_.grain_size - in_grain);
       append(sector, n, RunKind::kHole, 0);
     } else if (gte == 1 && zero_flag) {
       append(sector, n, RunKind::kZero, 0);
@@ -317,15 +351,20 @@ Result<void> SparseExtent::read_run(const Run& run, uint8_t* buf) {
   return ok();
 }
 
-std::string SparseExtent::write_refusal() const {
-  if (compressed()) return src_->name() + ": streamOptimized (compressed) extents are read-only";
-  if (!src_->writable()) return src_->name() + ": opened read-only";
-  if (h_.version == 3) return src_->name() + ": VMDK version 3 sparse extents are read-only";
+Result<void> SparseExtent::check_writable() const {
+  const std::string& n = src_->name();
+  if (compressed())
+    return fail(VIX_E_NOT_SUPPORTED, n + ": streamOptimized (compressed) extents are read-only");
+  if (!src_->writable()) return fail(VIX_E_FILE_READ_ONLY, n + ": opened read-only");
+  if (h_.version == 3)
+    return fail(VIX_E_NOT_SUPPORTED, n + ": VMDK version 3 sparse extents are read-only");
   if (gd_at_end_)
-    return src_->name() + ": extents with the grain directory at the end are read-only";
+    return fail(VIX_E_NOT_SUPPORTED,
+                n + ": extents with the grain directory at the end are read-only");
   if (h_.grain_size > kMaxWritableGrainSectors)
-    return src_->name() + ": grainSize " + std::to_string(h_.grain_size) + " is too large to write";
-  return {};
+    return fail(VIX_E_NOT_SUPPORTED,
+                n + ": grainSize " + std::to_string(h_.grain_size) + " is too large to write");
+  return ok();
 }
 
 Result<bool> SparseExtent::write_needs_below(uint64_t sector, uint64_t count) {
@@ -384,8 +423,7 @@ Result<std::shared_ptr<SparseExtent::Table>> SparseExtent::allocate_grain_table(
 
 Result<void> SparseExtent::write(uint64_t sector, uint64_t count, const uint8_t* buf,
                                  const BelowReader& below) {
-  if (std::string why = write_refusal(); !why.empty())
-    return fail(src_->writable() ? VIX_E_NOT_SUPPORTED : VIX_E_FILE_READ_ONLY, why);
+  VIX_TRY(check_writable());
   if (sector > h_.capacity || count > h_.capacity - sector)
     return fail(VIX_E_DISK_OUTOFRANGE, src_->name() + ": write beyond the extent's capacity");
   const bool zero_flag = h_.flags & SparseHeader::kFlagZeroGrain;

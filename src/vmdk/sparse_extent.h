@@ -1,5 +1,6 @@
 // Hosted sparse extents (KDMV): monolithicSparse, twoGbMaxExtentSparse pieces, streamOptimized
-// (zlib grains, markers, footer with GD_AT_END) and delta links. See vmdk-format.md §3-§6, §12.
+// (zlib grains, markers, footer with GD_AT_END) and delta links; COWD (ESX sparse) extents use
+// the same machinery with 4096-entry tables. See vmdk-format.md §3-§8, §12.
 #pragma once
 
 #include <atomic>
@@ -62,7 +63,7 @@ class SparseExtent final : public Extent {
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf,
                      const BelowReader& below) override;
   Result<void> flush() override;
-  std::string write_refusal() const override;
+  Result<void> check_writable() const override;
   ByteSource* source() override { return src_.get(); }
 
  private:
@@ -70,7 +71,9 @@ class SparseExtent final : public Extent {
 
   explicit SparseExtent(std::unique_ptr<ByteSource> src) : src_(std::move(src)) {}
   Result<void> init();
-  Result<void> load_directory(uint64_t offset, const char* what, std::vector<uint32_t>& out);
+  Result<void> init_cowd(const uint8_t* sector);
+  Result<void> load_directory(uint64_t offset, uint64_t entries, const char* what,
+                              std::vector<uint32_t>& out);
   Result<void> check_table_overlap() const;
   Result<std::shared_ptr<Table>> grain_table(uint64_t gd_index);
   Result<std::shared_ptr<Table>> allocate_grain_table(uint64_t gd_index);

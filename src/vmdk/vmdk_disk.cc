@@ -189,7 +189,7 @@ Result<void> VmdkDisk::write(uint64_t sector, uint64_t count, const uint8_t* buf
     uint64_t e = std::min(sector + count, leaf.starts[ei + 1]);
     if (s >= e) continue;
     Extent& ext = *leaf.extents[ei];
-    if (std::string why = ext.write_refusal(); !why.empty()) return fail(VIX_E_NOT_SUPPORTED, why);
+    VIX_TRY(ext.check_writable());
     VIX_ASSIGN_OR_RETURN(bool needs, ext.write_needs_below(s - leaf.starts[ei], e - s));
     if (needs && has_parent) VIX_TRY(check_parent(0));
   }

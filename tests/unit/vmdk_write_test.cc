@@ -1,7 +1,9 @@
 // Writes through vmdk::open, checked with qemu-img (bytes via qemu_raw, `qemu-img check`).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
 
 #include "common/byte_source.h"
 #include "unit/vmdk_test_util.h"
@@ -274,4 +276,52 @@ TEST(VmdkWrite, Metadata) {
     auto ro = disk->write_metadata("ddb.x", "y");
     EXPECT_EQ(ro.error().code, static_cast<VixError>(VIX_E_FILE_READ_ONLY));
   }
+}
+
+// Writers (exclusive) and readers (shared) at once on a child: every read sees either the old
+// or the new bytes of a region, and the end result is what the writes say.
+TEST(VmdkWrite, ConcurrentReadersAndWriters) {
+  TempDir dir;
+  std::string base = dir.file("base.vmdk"), child = dir.file("child.vmdk");
+  run_ok("qemu-img create -q -f vmdk " + sh_quote(base) + " 8M");
+  run_ok("qemu-io -f vmdk -c 'write -P 0x10 0 8M' " + sh_quote(base));
+  run_ok("qemu-img create -q -f vmdk -b base.vmdk -F vmdk " + sh_quote(child));
+  auto disk = open_disk(child, false);
+  ASSERT_TRUE(disk);
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  // Writer t owns sectors [t*8192, t*8192+8192) and writes 0x20+t in odd-sized pieces.
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<uint8_t> buf(300 * 512, uint8_t(0x20 + t));
+      for (uint64_t s = t * 8192; s < (t + 1) * 8192u; s += 300) {
+        uint64_t n = std::min<uint64_t>(300, (t + 1) * 8192 - s);
+        if (!disk->write(s, n, buf.data()).ok()) ++bad;
+      }
+    });
+  }
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(7 + t);
+      std::vector<uint8_t> buf;
+      for (int i = 0; i < 400; ++i) {
+        uint64_t n = 1 + rng() % 200, s = rng() % (16384 - n);
+        buf.resize(n * 512);
+        if (!disk->read(s, n, buf.data()).ok()) ++bad;
+        for (uint64_t k = 0; k < buf.size(); ++k) {
+          uint8_t owner = uint8_t(0x20 + (s + k / 512) / 8192);
+          if (buf[k] != 0x10 && buf[k] != owner) {
+            ++bad;
+            break;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  ASSERT_TRUE(disk->flush().ok());
+  disk.reset();
+  run_ok("qemu-io -f vmdk -c 'read -P 0x20 0 4M' -c 'read -P 0x21 4M 4M' " + sh_quote(child));
+  expect_check_clean(child);
 }

@@ -1,0 +1,35 @@
+// A vcsim instance for one test suite: started through scripts/vcsim (built on first use), or the
+// one named by $VIXFS_VCSIM_ENV (an env file written by `scripts/vcsim start`) when a suite needs
+// no special flags. Never skipped silently: when it cannot start, `error` says why and the tests
+// fail with it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace vixtest {
+
+class Simulator {
+ public:
+  // `args` go to the simulator (e.g. "-user u:p"); `share_env` allows using $VIXFS_VCSIM_ENV.
+  static std::unique_ptr<Simulator> start(const std::string& args, bool share_env,
+                                          std::string* error);
+  ~Simulator();
+  Simulator(const Simulator&) = delete;
+  Simulator& operator=(const Simulator&) = delete;
+
+  // A KEY=VALUE line of the simulator's output ("" if absent), e.g. get("VCSIM_URL").
+  std::string get(const std::string& key) const;
+  const std::map<std::string, std::string>& vars() const { return vars_; }
+  // Stops it now (idempotent); later connections are refused.
+  void stop();
+
+ private:
+  Simulator() = default;
+  std::string dir_;       // temp folder holding the env file (ours to remove)
+  std::string env_file_;  // "" when shared
+  std::map<std::string, std::string> vars_;
+};
+
+}  // namespace vixtest
