@@ -17,7 +17,8 @@ constexpr size_t kMaxPages = 100000;
 
 Result<void> check_request_text(std::string_view what, std::string_view s) {
   if (!xml_safe(s)) {
-    return fail(VIX_E_INVALID_ARG, std::string(what) + ": contains control characters XML cannot carry");
+    return fail(VIX_E_INVALID_ARG,
+                std::string(what) + ": contains control characters XML cannot carry");
   }
   return ok();
 }
@@ -57,8 +58,12 @@ Result<std::unique_ptr<Client>> Client::connect(const ConnectOptions& options) {
 Client::Client(std::unique_ptr<Transport> transport) : transport_(std::move(transport)) {}
 Client::~Client() = default;
 
-std::string Client::endpoint() const { return transport_->endpoint(); }
-std::string Client::session_cookie() const { return transport_->cookie(); }
+std::string Client::endpoint() const {
+  return transport_->endpoint();
+}
+std::string Client::session_cookie() const {
+  return transport_->cookie();
+}
 
 std::string Client::soap_action() const {
   std::lock_guard lock(mu_);
@@ -117,9 +122,9 @@ Result<ServiceContent> Client::service_content() {
     std::lock_guard lock(mu_);
     if (sc_) return *sc_;
   }
-  VIX_ASSIGN_OR_RETURN(SoapResponse r, call_once("RetrieveServiceContent",
-                                                 {"ServiceInstance", "ServiceInstance"}, "",
-                                                 nullptr));
+  VIX_ASSIGN_OR_RETURN(
+      SoapResponse r,
+      call_once("RetrieveServiceContent", {"ServiceInstance", "ServiceInstance"}, "", nullptr));
   pugi::xml_node rv = child(r.body, "returnval");
   ServiceContent sc;
   sc.root_folder = child_text(rv, "rootFolder");
@@ -267,7 +272,8 @@ Result<void> Client::retrieve(const std::string& spec_set_xml,
                               const std::function<Result<void>(const ObjectContent&)>& visit) {
   VIX_ASSIGN_OR_RETURN(ServiceContent sc, service_content());
   MoRef pc{"PropertyCollector", sc.property_collector};
-  VIX_ASSIGN_OR_RETURN(SoapResponse r, call("RetrievePropertiesEx", pc, spec_set_xml + "<options/>"));
+  VIX_ASSIGN_OR_RETURN(SoapResponse r,
+                       call("RetrievePropertiesEx", pc, spec_set_xml + "<options/>"));
   for (size_t page = 0;; ++page) {
     pugi::xml_node rv = child(r.body, "returnval");
     std::string token = child_text(rv, "token");
@@ -293,9 +299,8 @@ Result<void> Client::retrieve(const std::string& spec_set_xml,
 Result<std::vector<VirtualDisk>> Client::disks_of(const MoRef& moref) {
   std::vector<VirtualDisk> disks;
   bool seen = false;
-  VIX_TRY(retrieve("<specSet>" + prop_set(moref.type, {"config.hardware.device"}) +
-                       "<objectSet>" + moref_xml("obj", moref.type, moref.value) +
-                       "</objectSet></specSet>",
+  VIX_TRY(retrieve("<specSet>" + prop_set(moref.type, {"config.hardware.device"}) + "<objectSet>" +
+                       moref_xml("obj", moref.type, moref.value) + "</objectSet></specSet>",
                    [&](const ObjectContent& oc) -> Result<void> {
                      seen = true;
                      if (pugi::xml_node val = oc.find("config.hardware.device")) {
@@ -304,7 +309,8 @@ Result<std::vector<VirtualDisk>> Client::disks_of(const MoRef& moref) {
                      return ok();
                    }));
   if (!seen) {
-    return fail(VIX_E_OBJECT_NOT_FOUND, "vSphere: " + moref.type + " " + moref.value + " not found");
+    return fail(VIX_E_OBJECT_NOT_FOUND,
+                "vSphere: " + moref.type + " " + moref.value + " not found");
   }
   return disks;
 }

@@ -8,7 +8,8 @@
 //   FileNotFound / FileFault                -> VIX_E_FILE_NOT_FOUND / VIX_E_FILE_ERROR
 //   InvalidProperty, InvalidRequest, MethodNotFound -> VIX_E_NOT_SUPPORTED
 //   connection refused / name unknown / connection lost or timed out
-//        -> VIX_E_HOST_NETWORK_CONN_REFUSED / VIX_E_HOST_SERVER_NOT_FOUND / VIX_E_HOST_TCP_CONN_LOST
+//        -> VIX_E_HOST_NETWORK_CONN_REFUSED / VIX_E_HOST_SERVER_NOT_FOUND /
+//        VIX_E_HOST_TCP_CONN_LOST
 //   TLS failures, thumbprint mismatch (message shows the presented SHA-1 and SHA-256),
 //   unexpected HTTP status                  -> VIX_E_CANNOT_CONNECT_TO_HOST
 //   malformed / hostile / wrongly typed XML -> VIX_E_INVALID_XML

@@ -102,9 +102,8 @@ Result<Inventory> Client::inventory() {
     RawInventory raw;
     auto got = retrieve(
         "<specSet>" +
-            prop_set("VirtualMachine", {"name", "config.uuid", "runtime.host",
-                                        "runtime.powerState", "snapshot",
-                                        "config.hardware.device"}) +
+            prop_set("VirtualMachine", {"name", "config.uuid", "runtime.host", "runtime.powerState",
+                                        "snapshot", "config.hardware.device"}) +
             prop_set("Datacenter", {"name", "parent", "datastore"}) +
             prop_set("Folder", {"name", "parent"}) + prop_set("Datastore", {"name", "summary"}) +
             prop_set("HostSystem", {"name"}) + view_object_set(view) + "</specSet>",
@@ -123,22 +122,22 @@ Result<Inventory> Client::inventory() {
         Snapshot* s = stack.back();
         stack.pop_back();
         by_moref[s->moref] = s;
-        object_sets += "<objectSet>" + moref_xml("obj", "VirtualMachineSnapshot", s->moref) +
-                       "</objectSet>";
+        object_sets +=
+            "<objectSet>" + moref_xml("obj", "VirtualMachineSnapshot", s->moref) + "</objectSet>";
         for (Snapshot& c : s->children) stack.push_back(&c);
       }
     }
     if (by_moref.empty()) return std::move(raw.inv);
-    auto devs = retrieve(
-        "<specSet>" + prop_set("VirtualMachineSnapshot", {"config.hardware.device"}) +
-            object_sets + "</specSet>",
-        [&](const ObjectContent& oc) -> Result<void> {
-          auto it = by_moref.find(oc.obj.value);
-          pugi::xml_node val = oc.find("config.hardware.device");
-          if (it == by_moref.end() || !val) return ok();
-          VIX_ASSIGN_OR_RETURN(it->second->disks, parse_disks(val));
-          return ok();
-        });
+    auto devs =
+        retrieve("<specSet>" + prop_set("VirtualMachineSnapshot", {"config.hardware.device"}) +
+                     object_sets + "</specSet>",
+                 [&](const ObjectContent& oc) -> Result<void> {
+                   auto it = by_moref.find(oc.obj.value);
+                   pugi::xml_node val = oc.find("config.hardware.device");
+                   if (it == by_moref.end() || !val) return ok();
+                   VIX_ASSIGN_OR_RETURN(it->second->disks, parse_disks(val));
+                   return ok();
+                 });
     if (devs.ok()) return std::move(raw.inv);
     if (devs.error().code != VIX_E_OBJECT_NOT_FOUND || attempt > 0) return std::move(devs).error();
   }

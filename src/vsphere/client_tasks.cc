@@ -35,13 +35,12 @@ Result<TaskOutcome> Client::wait_for_task(const std::string& task,
       return fail(fault_code(fault_type), msg);
     }
     if (state != "queued" && state != "running") {
-      return fail(VIX_E_INVALID_XML, "vSphere task " + task + ": unknown state '" +
-                                         state.substr(0, 64) + "'");
+      return fail(VIX_E_INVALID_XML,
+                  "vSphere task " + task + ": unknown state '" + state.substr(0, 64) + "'");
     }
     if (std::chrono::steady_clock::now() + delay > deadline) {
-      return fail(VIX_E_HOST_TCP_CONN_LOST, "vSphere task " + task + " still " + state +
-                                                " after " + std::to_string(timeout.count()) +
-                                                " ms");
+      return fail(VIX_E_HOST_TCP_CONN_LOST, "vSphere task " + task + " still " + state + " after " +
+                                                std::to_string(timeout.count()) + " ms");
     }
     std::this_thread::sleep_for(delay);
     delay = std::min(delay * 2, std::chrono::milliseconds(1000));
@@ -50,7 +49,8 @@ Result<TaskOutcome> Client::wait_for_task(const std::string& task,
 
 static Result<std::string> task_of(const SoapResponse& r, const std::string& method) {
   std::string task = child_text(r.body, "returnval");
-  if (task.empty()) return fail(VIX_E_INVALID_XML, "vSphere " + method + ": no task in the response");
+  if (task.empty())
+    return fail(VIX_E_INVALID_XML, "vSphere " + method + ": no task in the response");
   return task;
 }
 
@@ -60,12 +60,11 @@ Result<std::string> Client::create_snapshot(const std::string& vm, const std::st
   if (!xml_safe(name) || !xml_safe(description)) {
     return fail(VIX_E_INVALID_ARG, "snapshot name/description: control characters");
   }
-  VIX_ASSIGN_OR_RETURN(
-      SoapResponse r,
-      call("CreateSnapshot_Task", {"VirtualMachine", vm},
-           text_xml("name", name) + text_xml("description", description) + "<memory>" +
-               (memory ? "true" : "false") + "</memory><quiesce>" + (quiesce ? "true" : "false") +
-               "</quiesce>"));
+  VIX_ASSIGN_OR_RETURN(SoapResponse r,
+                       call("CreateSnapshot_Task", {"VirtualMachine", vm},
+                            text_xml("name", name) + text_xml("description", description) +
+                                "<memory>" + (memory ? "true" : "false") + "</memory><quiesce>" +
+                                (quiesce ? "true" : "false") + "</quiesce>"));
   VIX_ASSIGN_OR_RETURN(std::string task, task_of(r, "CreateSnapshot_Task"));
   VIX_ASSIGN_OR_RETURN(TaskOutcome out, wait_for_task(task));
   if (out.result.empty()) {
@@ -77,8 +76,7 @@ Result<std::string> Client::create_snapshot(const std::string& vm, const std::st
 Result<void> Client::remove_snapshot(const std::string& snapshot, bool remove_children) {
   VIX_ASSIGN_OR_RETURN(SoapResponse r,
                        call("RemoveSnapshot_Task", {"VirtualMachineSnapshot", snapshot},
-                            std::string("<removeChildren>") +
-                                (remove_children ? "true" : "false") +
+                            std::string("<removeChildren>") + (remove_children ? "true" : "false") +
                                 "</removeChildren><consolidate>true</consolidate>"));
   VIX_ASSIGN_OR_RETURN(std::string task, task_of(r, "RemoveSnapshot_Task"));
   VIX_TRY(wait_for_task(task));

@@ -22,8 +22,8 @@ Result<std::string> normalize_thumbprint(std::string_view text) {
     hex += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   }
   if (hex.size() != 40 && hex.size() != 64) {
-    return fail(VIX_E_INVALID_ARG, "thumbprint '" + std::string(text) + "': " +
-                                       std::to_string(hex.size() / 2) +
+    return fail(VIX_E_INVALID_ARG, "thumbprint '" + std::string(text) +
+                                       "': " + std::to_string(hex.size() / 2) +
                                        " bytes, expected 20 (SHA-1) or 32 (SHA-256)");
   }
   return hex;
@@ -51,7 +51,8 @@ struct PinCheck {
 };
 
 // Replaces OpenSSL's chain verification: the peer is trusted iff its leaf certificate's digest
-// equals the pinned thumbprint (vSphere's trust model for self-signed hosts; names are not checked).
+// equals the pinned thumbprint (vSphere's trust model for self-signed hosts; names are not
+// checked).
 int pin_verify(X509_STORE_CTX* ctx, void* arg) {
   auto* pin = static_cast<PinCheck*>(arg);
   pin->called = true;
@@ -83,6 +84,8 @@ int pin_verify(X509_STORE_CTX* ctx, void* arg) {
 }
 
 CURLcode ssl_ctx_hook(CURL*, void* ssl_ctx, void* arg) {
+  // No renegotiation: the pin was checked on the one handshake of this connection.
+  SSL_CTX_set_options(static_cast<SSL_CTX*>(ssl_ctx), SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_cert_verify_callback(static_cast<SSL_CTX*>(ssl_ctx), pin_verify, arg);
   return CURLE_OK;
 }
@@ -141,7 +144,9 @@ class CurlTransport final : public Transport {
     std::lock_guard lock(mu_);
     Transfer t;
     t.limit = opts_.max_response_bytes;
-    PinCheck pin;
+    // A member, not a local: a kept-alive connection's SSL_CTX keeps pointing at it.
+    PinCheck& pin = pin_check_;
+    pin = PinCheck{};
     pin.expected = pin_;
     std::string action_header = "SOAPAction: \"" + std::string(soap_action) + "\"";
     curl_slist* headers = nullptr;
@@ -153,7 +158,6 @@ class CurlTransport final : public Transport {
     curl_easy_setopt(h_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     curl_easy_setopt(h_, CURLOPT_WRITEDATA, &t);
     curl_easy_setopt(h_, CURLOPT_HEADERDATA, &t);
-    if (!pin_.empty()) curl_easy_setopt(h_, CURLOPT_SSL_CTX_DATA, &pin);
     std::string cookie_header;
     if (!cookie_.empty()) cookie_header = "vmware_soap_session=" + cookie_;
     curl_easy_setopt(h_, CURLOPT_COOKIE, cookie_header.empty() ? nullptr : cookie_header.c_str());
@@ -163,14 +167,13 @@ class CurlTransport final : public Transport {
     CURLcode rc = curl_easy_perform(h_);
     curl_easy_setopt(h_, CURLOPT_HTTPHEADER, nullptr);
     curl_easy_setopt(h_, CURLOPT_ERRORBUFFER, nullptr);
-    curl_easy_setopt(h_, CURLOPT_SSL_CTX_DATA, nullptr);
     curl_slist_free_all(headers);
 
     if (pin.mismatch) {
       return fail(VIX_E_CANNOT_CONNECT_TO_HOST,
                   host_ + ": TLS certificate thumbprint mismatch: the server presented SHA-1 " +
-                      pin.presented_sha1 + " (SHA-256 " + pin.presented_sha256 +
-                      "), expected " + pin_display_);
+                      pin.presented_sha1 + " (SHA-256 " + pin.presented_sha256 + "), expected " +
+                      pin_display_);
     }
     if (t.too_big || (rc == CURLE_FILESIZE_EXCEEDED)) {
       return fail(VIX_E_FILE_TOO_BIG, host_ + ": SOAP response larger than " +
@@ -204,7 +207,7 @@ class CurlTransport final : public Transport {
     curl_easy_setopt(h_, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h_, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(h_, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h_, CURLOPT_PROTOCOLS_STR, "https,http");
+    curl_easy_setopt(h_, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(h_, CURLOPT_CONNECTTIMEOUT_MS, opts_.connect_timeout_ms);
     curl_easy_setopt(h_, CURLOPT_TIMEOUT_MS, opts_.timeout_ms);
     curl_easy_setopt(h_, CURLOPT_USERAGENT, "vixfs/" VIXFS_VSPHERE_VERSION);
@@ -217,6 +220,7 @@ class CurlTransport final : public Transport {
     if (!pin_.empty()) {
       // The pin replaces chain and name checks (vSphere hosts are usually self-signed).
       curl_easy_setopt(h_, CURLOPT_SSL_VERIFYHOST, 0L);
+      curl_easy_setopt(h_, CURLOPT_SSL_CTX_DATA, &pin_check_);
       if (curl_easy_setopt(h_, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_hook) != CURLE_OK) {
         return fail(VIX_E_NOT_SUPPORTED,
                     "libcurl without OpenSSL: thumbprint verification is unavailable");
@@ -233,14 +237,21 @@ class CurlTransport final : public Transport {
     std::string detail = *errbuf ? errbuf : curl_easy_strerror(rc);
     VixError code = VIX_E_CANNOT_CONNECT_TO_HOST;
     switch (rc) {
-      case CURLE_COULDNT_RESOLVE_HOST: code = VIX_E_HOST_SERVER_NOT_FOUND; break;
-      case CURLE_COULDNT_CONNECT: code = VIX_E_HOST_NETWORK_CONN_REFUSED; break;
+      case CURLE_COULDNT_RESOLVE_HOST:
+        code = VIX_E_HOST_SERVER_NOT_FOUND;
+        break;
+      case CURLE_COULDNT_CONNECT:
+        code = VIX_E_HOST_NETWORK_CONN_REFUSED;
+        break;
       case CURLE_OPERATION_TIMEDOUT:
       case CURLE_SEND_ERROR:
       case CURLE_RECV_ERROR:
       case CURLE_GOT_NOTHING:
-      case CURLE_PARTIAL_FILE: code = VIX_E_HOST_TCP_CONN_LOST; break;
-      default: break;
+      case CURLE_PARTIAL_FILE:
+        code = VIX_E_HOST_TCP_CONN_LOST;
+        break;
+      default:
+        break;
     }
     return fail(code, host_ + ": " + detail);
   }
@@ -251,6 +262,7 @@ class CurlTransport final : public Transport {
   std::string endpoint_;
   std::string host_;
   std::string pin_, pin_display_;
+  PinCheck pin_check_;
   std::string cookie_;
 };
 
@@ -270,8 +282,8 @@ Result<std::unique_ptr<Transport>> make_curl_transport(const ConnectOptions& opt
   if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
   if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_HOST, &h, 0);
   if (uc == CURLUE_OK) uc = curl_url_get(u, CURLUPART_PATH, &path, 0);
-  bool good = uc == CURLUE_OK && (std::string_view(scheme) == "https" ||
-                                   std::string_view(scheme) == "http");
+  // Plain http would send the password in clear: https only.
+  bool good = uc == CURLUE_OK && std::string_view(scheme) == "https";
   if (good) {
     host = h;
     if (std::string_view(path).empty() || std::string_view(path) == "/") {
@@ -287,7 +299,8 @@ Result<std::unique_ptr<Transport>> make_curl_transport(const ConnectOptions& opt
   curl_url_cleanup(u);
   if (!good || endpoint.empty()) {
     return fail(VIX_E_INVALID_HOSTNAME_SPECIFICATION,
-                "server URL '" + options.url + "': expected https://HOST[:PORT][/sdk]");
+                "server URL '" + options.url +
+                    "': expected https://HOST[:PORT][/sdk] (plain http is refused)");
   }
   CURL* handle = curl_easy_init();
   if (!handle) return fail(VIX_E_OUT_OF_MEMORY, "curl_easy_init failed");

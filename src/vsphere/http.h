@@ -19,6 +19,7 @@ struct HttpReply {
 
 struct ConnectOptions {
   // https://host[:port] or https://host[:port]/sdk; "/sdk" is added when the path is empty.
+  // Plain http is refused.
   std::string url;
   // Trust: a thumbprint of the server's leaf certificate (SHA-1 as vSphere prints it, or SHA-256;
   // hex, colons optional, any case), else a CA bundle file, else the system CA store. Never off.

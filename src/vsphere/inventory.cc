@@ -72,9 +72,8 @@ static std::string percent_encode(const std::string& s, bool keep_slash) {
   static const char kHex[] = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                      (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == '~' ||
-                      (keep_slash && c == '/');
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/');
     if (unreserved) {
       out += static_cast<char>(c);
     } else {

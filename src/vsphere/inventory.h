@@ -30,7 +30,7 @@ struct VirtualDisk {
   std::string controller_kind;  // scsi, ide, sata, nvme, or "" when the controller is unknown
   int32_t bus = -1;
   int32_t unit = -1;
-  uint64_t capacity_bytes = 0;  // capacityInBytes, else capacityInKB * 1024
+  uint64_t capacity_bytes = 0;     // capacityInBytes, else capacityInKB * 1024
   std::vector<DiskBacking> chain;  // chain[0] is the disk's own backing
   const std::string& file_name() const;
   // "scsi0-0" style name (kind + bus + "-" + unit); "disk<key>" when the controller is unknown.
@@ -41,7 +41,7 @@ struct Snapshot {
   std::string moref;
   std::string name;
   std::string description;
-  std::string create_time;  // as the server wrote it (xsd:dateTime)
+  std::string create_time;     // as the server wrote it (xsd:dateTime)
   int64_t create_time_ns = 0;  // parsed, UTC nanoseconds since the epoch
   bool quiesced = false;
   int64_t id = 0;
@@ -52,10 +52,10 @@ struct Snapshot {
 struct VirtualMachine {
   std::string moref;
   std::string name;
-  std::string uuid;         // config.uuid (BIOS UUID)
-  std::string host;         // runtime.host moRef value
-  std::string power_state;  // poweredOn, poweredOff, suspended
-  std::string current_snapshot;  // "" when none
+  std::string uuid;                 // config.uuid (BIOS UUID)
+  std::string host;                 // runtime.host moRef value
+  std::string power_state;          // poweredOn, poweredOff, suspended
+  std::string current_snapshot;     // "" when none
   std::vector<Snapshot> snapshots;  // root snapshots
   std::vector<VirtualDisk> disks;   // the VM's current devices
 };
@@ -63,7 +63,7 @@ struct VirtualMachine {
 struct Datastore {
   std::string moref;
   std::string name;
-  std::string url;  // summary.url: ds:///vmfs/volumes/..., or a local folder on vcsim
+  std::string url;         // summary.url: ds:///vmfs/volumes/..., or a local folder on vcsim
   std::string datacenter;  // moRef of the datacenter that lists it ("" if none does)
 };
 
@@ -100,8 +100,9 @@ struct DatastorePath {
 };
 std::optional<DatastorePath> parse_datastore_path(const std::string& text);
 
-// The datastore file URL of the https transport: <scheme>://<host:port>/folder/<path>?dcPath=&dsName=
-// with path segments and query values percent-encoded. `endpoint` is the SOAP URL (…/sdk).
+// The datastore file URL of the https transport:
+// <scheme>://<host:port>/folder/<path>?dcPath=&dsName= with path segments and query values
+// percent-encoded. `endpoint` is the SOAP URL (…/sdk).
 std::string datastore_file_url(const std::string& endpoint, const std::string& dc_path,
                                const std::string& ds_name, const std::string& path);
 

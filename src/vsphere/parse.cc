@@ -33,8 +33,8 @@ Result<void> parse_snapshot_list(const pugi::xml_node& parent, std::string_view 
   for (pugi::xml_node n = parent.first_child(); n; n = n.next_sibling()) {
     if (n.type() != pugi::node_element || local_name(n) != list_name) continue;
     if (++walk.count > kMaxSnapshots) {
-      return fail(VIX_E_INVALID_XML, "vSphere response: more than " +
-                                         std::to_string(kMaxSnapshots) + " snapshots");
+      return fail(VIX_E_INVALID_XML,
+                  "vSphere response: more than " + std::to_string(kMaxSnapshots) + " snapshots");
     }
     Snapshot s;
     s.moref = child_text(n, "snapshot");
@@ -115,7 +115,8 @@ Result<std::vector<VirtualDisk>> parse_disks(const pugi::xml_node& val) {
     }
     if (pugi::xml_node b = child(d, "capacityInBytes")) {
       VIX_ASSIGN_OR_RETURN(int64_t v, parse_int(b.child_value(), where + " capacityInBytes"));
-      if (v < 0) return fail(VIX_E_INVALID_XML, "vSphere response: " + where + " capacityInBytes < 0");
+      if (v < 0)
+        return fail(VIX_E_INVALID_XML, "vSphere response: " + where + " capacityInBytes < 0");
       disk.capacity_bytes = static_cast<uint64_t>(v);
     }
     if (pugi::xml_node kb = child(d, "capacityInKB"); kb && disk.capacity_bytes == 0) {
@@ -128,7 +129,8 @@ Result<std::vector<VirtualDisk>> parse_disks(const pugi::xml_node& val) {
     pugi::xml_node b = child(d, "backing");
     for (int depth = 0; b; ++depth, b = child(b, "parent")) {
       if (depth >= kMaxBackingChain) {
-        return fail(VIX_E_INVALID_XML, "vSphere response: " + where + " backing chain longer than " +
+        return fail(VIX_E_INVALID_XML, "vSphere response: " + where +
+                                           " backing chain longer than " +
                                            std::to_string(kMaxBackingChain));
       }
       DiskBacking link;

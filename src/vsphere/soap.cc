@@ -69,9 +69,8 @@ static SoapFault read_fault(const pugi::xml_node& fault) {
   SoapFault f;
   f.faultstring = child_text(fault, "faultstring");
   pugi::xml_node detail = child(fault, "detail");
-  pugi::xml_node first = detail.find_child([](const pugi::xml_node& n) {
-    return n.type() == pugi::node_element;
-  });
+  pugi::xml_node first =
+      detail.find_child([](const pugi::xml_node& n) { return n.type() == pugi::node_element; });
   if (first) {
     f.type = xsi_type(first);
     if (f.type.empty()) {
@@ -98,9 +97,8 @@ Result<SoapResponse> parse_response(std::string_view method, const HttpReply& re
   VIX_TRY(parse_document(*r.doc, reply.body, what));
   pugi::xml_node body = soap_body(*r.doc);
   if (!body) return fail(VIX_E_INVALID_XML, what + ": response is not a SOAP envelope");
-  pugi::xml_node first = body.find_child([](const pugi::xml_node& n) {
-    return n.type() == pugi::node_element;
-  });
+  pugi::xml_node first =
+      body.find_child([](const pugi::xml_node& n) { return n.type() == pugi::node_element; });
   if (first && local_name(first) == "Fault") {
     SoapFault f = read_fault(first);
     if (fault_out) *fault_out = f;

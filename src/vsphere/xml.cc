@@ -10,12 +10,23 @@ std::string xml_escape(std::string_view s) {
   out.reserve(s.size() + 16);
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -61,13 +72,13 @@ Result<void> parse_document(pugi::xml_document& doc, const std::string& body,
                             std::string_view what) {
   // No parse_doctype processing happens beyond skipping, and pugixml never expands custom
   // entities, so entity-expansion bombs stay their literal size.
-  pugi::xml_parse_result r = doc.load_buffer(body.data(), body.size(),
-                                             pugi::parse_default & ~pugi::parse_wconv_attribute,
-                                             pugi::encoding_utf8);
+  pugi::xml_parse_result r =
+      doc.load_buffer(body.data(), body.size(), pugi::parse_default & ~pugi::parse_wconv_attribute,
+                      pugi::encoding_utf8);
   if (!r) {
     return fail(VIX_E_INVALID_XML, std::string(what) + ": malformed XML response (" +
-                                       r.description() + " at offset " +
-                                       std::to_string(r.offset) + ")");
+                                       r.description() + " at offset " + std::to_string(r.offset) +
+                                       ")");
   }
   return ok();
 }
@@ -81,8 +92,8 @@ static std::string_view trim(std::string_view s) {
 static Error bad_value(std::string_view field, std::string_view text, const char* kind) {
   std::string shown(text.substr(0, 64));
   if (text.size() > 64) shown += "...";
-  return fail(VIX_E_INVALID_XML, "vSphere response: " + std::string(field) + " '" + shown +
-                                     "' is not " + kind);
+  return fail(VIX_E_INVALID_XML,
+              "vSphere response: " + std::string(field) + " '" + shown + "' is not " + kind);
 }
 
 Result<int64_t> parse_int(std::string_view text, std::string_view field) {

@@ -27,12 +27,14 @@ pugi::xml_node child(const pugi::xml_node& n, std::string_view name);
 // Text of the first child element named `name` ("" if absent).
 std::string child_text(const pugi::xml_node& n, std::string_view name);
 // The polymorphic type of n: the value of the attribute whose name ends in ":type"
-// (xsi:type or XMLSchema-instance:type), without any prefix on the value ("xsd:string" -> "string").
+// (xsi:type or XMLSchema-instance:type), without any prefix on the value ("xsd:string" ->
+// "string").
 std::string xsi_type(const pugi::xml_node& n);
 
 // Parses a response body. pugixml's parser is iterative, so depth is no danger to the stack; the
 // caller bounds the size before this is called.
-Result<void> parse_document(pugi::xml_document& doc, const std::string& body, std::string_view what);
+Result<void> parse_document(pugi::xml_document& doc, const std::string& body,
+                            std::string_view what);
 
 // Strict number parsing: the whole text (after trimming whitespace) must be the number.
 Result<int64_t> parse_int(std::string_view text, std::string_view field);

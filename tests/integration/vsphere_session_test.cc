@@ -230,4 +230,22 @@ TEST_F(VsphereSession, ResponseOverTheLimitIsRefused) {
   EXPECT_EQ(inv.error().code, VIX_E_FILE_TOO_BIG) << inv.error().message;
 }
 
+TEST_F(VsphereSession, PowerOffTaskAndItsFault) {
+  // In this suite because it changes the model: the inventory suite may share a simulator.
+  auto c = client();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(c->login("u", "p").ok());
+  std::string vm = sim_->get("VCSIM_VM_DC0_C0_RP0_VM1");
+  ASSERT_TRUE(c->power_off(vm).ok());
+  auto inv = c->inventory();
+  ASSERT_TRUE(inv.ok());
+  EXPECT_EQ(inv->find_vm(vm)->power_state, "poweredOff");
+  // Powering off twice is an InvalidPowerState task error.
+  auto again = c->power_off(vm);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.error().message.find("InvalidPowerState"), std::string::npos)
+      << again.error().message;
+  EXPECT_TRUE(c->logout().ok());
+}
+
 }  // namespace

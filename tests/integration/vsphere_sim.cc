@@ -3,8 +3,8 @@
 #include <stdlib.h>
 
 #include <filesystem>
-#include <vector>
 #include <fstream>
+#include <vector>
 
 #include "support/fixtures.h"
 
@@ -54,8 +54,7 @@ std::unique_ptr<Simulator> Simulator::start(const std::string& args, bool share_
 
 void Simulator::stop() {
   if (env_file_.empty()) return;
-  run(sh_quote(std::string(VIXFS_SOURCE_DIR) + "/scripts/vcsim") + " stop " +
-      sh_quote(env_file_));
+  run(sh_quote(std::string(VIXFS_SOURCE_DIR) + "/scripts/vcsim") + " stop " + sh_quote(env_file_));
   env_file_.clear();
 }
 

@@ -49,14 +49,14 @@ std::string fault(const std::string& type, const std::string& text) {
              "\"/></detail></soapenv:Fault>");
 }
 
-const std::string kServiceContent = env(
-    "<RetrieveServiceContentResponse xmlns=\"urn:vim25\"><returnval>"
-    "<rootFolder type=\"Folder\">group-d1</rootFolder>"
-    "<propertyCollector type=\"PropertyCollector\">propertyCollector</propertyCollector>"
-    "<viewManager type=\"ViewManager\">ViewManager</viewManager>"
-    "<about><apiVersion>7.0.3.0</apiVersion><apiType>VirtualCenter</apiType></about>"
-    "<sessionManager type=\"SessionManager\">SessionManager</sessionManager>"
-    "</returnval></RetrieveServiceContentResponse>");
+const std::string kServiceContent =
+    env("<RetrieveServiceContentResponse xmlns=\"urn:vim25\"><returnval>"
+        "<rootFolder type=\"Folder\">group-d1</rootFolder>"
+        "<propertyCollector type=\"PropertyCollector\">propertyCollector</propertyCollector>"
+        "<viewManager type=\"ViewManager\">ViewManager</viewManager>"
+        "<about><apiVersion>7.0.3.0</apiVersion><apiType>VirtualCenter</apiType></about>"
+        "<sessionManager type=\"SessionManager\">SessionManager</sessionManager>"
+        "</returnval></RetrieveServiceContentResponse>");
 
 const std::string kLoginOk =
     env("<LoginResponse xmlns=\"urn:vim25\"><returnval><key>k</key></returnval></LoginResponse>");
@@ -93,16 +93,17 @@ TEST(VsphereClient, PagingFollowsTokensUntilTheLastPage) {
                               vm_object("vm-1", "a") + vm_object("vm-2", "b") +
                               "</returnval></RetrievePropertiesExResponse>"),
                           ""});
-  f.t->replies.push_back({200,
-                          env("<ContinueRetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval>" +
-                              vm_object("vm-3", "c") +
-                              "<token>tok2</token></returnval></ContinueRetrievePropertiesExResponse>"),
-                          ""});
-  f.t->replies.push_back({200,
-                          env("<ContinueRetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval>" +
-                              vm_object("vm-4", "d") +
-                              "</returnval></ContinueRetrievePropertiesExResponse>"),
-                          ""});
+  f.t->replies.push_back(
+      {200,
+       env("<ContinueRetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval>" +
+           vm_object("vm-3", "c") +
+           "<token>tok2</token></returnval></ContinueRetrievePropertiesExResponse>"),
+       ""});
+  f.t->replies.push_back(
+      {200,
+       env("<ContinueRetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval>" +
+           vm_object("vm-4", "d") + "</returnval></ContinueRetrievePropertiesExResponse>"),
+       ""});
   std::vector<std::string> seen;
   auto r = f.c->retrieve(kVmSpec, [&](const vs::ObjectContent& oc) -> vix::Result<void> {
     seen.push_back(oc.obj.value + "=" + oc.find("name").child_value());
@@ -120,11 +121,12 @@ TEST(VsphereClient, PagingFollowsTokensUntilTheLastPage) {
 
 TEST(VsphereClient, VisitorFailureCancelsThePendingRetrieval) {
   auto f = make();
-  f.t->replies.push_back({200,
-                          env("<RetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval>"
-                              "<token>t1</token>" +
-                              vm_object("vm-1", "a") + "</returnval></RetrievePropertiesExResponse>"),
-                          ""});
+  f.t->replies.push_back(
+      {200,
+       env("<RetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval>"
+           "<token>t1</token>" +
+           vm_object("vm-1", "a") + "</returnval></RetrievePropertiesExResponse>"),
+       ""});
   f.t->replies.push_back(
       {200, env("<CancelRetrievePropertiesExResponse xmlns=\"urn:vim25\"/>"), ""});
   auto r = f.c->retrieve(kVmSpec, [](const vs::ObjectContent&) -> vix::Result<void> {
@@ -194,10 +196,11 @@ TEST(VsphereClient, SoftNotAuthenticatedInMissingSetTriggersRelogin) {
            "</returnval></RetrievePropertiesExResponse>"),
        ""});
   f.t->replies.push_back({200, kLoginOk, "second"});
-  f.t->replies.push_back({200,
-                          env("<RetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval>" +
-                              vm_object("vm-1", "a") + "</returnval></RetrievePropertiesExResponse>"),
-                          ""});
+  f.t->replies.push_back(
+      {200,
+       env("<RetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval>" +
+           vm_object("vm-1", "a") + "</returnval></RetrievePropertiesExResponse>"),
+       ""});
   int n = 0;
   auto r = f.c->retrieve(kVmSpec, [&](const vs::ObjectContent&) -> vix::Result<void> {
     ++n;
@@ -287,14 +290,16 @@ TEST(VsphereClient, RetrieveServiceContentWithoutTheEssentialsIsAnError) {
 
 TEST(VsphereClient, TaskPollingReportsTheTaskFault) {
   auto f = make();
+  ASSERT_TRUE(f.c->service_content().ok());
   f.t->replies.push_back({200,
                           env("<CreateSnapshot_TaskResponse xmlns=\"urn:vim25\"><returnval "
                               "type=\"Task\">task-1</returnval></CreateSnapshot_TaskResponse>"),
                           ""});
   auto state = [](const std::string& s, const std::string& extra) {
-    return env("<RetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval><objects>"
-               "<obj type=\"Task\">task-1</obj><propSet><name>info.state</name><val>" +
-               s + "</val></propSet>" + extra + "</objects></returnval></RetrievePropertiesExResponse>");
+    return env(
+        "<RetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval><objects>"
+        "<obj type=\"Task\">task-1</obj><propSet><name>info.state</name><val>" +
+        s + "</val></propSet>" + extra + "</objects></returnval></RetrievePropertiesExResponse>");
   };
   f.t->replies.push_back({200, state("running", ""), ""});
   f.t->replies.push_back({200, state("queued", ""), ""});

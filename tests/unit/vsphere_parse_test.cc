@@ -1,4 +1,5 @@
-// Property-value parsing, strict conversions, thumbprints and datastore paths of the vSphere client.
+// Property-value parsing, strict conversions, thumbprints and datastore paths of the vSphere
+// client.
 #include <gtest/gtest.h>
 
 #include "vsphere/http.h"
@@ -42,8 +43,9 @@ TEST(VsphereParse, DisksWithControllersAndBackingChains) {
                     "</key><busNumber>0</busNumber></VirtualDevice>"
                     "<VirtualDevice XMLSchema-instance:type=\"VirtualCdrom\"><key>3002</key>"
                     "</VirtualDevice>" +
-                    disk("2000", "1000", "3", "<capacityInKB>1024</capacityInKB>"
-                                              "<capacityInBytes>1048577</capacityInBytes>") +
+                    disk("2000", "1000", "3",
+                         "<capacityInKB>1024</capacityInKB>"
+                         "<capacityInBytes>1048577</capacityInBytes>") +
                     disk("2001", "200", "1", "<capacityInKB>2048</capacityInKB>") +
                     disk("2002", "31000", "0", "") + disk("2003", "777", "0", "") + "</val>";
   pugi::xml_document doc;
@@ -70,10 +72,12 @@ TEST(VsphereParse, DisksWithControllersAndBackingChains) {
 
 TEST(VsphereParse, WrongTypesAreErrorsNamingTheField) {
   for (const std::string& extra :
-       {std::string("<capacityInKB>12abc</capacityInKB>"), std::string("<capacityInKB>-1</capacityInKB>"),
+       {std::string("<capacityInKB>12abc</capacityInKB>"),
+        std::string("<capacityInKB>-1</capacityInKB>"),
         std::string("<capacityInBytes>99999999999999999999999</capacityInBytes>"),
         std::string("<capacityInKB>9223372036854775807</capacityInKB>")}) {
-    std::string xml = std::string("<val ") + kXsi + ">" + disk("2000", "1000", "0", extra) + "</val>";
+    std::string xml =
+        std::string("<val ") + kXsi + ">" + disk("2000", "1000", "0", extra) + "</val>";
     pugi::xml_document doc;
     auto disks = vs::parse_disks(load(doc, xml));
     ASSERT_FALSE(disks.ok()) << extra;
@@ -157,26 +161,31 @@ TEST(VsphereParse, StrictNumbersAndTimes) {
   EXPECT_FALSE(vs::parse_bool("yes", "f").ok());
   EXPECT_EQ(*vs::parse_datetime_ns("1970-01-01T00:00:01Z", "t"), 1000000000);
   EXPECT_EQ(*vs::parse_datetime_ns("1970-01-01T00:00:00.5", "t"), 500000000);
-  EXPECT_EQ(*vs::parse_datetime_ns("2000-03-01T00:00:00-01:00", "t"), 951868800LL * 1000000000 + 3600LL * 1000000000);
+  EXPECT_EQ(*vs::parse_datetime_ns("2000-03-01T00:00:00-01:00", "t"),
+            951868800LL * 1000000000 + 3600LL * 1000000000);
   EXPECT_FALSE(vs::parse_datetime_ns("2000-13-01T00:00:00Z", "t").ok());
   EXPECT_FALSE(vs::parse_datetime_ns("2000-01-01T00:00:00Zjunk", "t").ok());
   EXPECT_FALSE(vs::parse_datetime_ns("2000-01-01T00:00:00.Z", "t").ok());
 }
 
 TEST(VsphereParse, XmlHelpers) {
-  EXPECT_EQ(vs::xml_escape("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&apos;&lt;/a&gt;");
+  EXPECT_EQ(vs::xml_escape("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&apos;&lt;/a&gt;");
   EXPECT_TRUE(vs::xml_safe("tab\tnl\n"));
   EXPECT_FALSE(vs::xml_safe(std::string("nul\0x", 5)));
   pugi::xml_document doc;
-  auto n = load(doc, "<a:b xmlns:a=\"u\" XMLSchema-instance:type=\"xsd:string\" type=\"HostSystem\"><c:d>t</c:d></a:b>");
+  auto n = load(doc,
+                "<a:b xmlns:a=\"u\" XMLSchema-instance:type=\"xsd:string\" "
+                "type=\"HostSystem\"><c:d>t</c:d></a:b>");
   EXPECT_EQ(vs::local_name(n), "b");
   EXPECT_EQ(vs::child_text(n, "d"), "t");
   EXPECT_EQ(vs::xsi_type(n), "string");
 }
 
 TEST(VsphereParse, Thumbprints) {
-  EXPECT_EQ(*vs::normalize_thumbprint("2c:11:ed:d7:13:87:7d:b5:74:18:b8:1c:42:c2:56:1f:0d:b9:5b:b9"),
-            "2C11EDD713877DB57418B81C42C2561F0DB95BB9");
+  EXPECT_EQ(
+      *vs::normalize_thumbprint("2c:11:ed:d7:13:87:7d:b5:74:18:b8:1c:42:c2:56:1f:0d:b9:5b:b9"),
+      "2C11EDD713877DB57418B81C42C2561F0DB95BB9");
   EXPECT_EQ(vs::normalize_thumbprint(std::string(64, 'a'))->size(), 64u);
   EXPECT_FALSE(vs::normalize_thumbprint("2C:11").ok());
   EXPECT_FALSE(vs::normalize_thumbprint(std::string(40, 'g')).ok());
@@ -198,6 +207,31 @@ TEST(VsphereParse, DatastorePathsAndUrls) {
   EXPECT_FALSE(vs::parse_datastore_path("[unterminated x"));
   EXPECT_EQ(vs::datastore_file_url("https://vc:8443/sdk", "F0/DC 0", "ds&1", "proxy dir/a#b.vmdk"),
             "https://vc:8443/folder/proxy%20dir/a%23b.vmdk?dcPath=F0%2FDC%200&dsName=ds%261");
+}
+
+}  // namespace
+
+namespace {
+
+TEST(VsphereParse, ServerUrlsAreValidatedAndHttpIsRefused) {
+  vs::ConnectOptions o;
+  o.url = "https://vc.example.com";
+  auto t = vs::make_curl_transport(o);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  EXPECT_EQ((*t)->endpoint(), "https://vc.example.com/sdk");
+  o.url = "https://vc.example.com:8443/sdk";
+  EXPECT_EQ((*vs::make_curl_transport(o))->endpoint(), "https://vc.example.com:8443/sdk");
+  for (const char* bad : {"http://vc.example.com/sdk", "vc.example.com", "ftp://x/", ""}) {
+    o.url = bad;
+    auto r = vs::make_curl_transport(o);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code, VIX_E_INVALID_HOSTNAME_SPECIFICATION) << bad;
+  }
+  o.url = "https://vc.example.com";
+  o.thumbprint = "not-a-thumbprint";
+  auto r = vs::make_curl_transport(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, VIX_E_INVALID_ARG);
 }
 
 }  // namespace

@@ -114,28 +114,17 @@ func main() {
 	if *idle > 0 {
 		simulator.SessionIdleTimeout = *idle
 	}
-	m := simulator.VPX()
-	m.Autostart = *autostart
-	m.Host = *standalone
-	m.Cluster = *clusters
-	m.ClusterHost = *clusterHosts
-	m.Machine = *vms
-	m.Datastore = *dss
-	if err := m.Create(); err != nil {
-		die("model: %v", err)
-	}
-	defer m.Remove()
-
-	m.Service.Listen = &url.URL{Host: *listen}
+	listenURL := &url.URL{Host: *listen}
 	if *user != "" {
 		parts := strings.SplitN(*user, ":", 2)
 		if len(parts) != 2 {
 			die("-user wants user:password")
 		}
-		m.Service.Listen.User = url.UserPassword(parts[0], parts[1])
+		listenURL.User = url.UserPassword(parts[0], parts[1])
 	}
 
 	var certPEM []byte
+	var tlsConfig *tls.Config
 	if *useTLS {
 		cfg := new(tls.Config)
 		switch {
@@ -156,8 +145,29 @@ func main() {
 			cfg.Certificates = []tls.Certificate{cert}
 			certPEM = pemBytes
 		}
-		m.Service.TLS = cfg
+		tlsConfig = cfg
 	}
+
+	// Created only after every flag was checked: die() exits without removing its folders.
+	m := simulator.VPX()
+	m.Autostart = *autostart
+	m.Host = *standalone
+	m.Cluster = *clusters
+	m.ClusterHost = *clusterHosts
+	m.Machine = *vms
+	m.Datastore = *dss
+	if err := m.Create(); err != nil {
+		die("model: %v", err)
+	}
+	defer m.Remove()
+	// Later failures still remove the datastore folders (os.Exit skips deferred calls).
+	fatal := func(format string, args ...interface{}) {
+		m.Remove()
+		die(format, args...)
+	}
+
+	m.Service.Listen = listenURL
+	m.Service.TLS = tlsConfig
 
 	s := m.Service.NewServer()
 	defer s.Close()
@@ -195,7 +205,7 @@ func main() {
 			out = fmt.Sprintf("%s/vcsim-cert-%d.pem", os.TempDir(), os.Getpid())
 		}
 		if err := writeAtomic(out, certPEM); err != nil {
-			die("writing %s: %v", out, err)
+			fatal("writing %s: %v", out, err)
 		}
 		defer os.Remove(out)
 		add("VCSIM_CERT", out)
@@ -236,13 +246,13 @@ func main() {
 	text := strings.Join(lines, "\n") + "\n"
 	if *pidFile != "" {
 		if err := writeAtomic(*pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid()))); err != nil {
-			die("writing %s: %v", *pidFile, err)
+			fatal("writing %s: %v", *pidFile, err)
 		}
 		defer os.Remove(*pidFile)
 	}
 	if *envFile != "" {
 		if err := writeAtomic(*envFile, []byte(text)); err != nil {
-			die("writing %s: %v", *envFile, err)
+			fatal("writing %s: %v", *envFile, err)
 		}
 		defer os.Remove(*envFile)
 	}
