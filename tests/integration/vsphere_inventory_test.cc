@@ -5,6 +5,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <thread>
 
@@ -182,6 +183,70 @@ TEST_F(VsphereInventory, DatastoreFileUrlServesTheFile) {
       vixtest::sh_quote(url));
   EXPECT_EQ(out, "HELLO-FROM-VCSIM");
   vixtest::run("rm -rf " + vixtest::sh_quote(dir));
+}
+
+// Counts the SOAP requests that reach the wire.
+class CountingTransport : public vix::vsphere::Transport {
+ public:
+  explicit CountingTransport(std::unique_ptr<vix::vsphere::Transport> inner)
+      : inner_(std::move(inner)) {}
+  vix::Result<vix::vsphere::HttpReply> post(std::string_view action,
+                                            const std::string& body) override {
+    ++posts;
+    return inner_->post(action, body);
+  }
+  std::string cookie() const override { return inner_->cookie(); }
+  void set_cookie(std::string v) override { inner_->set_cookie(std::move(v)); }
+  std::string endpoint() const override { return inner_->endpoint(); }
+  std::atomic<int> posts{0};
+
+ private:
+  std::unique_ptr<vix::vsphere::Transport> inner_;
+};
+
+TEST_F(VsphereInventory, RoundTripsDoNotGrowWithTheInventory) {
+  ConnectOptions o;
+  o.url = sim_->get("VCSIM_URL");
+  o.thumbprint = sim_->get("VCSIM_SHA1");
+  auto inner = vix::vsphere::make_curl_transport(o);
+  ASSERT_TRUE(inner.ok()) << inner.error().message;
+  auto counting = std::make_unique<CountingTransport>(std::move(inner).value());
+  CountingTransport* counter = counting.get();
+  Client c(std::move(counting));
+  ASSERT_TRUE(c.login("u", "p").ok());
+
+  auto trips = [&]() {
+    int before = counter->posts;
+    auto inv = c.inventory();
+    EXPECT_TRUE(inv.ok()) << inv.error().message;
+    return counter->posts - before;
+  };
+  std::vector<std::string> made;
+  auto one = c.create_snapshot(sim_->get("VCSIM_VM_DC0_H0_VM1"), "rt-1", "", false, false);
+  ASSERT_TRUE(one.ok()) << one.error().message;
+  made.push_back(*one);
+  int with_one = trips();
+  for (const char* vm :
+       {"VCSIM_VM_DC0_H0_VM1", "VCSIM_VM_DC0_C0_RP0_VM0", "VCSIM_VM_DC0_C0_RP0_VM1"}) {
+    for (int i = 0; i < 2; ++i) {
+      auto s = c.create_snapshot(sim_->get(vm), "rt", "", false, false);
+      ASSERT_TRUE(s.ok()) << s.error().message;
+      made.push_back(*s);
+    }
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  int with_seven = trips();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  // CreateContainerView, RetrievePropertiesEx, DestroyView, RetrievePropertiesEx (snapshot disks).
+  EXPECT_EQ(with_one, 4);
+  EXPECT_EQ(with_seven, 4);
+  std::cout << "inventory with 7 snapshots: " << with_seven << " requests, " << ms << " ms\n";
+  for (auto it = made.rbegin(); it != made.rend(); ++it) {
+    EXPECT_TRUE(c.remove_snapshot(*it, false).ok());
+  }
+  EXPECT_TRUE(c.logout().ok());
 }
 
 }  // namespace
