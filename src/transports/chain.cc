@@ -21,7 +21,7 @@ constexpr ModeEntry kModes[] = {
     {"hotadd", nullptr},
     {"nbdssl", nullptr},
     {"nbd", nullptr},
-    {"https", nullptr},
+    {"https", &make_https_transport},
 };
 
 const ModeEntry* find_mode(const std::string& name) {

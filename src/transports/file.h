@@ -1,5 +1,5 @@
-// The "file" transport: a disk reachable as local files (a local .vmdk path; later also a
-// datastore path mapped to a local folder), opened by the VMDK engine over local ByteSources.
+// The "file" transport: a disk reachable as local files (a local .vmdk path, or a datastore
+// path whose datastore is a local folder or mapped to one), opened by the VMDK engine locally.
 #pragma once
 
 #include "transports/transport.h"

@@ -16,9 +16,10 @@ namespace vix {
 
 struct TransportContext {
   const ConnectSpec& spec;
-  bool read_only;              // connection-level readOnly or VIXDISKLIB_FLAG_OPEN_READ_ONLY
+  bool read_only;               // connection-level readOnly or VIXDISKLIB_FLAG_OPEN_READ_ONLY
   const std::string& snapshot;  // snapshot moRef, empty for the live disk
   const Config& config;
+  RemoteSession* remote = nullptr;  // the vSphere session of a remote connection
 };
 
 class Transport {
@@ -41,5 +42,6 @@ Result<std::unique_ptr<BlockDevice>> open_through_chain(const std::vector<std::s
                                                         const std::string& path, uint32_t flags);
 
 std::unique_ptr<Transport> make_file_transport();
+std::unique_ptr<Transport> make_https_transport();
 
 }  // namespace vix

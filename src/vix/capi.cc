@@ -282,7 +282,8 @@ VixError VixDiskLib_PrepareForAccess(const VixDiskLibConnectParams* connectParam
     vix::ConnectSpec spec = vix::capi::spec_from_params(connectParams);
     if (!spec.is_local()) {
       return report(
-          fn, fail(VIX_E_NOT_SUPPORTED, spec.server + ": remote connections are not built yet"));
+          fn, fail(VIX_E_NOT_SUPPORTED,
+                   spec.server + ": blocking Storage vMotion (DisableMethod) is not implemented"));
     }
     return VIX_OK;
   });
@@ -296,7 +297,8 @@ VixError VixDiskLib_EndAccess(const VixDiskLibConnectParams* connectParams, cons
     vix::ConnectSpec spec = vix::capi::spec_from_params(connectParams);
     if (!spec.is_local()) {
       return report(
-          fn, fail(VIX_E_NOT_SUPPORTED, spec.server + ": remote connections are not built yet"));
+          fn, fail(VIX_E_NOT_SUPPORTED,
+                   spec.server + ": blocking Storage vMotion (DisableMethod) is not implemented"));
     }
     return VIX_OK;
   });

@@ -3,6 +3,7 @@
 #include "common/byte_source.h"
 #include "transports/transport.h"
 #include "vix/library.h"
+#include "vix/remote.h"
 #include "vmdk/vmdk.h"
 
 namespace vix {
@@ -25,6 +26,11 @@ Connection::~Connection() {
   }
 }
 
+Result<void> Connection::disconnect() {
+  if (!remote_) return ok();
+  return remote_->logout();
+}
+
 Result<std::unique_ptr<Connection>> Connection::connect(const ConnectSpec& spec, bool read_only,
                                                         const std::string& snapshot_ref,
                                                         const std::string& modes) {
@@ -32,10 +38,12 @@ Result<std::unique_ptr<Connection>> Connection::connect(const ConnectSpec& spec,
   if (lib == nullptr) return fail(VIX_E_DISK_NOINIT, "ConnectEx: library not initialized");
   VIX_ASSIGN_OR_RETURN(std::vector<std::string> mode_list, parse_transport_modes(modes));
   if (!spec.is_local()) {
-    // TODO(remote): the vSphere client lands with the remote-connection issue; ConnectSpec
-    // already carries everything it needs.
-    return fail(VIX_E_NOT_SUPPORTED,
-                spec.server + ": remote connections are not built yet (local disks only)");
+    VIX_ASSIGN_OR_RETURN(std::unique_ptr<RemoteSession> remote,
+                         RemoteSession::open(spec, snapshot_ref, lib->config()));
+    std::unique_ptr<Connection> conn(
+        new Connection(spec, read_only, snapshot_ref, std::move(mode_list)));
+    conn->remote_ = std::move(remote);
+    return conn;
   }
   if (!snapshot_ref.empty()) {
     lib->info("ConnectEx: snapshot " + snapshot_ref + " ignored for a local connection");
@@ -52,7 +60,7 @@ Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t
   if (path.empty()) return fail(VIX_E_INVALID_ARG, "Open: empty disk path");
   const bool ro = read_only_ || (flags & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0;
   if (ro) flags |= VIXDISKLIB_FLAG_OPEN_READ_ONLY;
-  TransportContext ctx{spec_, ro, snapshot_, lib->config()};
+  TransportContext ctx{spec_, ro, snapshot_, lib->config(), remote_.get()};
   VIX_ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev,
                        open_through_chain(modes_, ctx, path, flags));
   lib->debug(path + ": opened through " + std::string(dev->transport_name()) +

@@ -1,6 +1,7 @@
 // vix::Connection (ConnectEx/Disconnect) and vix::Disk (Open/Read/Write/.../Close): the C++ core
-// under the C ABI. Local connections (no server) open VMDK files directly; remote ones come with
-// the vSphere client. A Disk owns its BlockDevice; the Connection must outlive its Disks.
+// under the C ABI. Local connections (no server) open VMDK files directly; remote ones hold a
+// vSphere session (vix/remote.h). A Disk owns its BlockDevice; the Connection must outlive its
+// Disks.
 #pragma once
 
 #include <atomic>
@@ -30,6 +31,7 @@ struct ConnectSpec {
 };
 
 class Disk;
+class RemoteSession;
 
 class Connection {
  public:
@@ -49,6 +51,10 @@ class Connection {
   const std::vector<std::string>& modes() const { return modes_; }
   int open_disks() const { return open_disks_.load(); }
   const std::string& snapshot() const { return snapshot_; }
+  // The vSphere session of a remote connection; nullptr for a local one.
+  RemoteSession* remote() const { return remote_.get(); }
+  // Logs out of the server now (Disconnect); also done by the destructor.
+  Result<void> disconnect();
 
  private:
   Connection(ConnectSpec spec, bool read_only, std::string snapshot,
@@ -58,6 +64,7 @@ class Connection {
   std::string snapshot_;
   std::vector<std::string> modes_;
   std::atomic<int> open_disks_{0};
+  std::unique_ptr<RemoteSession> remote_;
   friend class Disk;
 };
 

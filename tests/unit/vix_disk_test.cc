@@ -243,11 +243,14 @@ TEST_F(VixLocalDiskTest, ConnectValidatesModesAndServer) {
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().code, static_cast<VixError>(VIX_E_INVALID_ARG));
   EXPECT_NE(bad.error().message.find("bogus"), std::string::npos);
+  // A remote connection logs in first: nothing listens on port 1.
   vix::ConnectSpec remote;
-  remote.server = "vc.example.com";
+  remote.server = "127.0.0.1";
+  remote.port = 1;
   auto r = vix::Connection::connect(remote, true, "", "");
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code, static_cast<VixError>(VIX_E_NOT_SUPPORTED));
+  EXPECT_EQ(r.error().code, static_cast<VixError>(VIX_E_HOST_NETWORK_CONN_REFUSED))
+      << r.error().message;
   auto local = vix::Connection::connect({}, true, "", "");
   ASSERT_TRUE(local.ok());
   EXPECT_EQ((*local)->modes(), vix::known_transport_modes());

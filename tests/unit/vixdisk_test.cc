@@ -4,8 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdint>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,24 +31,46 @@ class VixdiskTest : public ::testing::Test {
   TempDir dir_;
 };
 
+// Minimal field lookups in the JSON that qemu-img and vixdisk print (std::regex is avoided:
+// GCC 12 with ASan warns inside <regex>, which -Werror turns into a build failure).
+size_t value_pos(const std::string& json, const std::string& key) {
+  size_t p = json.find("\"" + key + "\":");
+  if (p == std::string::npos) return p;
+  p += key.size() + 3;
+  while (p < json.size() && json[p] == ' ') ++p;
+  return p;
+}
+
 uint64_t json_number(const std::string& json, const std::string& key) {
-  std::smatch m;
-  std::regex re("\"" + key + "\": *([0-9]+)");
-  if (!std::regex_search(json, m, re)) {
+  size_t p = value_pos(json, key);
+  if (p == std::string::npos || p >= json.size() || !isdigit(static_cast<unsigned char>(json[p]))) {
     ADD_FAILURE() << "no number " << key << " in:\n" << json;
     return UINT64_MAX;
   }
-  return std::stoull(m[1]);
+  return std::stoull(json.substr(p));
 }
 
 std::string json_text(const std::string& json, const std::string& key) {
-  std::smatch m;
-  std::regex re("\"" + key + "\": *\"([^\"]*)\"");
-  if (!std::regex_search(json, m, re)) {
+  size_t p = value_pos(json, key);
+  size_t close = p == std::string::npos ? p : json.find('"', p + 1);
+  if (p == std::string::npos || json[p] != '"' || close == std::string::npos) {
     ADD_FAILURE() << "no string " << key << " in:\n" << json;
     return "";
   }
-  return m[1];
+  return json.substr(p + 1, close - p - 1);
+}
+
+std::vector<std::string> lines_with(const std::string& text, const std::string& needle) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(pos, nl - pos);
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+    pos = nl + 1;
+  }
+  return out;
 }
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;  // (start, length) in bytes
@@ -60,23 +82,21 @@ void add_merged(Ranges* r, uint64_t start, uint64_t length) {
     r->emplace_back(start, length);
 }
 
-// The data-bearing ranges of `qemu-img map --output=json`.
+// The data-bearing ranges of `qemu-img map --output=json` (one entry per line).
 Ranges qemu_data_ranges(const std::string& json) {
   Ranges r;
-  std::regex re(R"(\"start\": ([0-9]+), \"length\": ([0-9]+),[^}]*\"data\": (true|false))");
-  for (auto it = std::sregex_iterator(json.begin(), json.end(), re); it != std::sregex_iterator();
-       ++it) {
-    if ((*it)[3] == "true") add_merged(&r, std::stoull((*it)[1]), std::stoull((*it)[2]));
+  for (const auto& line : lines_with(json, "\"start\":")) {
+    if (line.find("\"data\": true") != std::string::npos)
+      add_merged(&r, json_number(line, "start"), json_number(line, "length"));
   }
   return r;
 }
 
+// The extents of `vixdisk map --json` (one per line).
 Ranges vixdisk_ranges(const std::string& json) {
   Ranges r;
-  std::regex re(R"(\"start\": ([0-9]+), \"length\": ([0-9]+))");
-  for (auto it = std::sregex_iterator(json.begin(), json.end(), re); it != std::sregex_iterator();
-       ++it)
-    add_merged(&r, std::stoull((*it)[1]), std::stoull((*it)[2]));
+  for (const auto& line : lines_with(json, "\"start\":"))
+    add_merged(&r, json_number(line, "start"), json_number(line, "length"));
   return r;
 }
 

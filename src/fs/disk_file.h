@@ -1,0 +1,64 @@
+// One disk shown as a raw image file: opened lazily on the first open(), one vix::Disk shared by
+// every handle, closed on the last release. Size and allocation are learned once (on lookup) and
+// cached for the mount's life: snapshot disks are immutable.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/block_device.h"
+#include "common/result.h"
+#include "vix/connection.h"
+
+namespace vixfs {
+
+class DiskFile {
+ public:
+  // capacity_bytes: what the listing said (the disk's own capacity wins once it is open).
+  DiskFile(vix::Connection* conn, std::string path, std::string name, uint64_t capacity_bytes);
+
+  const std::string& name() const { return name_; }
+  const std::string& path() const { return path_; }
+  bool writable() const { return false; }
+  uint64_t size() const;
+  // 512-byte blocks allocated (0 until learn_allocation ran); never below the truth once learned.
+  uint64_t allocated_blocks() const;
+
+  // Opens the disk's metadata and caches its allocation map; later calls return at once. A
+  // failure is logged and leaves the file looking fully allocated (the safe side for cp/tar).
+  void learn_allocation();
+
+  // FUSE open/release: -errno on failure.
+  int acquire();
+  void release();
+  bool is_open() const;
+
+  // Bytes read into buf (short at end of file), or -errno (a log line says why).
+  ssize_t read(uint64_t offset, size_t length, uint8_t* buf);
+  // SEEK_DATA / SEEK_HOLE from the cached map; -ENXIO at or past the end.
+  off_t seek(off_t offset, int whence);
+
+  // Unmount: drops the shared disk whatever the handle count.
+  void close_now();
+
+ private:
+  // Opens (or reuses) the disk; the caller holds mu_.
+  vix::Result<std::shared_ptr<vix::Disk>> open_locked();
+
+  vix::Connection* conn_;
+  std::string path_, name_;
+  mutable std::mutex mu_;
+  uint64_t capacity_bytes_;
+  std::shared_ptr<vix::Disk> disk_;
+  int users_ = 0;
+  bool allocation_known_ = false;
+  std::vector<vix::SectorExtent> allocated_;  // merged, sorted, in sectors
+  uint64_t allocated_sectors_ = 0;
+};
+
+}  // namespace vixfs

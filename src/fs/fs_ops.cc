@@ -1,0 +1,268 @@
+#include "fs/fs_ops.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "fs/disk_file.h"
+#include "vix/library.h"
+
+namespace vixfs {
+namespace {
+
+FsContext& ctx(fuse_req_t req) {
+  return *static_cast<FsContext*>(fuse_req_userdata(req));
+}
+
+void log_error(const std::string& msg) {
+  if (auto* lib = vix::Library::get()) lib->error(msg);
+}
+
+// Runs body; an escaping exception becomes EIO (body has not replied if it threw).
+template <class F>
+void guarded(fuse_req_t req, const char* op, F&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    log_error(std::string(op) + ": " + e.what());
+    fuse_reply_err(req, EIO);
+  } catch (...) {
+    log_error(std::string(op) + ": unknown exception");
+    fuse_reply_err(req, EIO);
+  }
+}
+
+bool writes(int flags) {
+  return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  (void)userdata;
+  conn->max_read = kMaxRead;
+  // max_pages follows max_write in libfuse; writes are refused, but reads get 1 MiB requests.
+  conn->max_write = kMaxRead;
+  conn->max_readahead = kMaxRead;
+  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guarded(req, "lookup", [&] {
+    FsContext& c = ctx(req);
+    fuse_ino_t ino = c.tree.lookup(parent, name);
+    Node node;
+    if (ino == 0 || !c.tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (node.disk) node.disk->learn_allocation();
+    fuse_entry_param e{};
+    e.ino = ino;
+    e.attr = node_stat(node);
+    e.attr_timeout = c.attr_timeout;
+    e.entry_timeout = c.attr_timeout;
+    fuse_reply_entry(req, &e);
+  });
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  (void)fi;
+  guarded(req, "getattr", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (node.disk) node.disk->learn_allocation();
+    struct stat st = node_stat(node);
+    fuse_reply_attr(req, &st, ctx(req).attr_timeout);
+  });
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  (void)ino, (void)attr, (void)to_set, (void)fi;
+  fuse_reply_err(req, EROFS);
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  guarded(req, "readlink", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (node.kind != NodeKind::kSymlink) return (void)fuse_reply_err(req, EINVAL);
+    fuse_reply_readlink(req, node.text.c_str());
+  });
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, "opendir", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (node.kind != NodeKind::kDir) return (void)fuse_reply_err(req, ENOTDIR);
+    fi->cache_readdir = 1;
+    fuse_reply_open(req, fi);
+  });
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  (void)fi;
+  guarded(req, "readdir", [&] {
+    FsContext& c = ctx(req);
+    Node self;
+    if (!c.tree.get(ino, &self)) return (void)fuse_reply_err(req, ENOENT);
+    std::vector<Tree::Entry> entries{{".", ino, NodeKind::kDir},
+                                     {"..", self.parent, NodeKind::kDir}};
+    for (auto& e : c.tree.list(ino)) entries.push_back(std::move(e));
+    std::vector<char> buf(size);
+    size_t used = 0;
+    for (size_t i = static_cast<size_t>(std::max<off_t>(off, 0)); i < entries.size(); ++i) {
+      struct stat st {};
+      st.st_ino = entries[i].ino;
+      st.st_mode = entries[i].kind == NodeKind::kDir       ? S_IFDIR
+                   : entries[i].kind == NodeKind::kSymlink ? S_IFLNK
+                                                           : S_IFREG;
+      size_t need = fuse_add_direntry(req, buf.data() + used, size - used, entries[i].name.c_str(),
+                                      &st, static_cast<off_t>(i + 1));
+      if (need > size - used) break;
+      used += need;
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, "open", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (node.kind == NodeKind::kDir) return (void)fuse_reply_err(req, EISDIR);
+    if (writes(fi->flags) && !(node.disk && node.disk->writable())) {
+      return (void)fuse_reply_err(req, EROFS);
+    }
+    if (node.disk) {
+      if (int rc = node.disk->acquire(); rc < 0) return (void)fuse_reply_err(req, -rc);
+      // A read-only disk is immutable for the mount's life: let the page cache keep it.
+      fi->keep_cache = 1;
+    } else {
+      fi->keep_cache = 1;
+    }
+    fuse_reply_open(req, fi);
+  });
+}
+
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  (void)fi;
+  guarded(req, "release", [&] {
+    Node node;
+    if (ctx(req).tree.get(ino, &node) && node.disk) node.disk->release();
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  (void)fi;
+  guarded(req, "read", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+    if (node.kind == NodeKind::kTextFile) {
+      const size_t o = static_cast<size_t>(off);
+      if (o >= node.text.size()) return (void)fuse_reply_buf(req, nullptr, 0);
+      return (void)fuse_reply_buf(req, node.text.data() + o, std::min(size, node.text.size() - o));
+    }
+    if (!node.disk) return (void)fuse_reply_err(req, EISDIR);
+    std::vector<uint8_t> buf(std::min(size, kMaxRead * 2));
+    ssize_t n = node.disk->read(static_cast<uint64_t>(off), buf.size(), buf.data());
+    if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+    fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), static_cast<size_t>(n));
+  });
+}
+
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+              fuse_file_info* fi) {
+  (void)ino, (void)buf, (void)size, (void)off, (void)fi;
+  fuse_reply_err(req, EROFS);
+}
+
+void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  (void)fi;
+  guarded(req, "lseek", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+    if (node.kind == NodeKind::kTextFile) {
+      if (off < 0 || static_cast<size_t>(off) >= node.text.size()) {
+        return (void)fuse_reply_err(req, ENXIO);
+      }
+      return (void)fuse_reply_lseek(
+          req, whence == SEEK_DATA ? off : static_cast<off_t>(node.text.size()));
+    }
+    if (!node.disk) return (void)fuse_reply_err(req, EINVAL);
+    off_t r = node.disk->seek(off, whence);
+    if (r < 0) return (void)fuse_reply_err(req, static_cast<int>(-r));
+    fuse_reply_lseek(req, r);
+  });
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t ino) {
+  (void)ino;
+  struct statvfs st {};
+  st.f_bsize = 4096;
+  st.f_frsize = 512;
+  st.f_namemax = 255;
+  st.f_flag = ST_RDONLY;
+  fuse_reply_statfs(req, &st);
+}
+
+// Everything that would change the tree.
+void op_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) {
+  fuse_reply_err(req, EROFS);
+}
+void op_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) {
+  fuse_reply_err(req, EROFS);
+}
+void op_unlink(fuse_req_t req, fuse_ino_t, const char*) {
+  fuse_reply_err(req, EROFS);
+}
+void op_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned int) {
+  fuse_reply_err(req, EROFS);
+}
+void op_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
+  fuse_reply_err(req, EROFS);
+}
+void op_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) {
+  fuse_reply_err(req, EROFS);
+}
+void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) {
+  fuse_reply_err(req, EROFS);
+}
+
+fuse_lowlevel_ops make_ops() {
+  fuse_lowlevel_ops ops{};
+  ops.init = op_init;
+  ops.lookup = op_lookup;
+  ops.getattr = op_getattr;
+  ops.setattr = op_setattr;
+  ops.readlink = op_readlink;
+  ops.opendir = op_opendir;
+  ops.readdir = op_readdir;
+  ops.open = op_open;
+  ops.release = op_release;
+  ops.read = op_read;
+  ops.write = op_write;
+  ops.lseek = op_lseek;
+  ops.statfs = op_statfs;
+  ops.mknod = op_mknod;
+  ops.mkdir = op_mkdir;
+  ops.unlink = op_unlink;
+  ops.rmdir = op_unlink;
+  ops.rename = op_rename;
+  ops.create = op_create;
+  ops.symlink = op_symlink;
+  ops.link = op_link;
+  return ops;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& fs_operations() {
+  static const fuse_lowlevel_ops ops = make_ops();
+  return ops;
+}
+
+}  // namespace vixfs

@@ -1,0 +1,354 @@
+// vixfs: mounts VMDK disks as raw image files. Shaped like libfuse's passthrough_hp: low-level
+// API, multi-threaded loop; every startup error is reported (one line, non-zero exit) before
+// the daemon detaches, and unmount closes disks, disconnects and exits the library, logging
+// each step.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/disk_file.h"
+#include "fs/fs_ops.h"
+#include "fs/local_scan.h"
+#include "vix/config.h"
+#include "vix/connection.h"
+#include "vix/errors.h"
+#include "vix/library.h"
+
+namespace {
+
+struct Options {
+  std::string local, config, transports, log_file, mountpoint;
+  std::vector<std::string> fuse_opts;
+  bool foreground = false, debug = false;
+};
+
+// Where log lines go: stderr until the daemon has its log file.
+FILE* g_log = stderr;
+
+void write_log(const char* level, const char* fmt, va_list args) {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  tm t{};
+  gmtime_r(&ts.tv_sec, &t);
+  char stamp[40];
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &t);
+  flockfile(g_log);
+  fprintf(g_log, "%s.%03ldZ %s vixfs[%d]: ", stamp, ts.tv_nsec / 1000000, level, getpid());
+  vfprintf(g_log, fmt, args);
+  fflush(g_log);
+  funlockfile(g_log);
+}
+void log_cb(const char* fmt, va_list args) {
+  write_log("info", fmt, args);
+}
+void warn_cb(const char* fmt, va_list args) {
+  write_log("warn", fmt, args);
+}
+void panic_cb(const char* fmt, va_list args) {
+  write_log("panic", fmt, args);
+}
+
+void info(const std::string& msg) {
+  if (auto* lib = vix::Library::get()) lib->info(msg);
+}
+void error(const std::string& msg) {
+  if (auto* lib = vix::Library::get()) lib->error(msg);
+}
+
+const char kUsage[] =
+    "usage: vixfs --local PATH [options] MOUNTPOINT\n"
+    "Mounts VMDK disks as raw image files (NAME.img), read-only.\n"
+    "\n"
+    "  --local PATH        a .vmdk file or a folder of them\n"
+    "  --config FILE       VDDK-syntax config file (default /etc/vixfs/vixfs.conf if present)\n"
+    "  --transports MODES  colon-separated transport list (default: the library's)\n"
+    "  --log-file FILE     log here when not in the foreground\n"
+    "                      (default <tmpDirectory>/vixfs.log)\n"
+    "  -o OPT[,OPT...]     mount options: ro (default), allow_other, default_permissions, ...\n"
+    "  -f                  stay in the foreground, log to stderr\n"
+    "  -d                  foreground with FUSE debug output\n"
+    "  -h, --help          this text\n"
+    "  --version           print the version\n"
+    "\n"
+    "Remote servers (--server) are not yet built.\n";
+
+// Parses argv; returns -1 to go on, else an exit code.
+int parse(int argc, char** argv, Options* o) {
+  auto need = [&](int& i, const char* name) -> const char* {
+    if (i + 1 >= argc) {
+      fprintf(stderr, "vixfs: %s needs a value\n", name);
+      return nullptr;
+    }
+    return argv[++i];
+  };
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    const char* v = nullptr;
+    if (a == "-h" || a == "--help") {
+      fputs(kUsage, stdout);
+      return 0;
+    } else if (a == "--version") {
+      printf("vixfs %s (libfuse %d)\n", VIXFS_VERSION, fuse_version());
+      return 0;
+    } else if (a == "-f") {
+      o->foreground = true;
+    } else if (a == "-d") {
+      o->foreground = o->debug = true;
+    } else if (a == "--local" || a == "--config" || a == "--transports" || a == "--log-file" ||
+               a == "-o") {
+      if (!(v = need(i, a.c_str()))) return 2;
+      if (a == "--local") o->local = v;
+      if (a == "--config") o->config = v;
+      if (a == "--transports") o->transports = v;
+      if (a == "--log-file") o->log_file = v;
+      if (a == "-o") o->fuse_opts.push_back(v);
+    } else if (a.rfind("-o", 0) == 0) {
+      o->fuse_opts.push_back(a.substr(2));
+    } else if (a == "--server" || a == "--user" || a == "--password-file" || a == "--thumbprint" ||
+               a == "--name") {
+      fprintf(stderr, "vixfs: %s: remote servers are not yet built; use --local PATH\n", a.c_str());
+      return 2;
+    } else if (!a.empty() && a[0] == '-') {
+      fprintf(stderr, "vixfs: unknown option %s (see vixfs --help)\n", a.c_str());
+      return 2;
+    } else if (o->mountpoint.empty()) {
+      o->mountpoint = a;
+    } else {
+      fprintf(stderr, "vixfs: unexpected argument %s\n", a.c_str());
+      return 2;
+    }
+  }
+  if (o->local.empty() || o->mountpoint.empty()) {
+    fputs("vixfs: need --local PATH and a MOUNTPOINT (see vixfs --help)\n", stderr);
+    return 2;
+  }
+  for (const std::string& opts : o->fuse_opts) {
+    size_t start = 0;
+    while (start <= opts.size()) {
+      size_t comma = opts.find(',', start);
+      std::string one = opts.substr(start, comma == std::string::npos ? comma : comma - start);
+      if (one == "rw") {
+        fputs("vixfs: -o rw: read-write mounts are not yet built; mounting is read-only\n", stderr);
+        return 2;
+      }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  // The daemon changes to /, so every path is made absolute now.
+  std::error_code ec;
+  for (std::string* p : {&o->local, &o->config, &o->log_file, &o->mountpoint}) {
+    if (!p->empty()) *p = std::filesystem::absolute(*p, ec).lexically_normal().string();
+  }
+  if (o->config.empty() && access("/etc/vixfs/vixfs.conf", R_OK) == 0) {
+    o->config = "/etc/vixfs/vixfs.conf";
+  }
+  return -1;
+}
+
+std::string default_state_dir() {
+  if (geteuid() == 0) return "/var/lib/vixfs";
+  if (const char* x = getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/vixfs";
+  if (const char* h = getenv("HOME"); h && *h) return std::string(h) + "/.local/state/vixfs";
+  return "/tmp";
+}
+
+// Everything the mount needs, torn down in the order unmount wants.
+struct Daemon {
+  bool library = false;
+  std::unique_ptr<vix::Connection> conn;
+  std::unique_ptr<vixfs::FsContext> fs;
+  fuse_session* se = nullptr;
+  bool mounted = false, signals = false;
+
+  void teardown() {
+    if (signals && se) fuse_remove_signal_handlers(se);
+    if (mounted) {
+      info("unmounting");
+      fuse_session_unmount(se);
+      mounted = false;
+    }
+    if (fs) {
+      for (auto& d : fs->tree.disks()) d->close_now();
+      info("closed every disk");
+    }
+    if (conn) {
+      conn.reset();
+      info("disconnected");
+    }
+    if (se) fuse_session_destroy(se);
+    se = nullptr;
+    fs.reset();
+    if (library) {
+      info("library exit");
+      vix::Library::exit();
+      library = false;
+    }
+  }
+};
+
+// Sets up library, tree and mount; "" on success, else the one-line reason.
+std::string start(const Options& o, Daemon* d, const char* argv0) {
+  if (!o.foreground) {
+    // The log file is open before the library starts, so even its first line lands there.
+    std::string file = o.log_file;
+    if (file.empty()) {
+      std::string dir = default_state_dir();
+      std::vector<std::string> ignored;
+      if (!o.config.empty()) {
+        if (auto c = vix::Config::load_file(o.config, &ignored); c.ok()) {
+          dir = c->get("tmpDirectory", dir);
+        }
+      }
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      file = dir + "/vixfs.log";
+    }
+    FILE* f = fopen(file.c_str(), "ae");
+    if (!f) return "log file " + file + ": " + strerror(errno);
+    g_log = f;
+  }
+  if (auto r = vix::Library::init({log_cb, warn_cb, panic_cb}, "", o.config); !r.ok()) {
+    return "init" + (o.config.empty() ? "" : " " + o.config) + ": " + r.error().message;
+  }
+  d->library = true;
+  info("mounting " + o.local + " on " + o.mountpoint);
+  auto conn = vix::Connection::connect(vix::ConnectSpec{}, true, "", o.transports);
+  if (!conn.ok()) return "connect: " + conn.error().message;
+  d->conn = std::move(conn).value();
+
+  std::vector<std::string> notes;
+  auto disks = vixfs::scan_local(o.local, &notes);
+  if (!disks.ok()) return disks.error().message;
+  for (const auto& n : notes) info(n);
+  d->fs = std::make_unique<vixfs::FsContext>();
+  vixfs::Tree& tree = d->fs->tree;
+  fuse_ino_t meta = tree.add_dir(tree.root(), ".vixfs");
+  tree.add_text(meta, "version",
+                std::string("vixfs ") + VIXFS_VERSION + "\nlibfuse " +
+                    std::to_string(fuse_version()) + "\ntransports " +
+                    vix::supported_transport_modes() + "\n");
+  for (const auto& ld : *disks) {
+    // Opening once learns the capacity and weeds out files the library cannot open at all.
+    auto disk = d->conn->open(ld.path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+    if (!disk.ok()) {
+      error(ld.name + ".img: left out, " + ld.path + " does not open: " +
+            vix::error_text(disk.error().code) + " (" + disk.error().message + ")");
+      continue;
+    }
+    const uint64_t capacity = (*disk)->info().capacity_sectors * vix::kSectorSize;
+    disk->reset();
+    auto file =
+        std::make_shared<vixfs::DiskFile>(d->conn.get(), ld.path, ld.name + ".img", capacity);
+    tree.add_disk(tree.root(), ld.name + ".img", std::move(file), ld.mtime);
+    info(ld.name + ".img: " + ld.path + ", " + std::to_string(capacity) + " bytes");
+  }
+
+  std::vector<std::string> args = {
+      argv0, "-o", "ro,fsname=vixfs,subtype=vixfs,max_read=" + std::to_string(vixfs::kMaxRead)};
+  for (const auto& opt : o.fuse_opts) {
+    args.push_back("-o");
+    args.push_back(opt);
+  }
+  if (o.debug) args.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  d->se = fuse_session_new(&fargs, &vixfs::fs_operations(), sizeof(fuse_lowlevel_ops), d->fs.get());
+  fuse_opt_free_args(&fargs);
+  if (!d->se) return "bad mount options (see vixfs --help)";
+  if (fuse_set_signal_handlers(d->se) != 0) return "cannot install signal handlers";
+  d->signals = true;
+  if (fuse_session_mount(d->se, o.mountpoint.c_str()) != 0) {
+    return "cannot mount on " + o.mountpoint;
+  }
+  d->mounted = true;
+  info("mounted " + o.mountpoint);
+  return "";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  if (int rc = parse(argc, argv, &o); rc >= 0) return rc;
+
+  // Not in the foreground: fork before anything starts threads; the parent waits for the
+  // child's verdict on the mount and exits with it, so errors reach the caller's terminal.
+  int report = -1;
+  if (!o.foreground) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+      fprintf(stderr, "vixfs: pipe: %s\n", strerror(errno));
+      return 1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+      fprintf(stderr, "vixfs: fork: %s\n", strerror(errno));
+      return 1;
+    }
+    if (pid > 0) {
+      close(fds[1]);
+      std::string msg;
+      char buf[512];
+      ssize_t n;
+      while ((n = read(fds[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+        if (n > 0) msg.append(buf, static_cast<size_t>(n));
+      }
+      if (msg == "ok") return 0;
+      if (msg.empty()) msg = "the daemon died while mounting";
+      int status = 0;
+      waitpid(pid, &status, 0);
+      fprintf(stderr, "vixfs: %s\n", msg.c_str());
+      return 1;
+    }
+    close(fds[0]);
+    report = fds[1];
+    setsid();
+  }
+
+  Daemon d;
+  std::string failure = start(o, &d, argv[0]);
+  if (!failure.empty()) {
+    error("mount failed: " + failure);
+    d.teardown();
+    if (report >= 0) {
+      ssize_t ignored = write(report, failure.data(), failure.size());
+      (void)ignored;
+    } else {
+      fprintf(stderr, "vixfs: %s\n", failure.c_str());
+    }
+    return 1;
+  }
+  if (report >= 0) {
+    if (chdir("/") != 0) error("chdir /: " + std::string(strerror(errno)));
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      dup2(null, 0), dup2(null, 1), dup2(null, 2);
+      if (null > 2) close(null);
+    }
+    ssize_t ignored = write(report, "ok", 2);
+    (void)ignored;
+    close(report);
+  }
+
+  fuse_loop_config* cfg = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(cfg, 16);
+  int rc = fuse_session_loop_mt(d.se, cfg);
+  fuse_loop_cfg_destroy(cfg);
+  info(rc == 0 ? "session ended" : "session ended with error " + std::to_string(rc));
+  d.teardown();
+  if (g_log != stderr) fclose(g_log);
+  return rc == 0 ? 0 : 1;
+}

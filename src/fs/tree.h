@@ -1,0 +1,66 @@
+// The mounted tree: inodes that live for the mount's life (numbers are never reused, so the
+// kernel's lookup counts need no bookkeeping). Node kinds cover what both local mode and the
+// server tree (folders per server/VM/snapshot, snapshot.json, by-name symlinks) need.
+#pragma once
+
+#include <fuse_lowlevel.h>
+
+#include <cstdint>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace vixfs {
+
+class DiskFile;
+
+enum class NodeKind { kDir, kDiskFile, kTextFile, kSymlink };
+
+struct Node {
+  fuse_ino_t ino = 0;
+  fuse_ino_t parent = 0;
+  NodeKind kind = NodeKind::kDir;
+  std::string name;
+  timespec mtime{};
+  std::map<std::string, fuse_ino_t> children;  // kDir
+  std::shared_ptr<DiskFile> disk;              // kDiskFile
+  std::string text;                            // kTextFile contents, kSymlink target
+};
+
+class Tree {
+ public:
+  Tree();
+  // The root directory, FUSE_ROOT_ID.
+  fuse_ino_t root() const { return FUSE_ROOT_ID; }
+  fuse_ino_t add_dir(fuse_ino_t parent, const std::string& name);
+  fuse_ino_t add_text(fuse_ino_t parent, const std::string& name, std::string text);
+  fuse_ino_t add_disk(fuse_ino_t parent, const std::string& name, std::shared_ptr<DiskFile> disk,
+                      timespec mtime);
+  fuse_ino_t add_symlink(fuse_ino_t parent, const std::string& name, std::string target);
+
+  // Copies, so callers never hold a pointer into the table while it grows. 0 when absent.
+  fuse_ino_t lookup(fuse_ino_t parent, const std::string& name) const;
+  bool get(fuse_ino_t ino, Node* out) const;
+  // Children of a directory in name order: (name, ino, kind).
+  struct Entry {
+    std::string name;
+    fuse_ino_t ino;
+    NodeKind kind;
+  };
+  std::vector<Entry> list(fuse_ino_t dir) const;
+  // Every disk file, for unmount.
+  std::vector<std::shared_ptr<DiskFile>> disks() const;
+
+ private:
+  fuse_ino_t add(fuse_ino_t parent, Node node);
+  mutable std::mutex mu_;
+  std::vector<Node> nodes_;  // ino N at index N-1
+};
+
+// Attributes of a node as stat reports them (disk files ask their DiskFile for size/blocks).
+struct stat node_stat(const Node& node);
+
+}  // namespace vixfs

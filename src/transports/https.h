@@ -1,0 +1,38 @@
+// The "https" transport: a remote disk read through the datastore file API
+// (GET /folder/<path>?dcPath=<dc>&dsName=<ds> with Range headers and the session cookie), the VMDK
+// engine running over HTTP range reads. Read-only.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/byte_source.h"
+#include "transports/transport.h"
+#include "vsphere/http.h"
+
+namespace vix {
+
+class HttpsTransport final : public Transport {
+ public:
+  std::string_view name() const override { return "https"; }
+  Result<std::unique_ptr<BlockDevice>> open(const TransportContext& ctx, const std::string& path,
+                                            uint32_t flags) override;
+};
+
+struct HttpsOptions {
+  vsphere::ConnectOptions tls;  // thumbprint / CA file / timeouts of the SOAP session
+  std::string endpoint;         // the SOAP URL (…/sdk): scheme and authority of the file URLs
+  std::string cookie;           // vmware_soap_session value
+  std::string dc_path;
+  std::string datastore;
+  unsigned connections = 4;       // range requests in flight per pread
+  size_t max_request = 2u << 20;  // bytes per range request
+};
+
+// Files of one datastore over HTTPS; paths are relative to the datastore root. Sibling names
+// (extents, parents) resolve against the descriptor's folder; "[other] path" names another
+// datastore of the same datacenter. Writes are VIX_E_FILE_READ_ONLY. nullptr when the thumbprint
+// is malformed or libcurl cannot be set up (the transport itself reports those as errors).
+std::unique_ptr<SourceOpener> make_https_opener(const HttpsOptions& options);
+
+}  // namespace vix

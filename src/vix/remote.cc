@@ -1,0 +1,138 @@
+#include "vix/remote.h"
+
+#include <filesystem>
+
+#include "vix/library.h"
+
+namespace vix {
+
+namespace {
+
+void log_info(const std::string& msg) {
+  if (Library* lib = Library::get()) lib->info(msg);
+}
+
+std::string server_url(const ConnectSpec& spec) {
+  if (spec.server.find("://") != std::string::npos) return spec.server;
+  std::string host = spec.server;
+  // A bare IPv6 literal needs brackets in a URL.
+  if (host.find(':') != std::string::npos && host.front() != '[') host = "[" + host + "]";
+  return "https://" + host + ":" + std::to_string(spec.port == 0 ? 443 : spec.port);
+}
+
+}  // namespace
+
+std::string vm_moref_from_vmx_spec(const std::string& vmx_spec) {
+  size_t pos = 0;
+  while (pos < vmx_spec.size()) {
+    size_t end = vmx_spec.find_first_of("/;", pos);
+    if (end == std::string::npos) end = vmx_spec.size();
+    std::string item = vmx_spec.substr(pos, end - pos);
+    if (item.rfind("moref=", 0) == 0) return item.substr(6);
+    pos = end + 1;
+  }
+  return "";
+}
+
+Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& spec,
+                                                           const std::string& snapshot,
+                                                           const Config& config) {
+  std::unique_ptr<RemoteSession> s(new RemoteSession());
+  s->options_.url = server_url(spec);
+  s->options_.thumbprint = spec.thumbprint;
+  s->options_.ca_file = config.get("vixfs.tls.caFile");
+  VIX_ASSIGN_OR_RETURN(int64_t max_mb, config.get_int("vixfs.soap.maxResponseMB", 256));
+  if (max_mb <= 0 || max_mb > 4096) {
+    return fail(VIX_E_INVALID_ARG,
+                "vixfs.soap.maxResponseMB = " + std::to_string(max_mb) + ": expected 1..4096");
+  }
+  s->options_.max_response_bytes = static_cast<uint64_t>(max_mb) << 20;
+  if (!s->options_.ca_file.empty() && !std::filesystem::exists(s->options_.ca_file)) {
+    return fail(VIX_E_FILE_NOT_FOUND,
+                "vixfs.tls.caFile = " + s->options_.ca_file + ": no such file");
+  }
+
+  VIX_ASSIGN_OR_RETURN(s->client_, vsphere::Client::connect(s->options_));
+  if (spec.cred_type == VIXDISKLIB_CRED_SESSIONID) {
+    if (spec.cookie.empty()) {
+      return fail(VIX_E_INVALID_ARG, spec.server + ": VIXDISKLIB_CRED_SESSIONID without a cookie");
+    }
+    VIX_TRY(s->client_->login_with_session(spec.cookie));
+  } else if (spec.cred_type == VIXDISKLIB_CRED_UID) {
+    VIX_TRY(s->client_->login(spec.user, spec.password));
+  } else {
+    return fail(VIX_E_NOT_SUPPORTED, spec.server + ": credential type " +
+                                         std::to_string(static_cast<int>(spec.cred_type)) +
+                                         " (only user/password and session cookie)");
+  }
+  // A borrowed session (VIXDISKLIB_CRED_SESSIONID) belongs to the caller: Disconnect leaves it.
+  s->logged_in_ = spec.cred_type == VIXDISKLIB_CRED_UID;
+
+  // From here on a failure must not leave the session behind on the server.
+  auto checked = [&]() -> Result<void> {
+    VIX_ASSIGN_OR_RETURN(s->inventory_, s->client_->inventory());
+    s->vm_ = vm_moref_from_vmx_spec(spec.vmx_spec);
+    if (s->vm_.empty()) {
+      if (!snapshot.empty()) {
+        return fail(VIX_E_INVALID_ARG,
+                    "snapshot " + snapshot + " given without a VM (vmxSpec \"moref=vm-NN\")");
+      }
+      return ok();
+    }
+    const vsphere::VirtualMachine* vm = s->inventory_.find_vm(s->vm_);
+    if (vm == nullptr) {
+      return fail(VIX_E_OBJECT_NOT_FOUND,
+                  "virtual machine " + s->vm_ + " not found on " + spec.server);
+    }
+    if (!snapshot.empty() && vsphere::find_snapshot(vm->snapshots, snapshot) == nullptr) {
+      return fail(VIX_E_OBJECT_NOT_FOUND, "snapshot " + snapshot +
+                                              " not found on virtual machine " + s->vm_ + " (" +
+                                              vm->name + ")");
+    }
+    return ok();
+  }();
+  if (!checked.ok()) {
+    (void)s->logout();
+    return std::move(checked).error();
+  }
+  log_info("ConnectEx: logged in to " + s->client_->endpoint() +
+           (s->vm_.empty() ? std::string() : ", VM " + s->vm_) +
+           (snapshot.empty() ? std::string() : ", snapshot " + snapshot));
+  return s;
+}
+
+RemoteSession::~RemoteSession() {
+  auto r = logout();
+  if (!r.ok()) log_info("Disconnect: logout failed: " + r.error().message);
+}
+
+Result<void> RemoteSession::logout() {
+  std::lock_guard lock(logout_mu_);
+  if (!logged_in_ || !client_) return ok();
+  logged_in_ = false;
+  VIX_TRY(client_->logout());
+  log_info("Disconnect: logged out of " + client_->endpoint());
+  return ok();
+}
+
+Result<DatastoreLocation> RemoteSession::locate(const std::string& datastore_path) const {
+  auto parsed = vsphere::parse_datastore_path(datastore_path);
+  if (!parsed || parsed->path.empty()) {
+    return fail(VIX_E_INVALID_ARG, datastore_path +
+                                       ": not a datastore path (expected \"[datastore] "
+                                       "folder/disk.vmdk\")");
+  }
+  const vsphere::Datastore* ds = inventory_.find_datastore_by_name(parsed->datastore);
+  if (ds == nullptr) {
+    return fail(VIX_E_OBJECT_NOT_FOUND,
+                datastore_path + ": datastore " + parsed->datastore + " not found");
+  }
+  const vsphere::Datacenter* dc = inventory_.find_datacenter(ds->datacenter);
+  if (dc == nullptr) {
+    return fail(VIX_E_OBJECT_NOT_FOUND,
+                datastore_path + ": no datacenter lists datastore " + parsed->datastore);
+  }
+  return DatastoreLocation{parsed->datastore, parsed->path, dc->path, ds->url};
+}
+
+}  // namespace vix

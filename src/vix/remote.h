@@ -1,0 +1,57 @@
+// The vSphere side of a remote connection: one logged-in session, the inventory as it was at
+// ConnectEx, the VM and snapshot the connection is bound to, and the datastore-path resolution
+// the remote transports share.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/result.h"
+#include "vix/config.h"
+#include "vix/connection.h"
+#include "vsphere/client.h"
+
+namespace vix {
+
+// Where a "[ds] dir/file.vmdk" lives.
+struct DatastoreLocation {
+  std::string datastore;  // name, as in the brackets
+  std::string path;       // inside the datastore ("dir/file.vmdk")
+  std::string dc_path;    // the datacenter's inventory path (the /folder dcPath)
+  std::string url;        // the datastore's summary.url
+};
+
+class RemoteSession {
+ public:
+  // Logs in (password or session cookie), reads the inventory, checks the VM of `vmx_spec`
+  // ("moref=vm-NN", may be empty) and the snapshot moRef (may be empty).
+  static Result<std::unique_ptr<RemoteSession>> open(const ConnectSpec& spec,
+                                                     const std::string& snapshot,
+                                                     const Config& config);
+  ~RemoteSession();  // logs out of a session it logged in (not of a borrowed cookie)
+
+  Result<void> logout();
+  Result<DatastoreLocation> locate(const std::string& datastore_path) const;
+  std::string cookie() const { return client_->session_cookie(); }
+  std::string endpoint() const { return client_->endpoint(); }
+  // TLS settings of the SOAP session, reused by the https transport.
+  const vsphere::ConnectOptions& options() const { return options_; }
+  const std::string& vm() const { return vm_; }
+  vsphere::Client& client() { return *client_; }
+  const vsphere::Inventory& inventory() const { return inventory_; }
+
+ private:
+  RemoteSession() = default;
+  vsphere::ConnectOptions options_;
+  std::unique_ptr<vsphere::Client> client_;
+  vsphere::Inventory inventory_;
+  std::string vm_;
+  std::mutex logout_mu_;
+  bool logged_in_ = false;  // a session of ours, to log out
+};
+
+// "moref=vm-42" (other key=value pairs separated by '/' or ';' are ignored) -> "vm-42".
+std::string vm_moref_from_vmx_spec(const std::string& vmx_spec);
+
+}  // namespace vix

@@ -1,0 +1,214 @@
+// The https ByteSource against a small HTTPS server of the test's own (Python's http.server over
+// TLS) that can misbehave: range reads split into requests of at most 2 MiB, several in flight,
+// one retry after a dropped connection, and every lie (ignored Range, wrong Content-Range, short
+// or long body) an error rather than wrong bytes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "support/fixtures.h"
+#include "transports/https.h"
+
+using vixtest::run;
+using vixtest::run_ok;
+using vixtest::sh_quote;
+using vixtest::TempDir;
+
+namespace {
+
+constexpr size_t kFileSize = (7u << 20) + 123;
+
+// Every path serves the same bytes; the path says how to lie about them.
+constexpr const char* kServer = R"PY(
+import http.server, socketserver, ssl, sys, threading
+cert, key, portfile = sys.argv[1:4]
+N = 7 * 1024 * 1024 + 123
+DATA = (bytes(range(251)) * (N // 251 + 1))[:N]
+drops = {}
+lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *a): pass
+    def name(self): return self.path.split('?')[0].rsplit('/', 1)[-1]
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header('Content-Length', str(N))
+        self.end_headers()
+    def do_GET(self):
+        name = self.name()
+        if name == 'drop.bin':
+            with lock:
+                drops[name] = drops.get(name, 0) + 1
+                first = drops[name] == 1
+            if first:
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+        rng = self.headers.get('Range', '')
+        a, b = [int(x) for x in rng[len('bytes='):].split('-')]
+        body = DATA[a:b + 1]
+        if name == 'ignore.bin':
+            self.send_response(200)
+            self.send_header('Content-Length', str(N))
+            self.end_headers()
+            self.wfile.write(DATA)
+            return
+        cr = 'bytes %d-%d/%d' % (a, b, N)
+        if name == 'badrange.bin':
+            cr = 'bytes %d-%d/%d' % (a + 512, b + 512, N)
+        if name == 'short.bin':
+            body = body[:len(body) // 2]
+        if name == 'long.bin':
+            body = body + b'x' * 100
+        self.send_response(206)
+        self.send_header('Content-Range', cr)
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+class S(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+s = S(('127.0.0.1', 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+open(portfile + '.tmp', 'w').write(str(s.server_address[1]))
+import os; os.rename(portfile + '.tmp', portfile)
+s.serve_forever()
+)PY";
+
+class HttpsSource : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const std::string cert = dir_->file("cert.pem"), key = dir_->file("key.pem");
+    run_ok("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout " +
+           sh_quote(key) + " -out " + sh_quote(cert) + " 2>&1");
+    std::string fp = run_ok("openssl x509 -noout -fingerprint -sha256 -in " + sh_quote(cert));
+    thumbprint_ = fp.substr(fp.find('=') + 1);
+    while (!thumbprint_.empty() && isspace(static_cast<unsigned char>(thumbprint_.back())))
+      thumbprint_.pop_back();
+    vixtest::write_file(dir_->file("server.py"), std::string(kServer));
+    const std::string portfile = dir_->file("port");
+    auto r = run("python3 " + sh_quote(dir_->file("server.py")) + " " + sh_quote(cert) + " " +
+                 sh_quote(key) + " " + sh_quote(portfile) + " >" + sh_quote(dir_->file("log")) +
+                 " 2>&1 & echo $!");
+    pid_ = std::atoi(r.output.c_str());
+    for (int i = 0; i < 100 && port_.empty(); ++i) {
+      std::ifstream in(portfile);
+      std::getline(in, port_);
+      if (port_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    for (size_t i = 0; i < kFileSize; ++i) expected_.push_back(static_cast<uint8_t>(i % 251));
+  }
+  static void TearDownTestSuite() {
+    if (pid_ > 0) kill(pid_, SIGTERM);
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override { ASSERT_FALSE(port_.empty()) << "the test HTTPS server did not start"; }
+
+  static std::unique_ptr<vix::SourceOpener> opener(const std::string& thumbprint = thumbprint_) {
+    vix::HttpsOptions o;
+    o.tls.thumbprint = thumbprint;
+    o.tls.connect_timeout_ms = 5000;
+    o.tls.timeout_ms = 20000;
+    o.endpoint = "https://127.0.0.1:" + port_ + "/sdk";
+    o.dc_path = "DC0";
+    o.datastore = "ds";
+    o.cookie = "abc";
+    return vix::make_https_opener(o);
+  }
+
+  static TempDir* dir_;
+  static std::string thumbprint_, port_;
+  static pid_t pid_;
+  static std::vector<uint8_t> expected_;
+};
+TempDir* HttpsSource::dir_ = nullptr;
+std::string HttpsSource::thumbprint_, HttpsSource::port_;
+pid_t HttpsSource::pid_ = 0;
+std::vector<uint8_t> HttpsSource::expected_;
+
+TEST_F(HttpsSource, LargeReadSplitsIntoRangesAndMatches) {
+  auto op = opener();
+  ASSERT_TRUE(op);
+  auto src = op->open("vm/good.bin", {});
+  ASSERT_TRUE(src.ok()) << src.error().message;
+  auto size = (*src)->size();
+  ASSERT_TRUE(size.ok());
+  EXPECT_EQ(*size, kFileSize);
+  // 5 MiB + a bit at an odd offset: three requests in flight.
+  std::vector<uint8_t> buf((5u << 20) + 77);
+  auto n = (*src)->pread(buf.data(), buf.size(), 1001);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  ASSERT_EQ(*n, buf.size());
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expected_.begin() + 1001));
+  // Past the end: short, then zero.
+  auto tail = (*src)->pread(buf.data(), 1000, kFileSize - 10);
+  ASSERT_TRUE(tail.ok()) << tail.error().message;
+  EXPECT_EQ(*tail, 10u);
+  EXPECT_TRUE(std::equal(buf.begin(), buf.begin() + 10, expected_.end() - 10));
+  auto past = (*src)->pread(buf.data(), 10, kFileSize);
+  ASSERT_TRUE(past.ok());
+  EXPECT_EQ(*past, 0u);
+  // Read-only.
+  auto w = (*src)->pwrite(buf.data(), 1, 0);
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().code, VIX_E_FILE_READ_ONLY);
+  EXPECT_EQ(op->open("vm/good.bin", {.writable = true}).error().code, VIX_E_FILE_READ_ONLY);
+}
+
+TEST_F(HttpsSource, SiblingNamesResolveInTheDescriptorsFolder) {
+  auto op = opener();
+  ASSERT_TRUE(op);
+  EXPECT_EQ(op->resolve("vm/disk.vmdk", "disk-flat.vmdk"), "vm/disk-flat.vmdk");
+  EXPECT_EQ(op->resolve("[ds] vm/disk.vmdk", "base.vmdk"), "[ds] vm/base.vmdk");
+  EXPECT_EQ(op->resolve("vm/disk.vmdk", "[other] x/base.vmdk"), "[other] x/base.vmdk");
+}
+
+TEST_F(HttpsSource, DroppedConnectionIsRetriedOnce) {
+  auto op = opener();
+  ASSERT_TRUE(op);
+  auto src = op->open("vm/drop.bin", {});
+  ASSERT_TRUE(src.ok()) << src.error().message;
+  std::vector<uint8_t> buf(4096);
+  auto n = (*src)->pread(buf.data(), buf.size(), 12345);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expected_.begin() + 12345));
+}
+
+TEST_F(HttpsSource, LyingAnswersAreErrorsNotBytes) {
+  auto op = opener();
+  ASSERT_TRUE(op);
+  const std::pair<const char*, const char*> cases[] = {
+      {"ignore.bin", "HTTP 200 to a range request"},
+      {"badrange.bin", "Content-Range"},
+      {"short.bin", "short body"},
+      {"long.bin", "more than"},
+  };
+  for (const auto& [name, why] : cases) {
+    auto src = op->open(std::string("vm/") + name, {});
+    ASSERT_TRUE(src.ok()) << src.error().message;
+    std::vector<uint8_t> buf(65536);
+    auto n = (*src)->pread(buf.data(), buf.size(), 4096);
+    ASSERT_FALSE(n.ok()) << name << " gave bytes";
+    EXPECT_EQ(n.error().code, VIX_E_FILE_ERROR) << n.error().message;
+    EXPECT_NE(n.error().message.find(name), std::string::npos) << n.error().message;
+    EXPECT_NE(n.error().message.find(why), std::string::npos) << n.error().message;
+  }
+}
+
+TEST_F(HttpsSource, WrongThumbprintNamesThePresentedOne) {
+  auto op = opener(std::string(64, 'A'));
+  ASSERT_TRUE(op);
+  auto src = op->open("vm/good.bin", {});
+  ASSERT_FALSE(src.ok());
+  EXPECT_EQ(src.error().code, VIX_E_CANNOT_CONNECT_TO_HOST);
+  EXPECT_NE(src.error().message.find(thumbprint_), std::string::npos) << src.error().message;
+}
+
+}  // namespace
