@@ -1,9 +1,6 @@
 #include "transports/https.h"
 
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include <algorithm>
 #include <charconv>
@@ -15,50 +12,11 @@
 #include "vix/remote.h"
 #include "vmdk/vmdk.h"
 #include "vsphere/inventory.h"
+#include "vsphere/tls.h"
 
 namespace vix {
 
 namespace {
-
-// The pin check of one handshake (the SOAP session's trust model: the leaf certificate's digest
-// must equal the thumbprint; chain and name are not checked).
-struct PinCheck {
-  const std::string* expected = nullptr;  // normalised hex
-  bool mismatch = false;
-  std::string presented_sha1, presented_sha256;
-};
-
-int pin_verify(X509_STORE_CTX* ctx, void* arg) {
-  auto* pin = static_cast<PinCheck*>(arg);
-  X509* leaf = X509_STORE_CTX_get0_cert(ctx);
-  if (leaf == nullptr) {
-    pin->mismatch = true;
-    return 0;
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(leaf, EVP_sha1(), md, &len);
-  pin->presented_sha1 = vsphere::format_thumbprint(md, len);
-  X509_digest(leaf, EVP_sha256(), md, &len);
-  pin->presented_sha256 = vsphere::format_thumbprint(md, len);
-  std::string bare;
-  for (char c : pin->expected->size() == 40 ? pin->presented_sha1 : pin->presented_sha256) {
-    if (c != ':') bare += c;
-  }
-  if (bare != *pin->expected) {
-    pin->mismatch = true;
-    X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REJECTED);
-    return 0;
-  }
-  X509_STORE_CTX_set_error(ctx, X509_V_OK);
-  return 1;
-}
-
-CURLcode ssl_ctx_hook(CURL*, void* ssl_ctx, void* arg) {
-  SSL_CTX_set_options(static_cast<SSL_CTX*>(ssl_ctx), SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_cert_verify_callback(static_cast<SSL_CTX*>(ssl_ctx), pin_verify, arg);
-  return CURLE_OK;
-}
 
 // One range request: the body goes straight into the caller's buffer, never past `want`.
 struct Request {
@@ -79,7 +37,7 @@ struct Request {
 
 struct Handle {
   CURL* h = nullptr;
-  PinCheck pin;
+  vsphere::PeerCheck pin;
   char errbuf[CURL_ERROR_SIZE] = {0};
   Request* req = nullptr;
   ~Handle() {
@@ -236,23 +194,12 @@ class Session {
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, hd.get());
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, hd->errbuf);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     if (!opt_.cookie.empty()) {
       std::string cookie = "vmware_soap_session=" + opt_.cookie;
       curl_easy_setopt(h, CURLOPT_COOKIE, cookie.c_str());  // libcurl copies it
     }
-    if (!pin_.empty()) {
-      hd->pin.expected = &pin_;
-      curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-      curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, &hd->pin);
-      if (curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_hook) != CURLE_OK) {
-        return fail(VIX_E_NOT_SUPPORTED,
-                    "https: libcurl without OpenSSL: thumbprint verification is unavailable");
-      }
-    } else {
-      curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-      if (!opt_.tls.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, opt_.tls.ca_file.c_str());
-    }
+    hd->pin.expected = pin_;
+    VIX_TRY(vsphere::configure_peer_verification(h, &hd->pin, opt_.tls.ca_file));
     return hd;
   }
 
@@ -285,12 +232,7 @@ class Session {
 
   // After a transfer: true to retry it, an error, or done.
   Result<bool> finish(Handle& hd, Request& r, CURLcode rc) {
-    if (hd.pin.mismatch) {
-      return fail(VIX_E_CANNOT_CONNECT_TO_HOST,
-                  r.url + ": TLS certificate thumbprint mismatch: the server presented SHA-1 " +
-                      hd.pin.presented_sha1 + " (SHA-256 " + hd.pin.presented_sha256 +
-                      "), expected " + opt_.tls.thumbprint);
-    }
+    if (hd.pin.mismatch) return hd.pin.mismatch_error(r.url, opt_.tls.thumbprint);
     if (r.ignored_range) {
       return fail(VIX_E_FILE_ERROR, r.url +
                                         ": HTTP 200 to a range request (the server ignored "

@@ -1,9 +1,8 @@
 #include "vsphere/http.h"
 
+#include "vsphere/tls.h"
+
 #include <curl/curl.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 
 #include <cctype>
 #include <mutex>
@@ -41,54 +40,6 @@ std::string format_thumbprint(const unsigned char* digest, size_t len) {
 }
 
 namespace {
-
-// State shared with the OpenSSL verify callback of one transfer.
-struct PinCheck {
-  std::string expected;  // normalised hex
-  bool called = false;
-  bool mismatch = false;
-  std::string presented_sha1, presented_sha256;
-};
-
-// Replaces OpenSSL's chain verification: the peer is trusted iff its leaf certificate's digest
-// equals the pinned thumbprint (vSphere's trust model for self-signed hosts; names are not
-// checked).
-int pin_verify(X509_STORE_CTX* ctx, void* arg) {
-  auto* pin = static_cast<PinCheck*>(arg);
-  pin->called = true;
-  X509* leaf = X509_STORE_CTX_get0_cert(ctx);
-  if (!leaf) {
-    pin->mismatch = true;
-    X509_STORE_CTX_set_error(ctx, X509_V_ERR_UNSPECIFIED);
-    return 0;
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(leaf, EVP_sha1(), md, &len);
-  pin->presented_sha1 = format_thumbprint(md, len);
-  X509_digest(leaf, EVP_sha256(), md, &len);
-  pin->presented_sha256 = format_thumbprint(md, len);
-  const std::string& presented =
-      pin->expected.size() == 40 ? pin->presented_sha1 : pin->presented_sha256;
-  std::string bare;
-  for (char c : presented) {
-    if (c != ':') bare += c;
-  }
-  if (bare != pin->expected) {
-    pin->mismatch = true;
-    X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REJECTED);
-    return 0;
-  }
-  X509_STORE_CTX_set_error(ctx, X509_V_OK);
-  return 1;
-}
-
-CURLcode ssl_ctx_hook(CURL*, void* ssl_ctx, void* arg) {
-  // No renegotiation: the pin was checked on the one handshake of this connection.
-  SSL_CTX_set_options(static_cast<SSL_CTX*>(ssl_ctx), SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_cert_verify_callback(static_cast<SSL_CTX*>(ssl_ctx), pin_verify, arg);
-  return CURLE_OK;
-}
 
 struct Transfer {
   std::string body;
@@ -144,10 +95,7 @@ class CurlTransport final : public Transport {
     std::lock_guard lock(mu_);
     Transfer t;
     t.limit = opts_.max_response_bytes;
-    // A member, not a local: a kept-alive connection's SSL_CTX keeps pointing at it.
-    PinCheck& pin = pin_check_;
-    pin = PinCheck{};
-    pin.expected = pin_;
+    pin_check_.mismatch = false;
     std::string action_header = "SOAPAction: \"" + std::string(soap_action) + "\"";
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, "Content-Type: text/xml; charset=utf-8");
@@ -169,12 +117,7 @@ class CurlTransport final : public Transport {
     curl_easy_setopt(h_, CURLOPT_ERRORBUFFER, nullptr);
     curl_slist_free_all(headers);
 
-    if (pin.mismatch) {
-      return fail(VIX_E_CANNOT_CONNECT_TO_HOST,
-                  host_ + ": TLS certificate thumbprint mismatch: the server presented SHA-1 " +
-                      pin.presented_sha1 + " (SHA-256 " + pin.presented_sha256 + "), expected " +
-                      pin_display_);
-    }
+    if (pin_check_.mismatch) return pin_check_.mismatch_error(host_, pin_display_);
     if (t.too_big || (rc == CURLE_FILESIZE_EXCEEDED)) {
       return fail(VIX_E_FILE_TOO_BIG, host_ + ": SOAP response larger than " +
                                           std::to_string(opts_.max_response_bytes) +
@@ -200,7 +143,7 @@ class CurlTransport final : public Transport {
 
   Result<void> configure() {
     if (!opts_.thumbprint.empty()) {
-      VIX_ASSIGN_OR_RETURN(pin_, normalize_thumbprint(opts_.thumbprint));
+      VIX_ASSIGN_OR_RETURN(pin_check_.expected, normalize_thumbprint(opts_.thumbprint));
       pin_display_ = opts_.thumbprint;
     }
     curl_easy_setopt(h_, CURLOPT_URL, endpoint_.c_str());
@@ -216,19 +159,7 @@ class CurlTransport final : public Transport {
     curl_easy_setopt(h_, CURLOPT_MAXFILESIZE_LARGE,
                      static_cast<curl_off_t>(opts_.max_response_bytes));
     curl_easy_setopt(h_, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(h_, CURLOPT_SSL_VERIFYPEER, 1L);
-    if (!pin_.empty()) {
-      // The pin replaces chain and name checks (vSphere hosts are usually self-signed).
-      curl_easy_setopt(h_, CURLOPT_SSL_VERIFYHOST, 0L);
-      curl_easy_setopt(h_, CURLOPT_SSL_CTX_DATA, &pin_check_);
-      if (curl_easy_setopt(h_, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_hook) != CURLE_OK) {
-        return fail(VIX_E_NOT_SUPPORTED,
-                    "libcurl without OpenSSL: thumbprint verification is unavailable");
-      }
-    } else {
-      curl_easy_setopt(h_, CURLOPT_SSL_VERIFYHOST, 2L);
-      if (!opts_.ca_file.empty()) curl_easy_setopt(h_, CURLOPT_CAINFO, opts_.ca_file.c_str());
-    }
+    VIX_TRY(configure_peer_verification(h_, &pin_check_, opts_.ca_file));
     return ok();
   }
 
@@ -261,8 +192,9 @@ class CurlTransport final : public Transport {
   ConnectOptions opts_;
   std::string endpoint_;
   std::string host_;
-  std::string pin_, pin_display_;
-  PinCheck pin_check_;
+  std::string pin_display_;
+  // A member, not a local: a kept-alive connection's SSL_CTX keeps pointing at it.
+  PeerCheck pin_check_;
   std::string cookie_;
 };
 

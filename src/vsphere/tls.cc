@@ -1,0 +1,76 @@
+#include "vsphere/tls.h"
+
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "vsphere/http.h"
+
+namespace vix::vsphere {
+
+namespace {
+
+// Replaces OpenSSL's chain verification: the peer is trusted iff its leaf certificate's digest
+// equals the pinned thumbprint.
+int pin_verify(X509_STORE_CTX* ctx, void* arg) {
+  auto* check = static_cast<PeerCheck*>(arg);
+  X509* leaf = X509_STORE_CTX_get0_cert(ctx);
+  if (!leaf) {
+    check->mismatch = true;
+    X509_STORE_CTX_set_error(ctx, X509_V_ERR_UNSPECIFIED);
+    return 0;
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  X509_digest(leaf, EVP_sha1(), md, &len);
+  check->presented_sha1 = format_thumbprint(md, len);
+  X509_digest(leaf, EVP_sha256(), md, &len);
+  check->presented_sha256 = format_thumbprint(md, len);
+  const std::string& presented =
+      check->expected.size() == 40 ? check->presented_sha1 : check->presented_sha256;
+  std::string bare;
+  for (char c : presented) {
+    if (c != ':') bare += c;
+  }
+  if (bare != check->expected) {
+    check->mismatch = true;
+    X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REJECTED);
+    return 0;
+  }
+  X509_STORE_CTX_set_error(ctx, X509_V_OK);
+  return 1;
+}
+
+CURLcode ssl_ctx_hook(CURL*, void* ssl_ctx, void* arg) {
+  // No renegotiation: the pin was checked on the one handshake of this connection.
+  SSL_CTX_set_options(static_cast<SSL_CTX*>(ssl_ctx), SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_cert_verify_callback(static_cast<SSL_CTX*>(ssl_ctx), pin_verify, arg);
+  return CURLE_OK;
+}
+
+}  // namespace
+
+Error PeerCheck::mismatch_error(const std::string& who, const std::string& expected_display) const {
+  return fail(VIX_E_CANNOT_CONNECT_TO_HOST,
+              who + ": TLS certificate thumbprint mismatch: the server presented SHA-1 " +
+                  presented_sha1 + " (SHA-256 " + presented_sha256 + "), expected " +
+                  expected_display);
+}
+
+Result<void> configure_peer_verification(CURL* curl, PeerCheck* check, const std::string& ca_file) {
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  if (!check->expected.empty()) {
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl_easy_setopt(curl, CURLOPT_SSL_CTX_DATA, check);
+    if (curl_easy_setopt(curl, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_hook) != CURLE_OK) {
+      return fail(VIX_E_NOT_SUPPORTED,
+                  "libcurl without OpenSSL: thumbprint verification is unavailable");
+    }
+  } else {
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_file.c_str());
+  }
+  return ok();
+}
+
+}  // namespace vix::vsphere
