@@ -34,6 +34,14 @@ DiskFile::DiskFile(vix::Connection* conn, std::string path, std::string name,
       name_(std::move(name)),
       capacity_bytes_(capacity_bytes) {}
 
+DiskFile::DiskFile(ConnectionSource source, std::string path, std::string name,
+                   uint64_t capacity_bytes)
+    : conn_(nullptr),
+      source_(std::move(source)),
+      path_(std::move(path)),
+      name_(std::move(name)),
+      capacity_bytes_(capacity_bytes) {}
+
 uint64_t DiskFile::size() const {
   std::lock_guard lock(mu_);
   return capacity_bytes_;
@@ -51,6 +59,10 @@ bool DiskFile::is_open() const {
 
 vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
   if (disk_) return disk_;
+  if (!conn_) {
+    if (!source_) return vix::fail(VIX_E_FAIL, name_ + ": no connection");
+    VIX_ASSIGN_OR_RETURN(conn_, source_());
+  }
   VIX_ASSIGN_OR_RETURN(std::unique_ptr<vix::Disk> disk,
                        conn_->open(path_, VIXDISKLIB_FLAG_OPEN_READ_ONLY));
   const uint64_t capacity = disk->info().capacity_sectors * vix::kSectorSize;
@@ -61,6 +73,7 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
   }
   disk_ = std::move(disk);
   log_info(name_ + ": opened " + path_ + " with transport " + std::string(disk_->transport_name()));
+  if (on_open_) on_open_(std::string(disk_->transport_name()));
   return disk_;
 }
 

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +22,12 @@ class DiskFile {
  public:
   // capacity_bytes: what the listing said (the disk's own capacity wins once it is open).
   DiskFile(vix::Connection* conn, std::string path, std::string name, uint64_t capacity_bytes);
+  // A connection made on first use (remote disks: connecting logs in, so only an open does it).
+  using ConnectionSource = std::function<vix::Result<vix::Connection*>()>;
+  DiskFile(ConnectionSource source, std::string path, std::string name, uint64_t capacity_bytes);
+  // Called (with the transport's name) each time the disk is opened; under the file's lock, so
+  // it must not call back into this DiskFile.
+  void set_on_open(std::function<void(const std::string&)> fn) { on_open_ = std::move(fn); }
 
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
@@ -51,6 +58,8 @@ class DiskFile {
   vix::Result<std::shared_ptr<vix::Disk>> open_locked();
 
   vix::Connection* conn_;
+  ConnectionSource source_;
+  std::function<void(const std::string&)> on_open_;
   std::string path_, name_;
   mutable std::mutex mu_;
   uint64_t capacity_bytes_;

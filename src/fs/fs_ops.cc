@@ -52,6 +52,7 @@ void op_init(void* userdata, fuse_conn_info* conn) {
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   guarded(req, "lookup", [&] {
     FsContext& c = ctx(req);
+    if (c.refresh) c.refresh();
     fuse_ino_t ino = c.tree.lookup(parent, name);
     Node node;
     if (ino == 0 || !c.tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
@@ -92,10 +93,12 @@ void op_readlink(fuse_req_t req, fuse_ino_t ino) {
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "opendir", [&] {
+    FsContext& c = ctx(req);
+    if (c.refresh) c.refresh();
     Node node;
-    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (!c.tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
     if (node.kind != NodeKind::kDir) return (void)fuse_reply_err(req, ENOTDIR);
-    fi->cache_readdir = 1;
+    fi->cache_readdir = c.cache_dirs ? 1 : 0;
     fuse_reply_open(req, fi);
   });
 }

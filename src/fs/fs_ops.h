@@ -4,6 +4,8 @@
 
 #include <fuse_lowlevel.h>
 
+#include <functional>
+
 #include "fs/tree.h"
 
 namespace vixfs {
@@ -13,6 +15,11 @@ constexpr size_t kMaxRead = 1 << 20;
 struct FsContext {
   Tree tree;
   double attr_timeout = 3600;  // the local tree never changes while mounted
+  // Called before a lookup or opendir: a tree that follows a changing inventory updates itself
+  // here (at most once per its TTL). Empty for a fixed tree.
+  std::function<void()> refresh;
+  // Lets the kernel cache directory listings; off for a tree that changes.
+  bool cache_dirs = true;
 };
 
 const fuse_lowlevel_ops& fs_operations();

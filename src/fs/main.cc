@@ -20,6 +20,7 @@
 #include "fs/disk_file.h"
 #include "fs/fs_ops.h"
 #include "fs/local_scan.h"
+#include "fs/server_tree.h"
 #include "vix/config.h"
 #include "vix/connection.h"
 #include "vix/errors.h"
@@ -29,6 +30,7 @@ namespace {
 
 struct Options {
   std::string local, config, transports, log_file, mountpoint;
+  std::string server, user, password_file, thumbprint, name, password;
   std::vector<std::string> fuse_opts;
   bool foreground = false, debug = false;
 };
@@ -68,9 +70,15 @@ void error(const std::string& msg) {
 
 const char kUsage[] =
     "usage: vixfs --local PATH [options] MOUNTPOINT\n"
-    "Mounts VMDK disks as raw image files (NAME.img), read-only.\n"
+    "       vixfs --server https://HOST[:PORT] --user USER [options] MOUNTPOINT\n"
+    "Mounts VMDK disks as raw image files, read-only.\n"
     "\n"
-    "  --local PATH        a .vmdk file or a folder of them\n"
+    "  --local PATH        a .vmdk file or a folder of them (each disk as NAME.img)\n"
+    "  --server URL        a vCenter/ESXi: MOUNTPOINT/SERVER/VM/SNAPSHOT/scsi0-0.img ...\n"
+    "  --user USER         the vSphere user\n"
+    "  --password-file F   the password is the file's first line (else $VIXFS_PASSWORD)\n"
+    "  --thumbprint HEX    trust the server by its certificate's SHA-1 or SHA-256\n"
+    "  --name ALIAS        the server's folder name (default: the URL's host)\n"
     "  --config FILE       VDDK-syntax config file (default /etc/vixfs/vixfs.conf if present)\n"
     "  --transports MODES  colon-separated transport list (default: the library's)\n"
     "  --log-file FILE     log here when not in the foreground\n"
@@ -79,9 +87,7 @@ const char kUsage[] =
     "  -f                  stay in the foreground, log to stderr\n"
     "  -d                  foreground with FUSE debug output\n"
     "  -h, --help          this text\n"
-    "  --version           print the version\n"
-    "\n"
-    "Remote servers (--server) are not yet built.\n";
+    "  --version           print the version\n";
 
 // Parses argv; returns -1 to go on, else an exit code.
 int parse(int argc, char** argv, Options* o) {
@@ -117,8 +123,12 @@ int parse(int argc, char** argv, Options* o) {
       o->fuse_opts.push_back(a.substr(2));
     } else if (a == "--server" || a == "--user" || a == "--password-file" || a == "--thumbprint" ||
                a == "--name") {
-      fprintf(stderr, "vixfs: %s: remote servers are not yet built; use --local PATH\n", a.c_str());
-      return 2;
+      if (!(v = need(i, a.c_str()))) return 2;
+      if (a == "--server") o->server = v;
+      if (a == "--user") o->user = v;
+      if (a == "--password-file") o->password_file = v;
+      if (a == "--thumbprint") o->thumbprint = v;
+      if (a == "--name") o->name = v;
     } else if (!a.empty() && a[0] == '-') {
       fprintf(stderr, "vixfs: unknown option %s (see vixfs --help)\n", a.c_str());
       return 2;
@@ -129,9 +139,40 @@ int parse(int argc, char** argv, Options* o) {
       return 2;
     }
   }
-  if (o->local.empty() || o->mountpoint.empty()) {
-    fputs("vixfs: need --local PATH and a MOUNTPOINT (see vixfs --help)\n", stderr);
+  if (o->local.empty() == o->server.empty() || o->mountpoint.empty()) {
+    fputs("vixfs: need --local PATH or --server URL, and a MOUNTPOINT (see vixfs --help)\n",
+          stderr);
     return 2;
+  }
+  if (!o->server.empty()) {
+    if (o->user.empty()) {
+      fputs("vixfs: --server needs --user USER\n", stderr);
+      return 2;
+    }
+    if (auto addr = vixfs::parse_server_url(o->server); !addr.ok()) {
+      fprintf(stderr, "vixfs: %s\n", addr.error().message.c_str());
+      return 2;
+    }
+    // Never from argv: a file or the environment, read before the daemon changes directory.
+    if (!o->password_file.empty()) {
+      FILE* f = fopen(o->password_file.c_str(), "re");
+      if (!f) {
+        fprintf(stderr, "vixfs: --password-file %s: %s\n", o->password_file.c_str(),
+                strerror(errno));
+        return 2;
+      }
+      char buf[4096];
+      if (fgets(buf, sizeof buf, f)) o->password = buf;
+      fclose(f);
+      while (!o->password.empty() && (o->password.back() == '\n' || o->password.back() == '\r')) {
+        o->password.pop_back();
+      }
+    } else if (const char* env = getenv("VIXFS_PASSWORD")) {
+      o->password = env;
+    } else {
+      fputs("vixfs: no password: use --password-file FILE or set VIXFS_PASSWORD\n", stderr);
+      return 2;
+    }
   }
   for (const std::string& opts : o->fuse_opts) {
     size_t start = 0;
@@ -168,6 +209,7 @@ std::string default_state_dir() {
 struct Daemon {
   bool library = false;
   std::unique_ptr<vix::Connection> conn;
+  std::unique_ptr<vixfs::ServerTree> server;
   std::unique_ptr<vixfs::FsContext> fs;
   fuse_session* se = nullptr;
   bool mounted = false, signals = false;
@@ -187,6 +229,11 @@ struct Daemon {
       conn.reset();
       info("disconnected");
     }
+    if (server) {
+      if (fs) fs->refresh = nullptr;
+      server->shutdown();
+      server.reset();
+    }
     if (se) fuse_session_destroy(se);
     se = nullptr;
     fs.reset();
@@ -197,6 +244,10 @@ struct Daemon {
     }
   }
 };
+
+std::string start_server(const Options& o, Daemon* d);
+std::string start_local(const Options& o, Daemon* d);
+std::string do_mount(const Options& o, Daemon* d, const char* argv0);
 
 // Sets up library, tree and mount; "" on success, else the one-line reason.
 std::string start(const Options& o, Daemon* d, const char* argv0) {
@@ -223,6 +274,49 @@ std::string start(const Options& o, Daemon* d, const char* argv0) {
     return "init" + (o.config.empty() ? "" : " " + o.config) + ": " + r.error().message;
   }
   d->library = true;
+  if (!o.server.empty()) {
+    if (std::string failure = start_server(o, d); !failure.empty()) return failure;
+  } else {
+    if (std::string failure = start_local(o, d); !failure.empty()) return failure;
+  }
+  return do_mount(o, d, argv0);
+}
+
+void add_meta(vixfs::Tree& tree) {
+  fuse_ino_t meta = tree.add_dir(tree.root(), ".vixfs");
+  tree.add_text(meta, "version",
+                std::string("vixfs ") + VIXFS_VERSION + "\nlibfuse " +
+                    std::to_string(fuse_version()) + "\ntransports " +
+                    vix::supported_transport_modes() + "\n");
+}
+
+std::string start_server(const Options& o, Daemon* d) {
+  info("mounting " + o.server + " on " + o.mountpoint);
+  d->fs = std::make_unique<vixfs::FsContext>();
+  // Text files (snapshot.json) change once a disk opens; keep the kernel's view short-lived.
+  d->fs->attr_timeout = 1;
+  add_meta(d->fs->tree);
+  vixfs::ServerOptions so;
+  so.url = o.server;
+  so.user = o.user;
+  so.password = o.password;
+  so.thumbprint = o.thumbprint;
+  so.alias = o.name;
+  so.transports = o.transports;
+  auto st = vixfs::ServerTree::mount(so, &d->fs->tree);
+  if (!st.ok()) {
+    std::string what = vix::error_text(st.error().code);
+    if (!what.empty() && what.back() == '.') what.pop_back();
+    return o.server + ": " + what + ": " + st.error().message;
+  }
+  d->server = std::move(st).value();
+  vixfs::ServerTree* server = d->server.get();
+  d->fs->refresh = [server] { server->maybe_refresh(); };
+  d->fs->cache_dirs = false;
+  return "";
+}
+
+std::string start_local(const Options& o, Daemon* d) {
   info("mounting " + o.local + " on " + o.mountpoint);
   auto conn = vix::Connection::connect(vix::ConnectSpec{}, true, "", o.transports);
   if (!conn.ok()) return "connect: " + conn.error().message;
@@ -234,11 +328,7 @@ std::string start(const Options& o, Daemon* d, const char* argv0) {
   for (const auto& n : notes) info(n);
   d->fs = std::make_unique<vixfs::FsContext>();
   vixfs::Tree& tree = d->fs->tree;
-  fuse_ino_t meta = tree.add_dir(tree.root(), ".vixfs");
-  tree.add_text(meta, "version",
-                std::string("vixfs ") + VIXFS_VERSION + "\nlibfuse " +
-                    std::to_string(fuse_version()) + "\ntransports " +
-                    vix::supported_transport_modes() + "\n");
+  add_meta(tree);
   for (const auto& ld : *disks) {
     // Opening once learns the capacity and weeds out files the library cannot open at all.
     auto disk = d->conn->open(ld.path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
@@ -254,7 +344,10 @@ std::string start(const Options& o, Daemon* d, const char* argv0) {
     tree.add_disk(tree.root(), ld.name + ".img", std::move(file), ld.mtime);
     info(ld.name + ".img: " + ld.path + ", " + std::to_string(capacity) + " bytes");
   }
+  return "";
+}
 
+std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
   std::vector<std::string> args = {
       argv0, "-o", "ro,fsname=vixfs,subtype=vixfs,max_read=" + std::to_string(vixfs::kMaxRead)};
   for (const auto& opt : o.fuse_opts) {

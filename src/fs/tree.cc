@@ -61,6 +61,22 @@ fuse_ino_t Tree::add_symlink(fuse_ino_t parent, const std::string& name, std::st
   return add(parent, std::move(n));
 }
 
+bool Tree::set_text(fuse_ino_t ino, std::string text) {
+  std::lock_guard lock(mu_);
+  if (ino == 0 || ino > nodes_.size() || nodes_[ino - 1].kind != NodeKind::kTextFile) return false;
+  nodes_[ino - 1].text = std::move(text);
+  return true;
+}
+
+bool Tree::unlink(fuse_ino_t parent, const std::string& name) {
+  std::lock_guard lock(mu_);
+  if (parent == 0 || parent > nodes_.size()) return false;
+  Node& p = nodes_[parent - 1];
+  if (p.children.erase(name) == 0) return false;
+  clock_gettime(CLOCK_REALTIME, &p.mtime);
+  return true;
+}
+
 fuse_ino_t Tree::lookup(fuse_ino_t parent, const std::string& name) const {
   std::lock_guard lock(mu_);
   if (parent == 0 || parent > nodes_.size()) return 0;

@@ -40,6 +40,11 @@ class Tree {
   fuse_ino_t add_disk(fuse_ino_t parent, const std::string& name, std::shared_ptr<DiskFile> disk,
                       timespec mtime);
   fuse_ino_t add_symlink(fuse_ino_t parent, const std::string& name, std::string target);
+  // Replaces a text file's contents (snapshot.json learns a disk's transport once it opens).
+  bool set_text(fuse_ino_t ino, std::string text);
+  // Takes a name out of its folder (an inventory refresh found it gone). The node itself stays,
+  // so handles open on it keep working and its number is never reused.
+  bool unlink(fuse_ino_t parent, const std::string& name);
 
   // Copies, so callers never hold a pointer into the table while it grows. 0 when absent.
   fuse_ino_t lookup(fuse_ino_t parent, const std::string& name) const;

@@ -74,6 +74,11 @@ VixError report(const char* fn, const vix::Result<void>& r) {
   return r.ok() ? VixError{VIX_OK} : report(fn, r.error());
 }
 
+// The VDDK functions vixfs does not implement say so by name (never a silent success).
+VixError unsupported(const char* fn) {
+  return report(fn, fail(VIX_E_NOT_SUPPORTED, std::string(fn) + " is not supported by vixfs"));
+}
+
 VixError not_initialized(const char* fn) {
   return report(fn, fail(VIX_E_DISK_NOINIT, "library not initialized"));
 }
@@ -534,7 +539,7 @@ VixError VixDiskLib_Grow(VixDiskLibConnection connection, const char* path,
   (void)path, (void)capacity, (void)updateGeometry, (void)progressFunc, (void)progressCallbackData;
   return guarded(fn, [&]() -> VixError {
     if (VixError e = check_handle(fn, connection, "connection")) return e;
-    return report(fn, fail(VIX_E_NOT_SUPPORTED, "VixDiskLib_Grow is not supported by vixfs"));
+    return unsupported(fn);
   });
 }
 
@@ -544,7 +549,7 @@ VixError VixDiskLib_Shrink(VixDiskLibHandle diskHandle, VixDiskLibProgressFunc p
   (void)progressFunc, (void)progressCallbackData;
   return guarded(fn, [&]() -> VixError {
     if (VixError e = check_handle(fn, diskHandle, "disk handle")) return e;
-    return report(fn, fail(VIX_E_NOT_SUPPORTED, "VixDiskLib_Shrink is not supported by vixfs"));
+    return unsupported(fn);
   });
 }
 
@@ -554,7 +559,7 @@ VixError VixDiskLib_Defragment(VixDiskLibHandle diskHandle, VixDiskLibProgressFu
   (void)progressFunc, (void)progressCallbackData;
   return guarded(fn, [&]() -> VixError {
     if (VixError e = check_handle(fn, diskHandle, "disk handle")) return e;
-    return report(fn, fail(VIX_E_NOT_SUPPORTED, "VixDiskLib_Defragment is not supported by vixfs"));
+    return unsupported(fn);
   });
 }
 
@@ -565,7 +570,7 @@ VixError VixDiskLib_Rename(const char* srcFileName, const char* dstFileName) {
     if (srcFileName == nullptr || dstFileName == nullptr) {
       return report(fn, fail(VIX_E_INVALID_ARG, "NULL file name"));
     }
-    return report(fn, fail(VIX_E_NOT_SUPPORTED, "VixDiskLib_Rename is not supported by vixfs"));
+    return unsupported(fn);
   });
 }
 
@@ -580,7 +585,7 @@ VixError VixDiskLib_Clone(const VixDiskLibConnection dstConnection, const char* 
   return guarded(fn, [&]() -> VixError {
     if (VixError e = check_handle(fn, dstConnection, "destination connection")) return e;
     if (VixError e = check_handle(fn, srcConnection, "source connection")) return e;
-    return report(fn, fail(VIX_E_NOT_SUPPORTED, "VixDiskLib_Clone is not supported by vixfs"));
+    return unsupported(fn);
   });
 }
 
@@ -589,8 +594,7 @@ VixError VixDiskLib_IsAttachPossible(VixDiskLibHandle parent, VixDiskLibHandle c
   return guarded(fn, [&]() -> VixError {
     if (VixError e = check_handle(fn, parent, "parent disk handle")) return e;
     if (VixError e = check_handle(fn, child, "child disk handle")) return e;
-    return report(
-        fn, fail(VIX_E_NOT_SUPPORTED, "VixDiskLib_IsAttachPossible is not supported by vixfs"));
+    return unsupported(fn);
   });
 }
 
@@ -599,7 +603,7 @@ VixError VixDiskLib_Attach(VixDiskLibHandle parent, VixDiskLibHandle child) {
   return guarded(fn, [&]() -> VixError {
     if (VixError e = check_handle(fn, parent, "parent disk handle")) return e;
     if (VixError e = check_handle(fn, child, "child disk handle")) return e;
-    return report(fn, fail(VIX_E_NOT_SUPPORTED, "VixDiskLib_Attach is not supported by vixfs"));
+    return unsupported(fn);
   });
 }
 
