@@ -112,6 +112,25 @@ Result<void> VmdkDisk::check_parent(size_t li) {
   return ok();
 }
 
+// Maps [sector, sector+count) of one link onto its extents' runs, in order, and calls
+// fn(extent, link-relative sector of the run, run) for each; stops at the first error.
+template <class Fn>
+Result<void> for_each_run(Link& link, uint64_t sector, uint64_t count, Fn&& fn) {
+  std::vector<Run> runs;
+  size_t ei = extent_index(link, sector);
+  while (count > 0 && ei < link.extents.size()) {
+    Extent& ext = *link.extents[ei];
+    uint64_t rel = sector - link.starts[ei];
+    uint64_t n = std::min(count, ext.sectors() - rel);
+    runs.clear();
+    VIX_TRY(ext.map(rel, n, runs));
+    for (const Run& run : runs) VIX_TRY(fn(ext, link.starts[ei] + run.sector, run));
+    sector += n, count -= n;
+    ++ei;
+  }
+  return ok();
+}
+
 Result<void> VmdkDisk::read(uint64_t sector, uint64_t count, uint8_t* buf) {
   VIX_TRY(check_range(sector, count));
   std::shared_lock lock(mu_);
@@ -130,38 +149,27 @@ Result<void> VmdkDisk::read_link(size_t li, uint64_t sector, uint64_t count, uin
     std::memset(buf + keep * 512, 0, (count - keep) * 512);
     count = keep;
   }
-  std::vector<Run> runs;
-  size_t ei = extent_index(link, sector);
-  while (count > 0 && ei < link.extents.size()) {
-    Extent& ext = *link.extents[ei];
-    uint64_t rel = sector - link.starts[ei];
-    uint64_t n = std::min(count, ext.sectors() - rel);
-    runs.clear();
-    VIX_TRY(ext.map(rel, n, runs));
-    for (const Run& run : runs) {
-      uint8_t* p = buf + (run.sector - rel) * 512;
-      switch (run.kind) {
-        case RunKind::kData:
-        case RunKind::kCompressed:
-          VIX_TRY(ext.read_run(run, p));
-          break;
-        case RunKind::kZero:
-          std::memset(p, 0, run.count * 512);
-          break;
-        case RunKind::kHole:
-          if (li + 1 < links_.size()) {
-            VIX_TRY(check_parent(li));
-            VIX_TRY(read_link(li + 1, link.starts[ei] + run.sector, run.count, p));
-          } else {
-            std::memset(p, 0, run.count * 512);
-          }
-          break;
-      }
-    }
-    sector += n, count -= n, buf += n * 512;
-    ++ei;
-  }
-  return ok();
+  const uint64_t first = sector;
+  return for_each_run(link, sector, count,
+                      [&](Extent& ext, uint64_t abs, const Run& run) -> Result<void> {
+                        uint8_t* p = buf + (abs - first) * 512;
+                        switch (run.kind) {
+                          case RunKind::kData:
+                          case RunKind::kCompressed:
+                            return ext.read_run(run, p);
+                          case RunKind::kZero:
+                            std::memset(p, 0, run.count * 512);
+                            return ok();
+                          case RunKind::kHole:
+                            if (li + 1 < links_.size()) {
+                              VIX_TRY(check_parent(li));
+                              return read_link(li + 1, abs, run.count, p);
+                            }
+                            std::memset(p, 0, run.count * 512);
+                            return ok();
+                        }
+                        return ok();
+                      });
 }
 
 Result<void> VmdkDisk::rewrite_cid_once() {
@@ -235,34 +243,23 @@ Result<void> VmdkDisk::alloc_link(size_t li, uint64_t sector, uint64_t count,
   Link& link = *links_[li];
   if (sector >= link.capacity) return ok();
   count = std::min(count, link.capacity - sector);
-  std::vector<Run> runs;
-  size_t ei = extent_index(link, sector);
-  while (count > 0 && ei < link.extents.size()) {
-    Extent& ext = *link.extents[ei];
-    uint64_t rel = sector - link.starts[ei];
-    uint64_t n = std::min(count, ext.sectors() - rel);
-    runs.clear();
-    VIX_TRY(ext.map(rel, n, runs));
-    for (const Run& run : runs) {
-      uint64_t abs = link.starts[ei] + run.sector;
-      if (run.kind == RunKind::kData || run.kind == RunKind::kCompressed) {
-        if (!out.empty() && out.back().start + out.back().count == abs) {
-          out.back().count += run.count;
-        } else {
-          if (out.size() >= kMaxAllocatedExtents)
-            return fail(VIX_E_INVALID_ARG, link.path + ": more than " +
-                                               std::to_string(kMaxAllocatedExtents) +
-                                               " allocated extents; query a smaller range");
-          out.push_back(SectorExtent{abs, run.count});
+  return for_each_run(
+      link, sector, count, [&](Extent&, uint64_t abs, const Run& run) -> Result<void> {
+        if (run.kind == RunKind::kData || run.kind == RunKind::kCompressed) {
+          if (!out.empty() && out.back().start + out.back().count == abs) {
+            out.back().count += run.count;
+          } else {
+            if (out.size() >= kMaxAllocatedExtents)
+              return fail(VIX_E_INVALID_ARG, link.path + ": more than " +
+                                                 std::to_string(kMaxAllocatedExtents) +
+                                                 " allocated extents; query a smaller range");
+            out.push_back(SectorExtent{abs, run.count});
+          }
+        } else if (run.kind == RunKind::kHole && li + 1 < links_.size()) {
+          return alloc_link(li + 1, abs, run.count, out);
         }
-      } else if (run.kind == RunKind::kHole && li + 1 < links_.size()) {
-        VIX_TRY(alloc_link(li + 1, abs, run.count, out));
-      }
-    }
-    sector += n, count -= n;
-    ++ei;
-  }
-  return ok();
+        return ok();
+      });
 }
 
 Result<std::map<std::string, std::string>> VmdkDisk::metadata() {
