@@ -1,0 +1,102 @@
+// The remote tree of vixfs --server: one vCenter's inventory as folders
+// <server>/<vm moRef>/<snapshot moRef | current>/{<slot>.img, snapshot.json} plus
+// <server>/by-name/<vm name>/<snapshot name> symlinks. The inventory is read at mount and again
+// when a lookup or listing comes after vixfs.inventory.ttlSeconds (default 30; 0: never): new
+// VMs and snapshots appear, removed ones leave their folders (open files keep working).
+// Disks connect lazily: one library connection per (VM, snapshot), shared by its disks and kept
+// until shutdown().
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "fs/tree.h"
+#include "vix/connection.h"
+#include "vsphere/client.h"
+#include "vsphere/inventory.h"
+
+namespace vixfs {
+
+struct ServerOptions {
+  std::string url;  // https://HOST[:PORT][/sdk]
+  std::string user, password, thumbprint;
+  std::string alias;       // folder name; "" means the URL's host
+  std::string transports;  // colon-separated; "" for the library default
+};
+
+// https://HOST[:PORT][/PATH] -> host and port (443 when absent); an error names what is wrong.
+struct ServerAddress {
+  std::string host;
+  uint32_t port = 443;
+};
+vix::Result<ServerAddress> parse_server_url(const std::string& url);
+
+// '/' in a vSphere name becomes %2F (and '%' %25, so the mapping can be undone).
+std::string escape_name(const std::string& name);
+// A JSON string literal.
+std::string json_string(const std::string& s);
+
+class ServerTree {
+ public:
+  // Logs in (failing on a wrong password, thumbprint or an unreachable server), reads the
+  // inventory and adds the server's folder under the tree's root.
+  static vix::Result<std::unique_ptr<ServerTree>> mount(const ServerOptions& options, Tree* tree);
+  ~ServerTree();
+
+  // Re-reads the inventory when the TTL has passed; another thread's refresh in progress means
+  // the current view is served. A failure is logged and the old tree kept until the next TTL.
+  void maybe_refresh();
+
+  // Unmount, after every disk is closed: Disconnect each library connection, log out.
+  void shutdown();
+  const std::string& folder() const { return folder_; }
+
+ private:
+  struct DiskEntry {
+    std::string file, label, datastore_path;
+    uint64_t capacity = 0;
+    std::string transport;  // "" until opened
+  };
+  struct SnapshotEntry {
+    std::string vm_moref, vm_name;
+    bool current = true;
+    vix::vsphere::Snapshot snapshot;  // without children and disks; unused for current/
+    std::vector<DiskEntry> disks;
+    fuse_ino_t json = 0;
+  };
+
+  ServerTree() = default;
+  // Adds what `inventory_` has and the tree lacks, and unlinks what it no longer has.
+  void apply_inventory();
+  void update_by_name();
+  void add_snapshot(fuse_ino_t vm_dir, const vix::vsphere::VirtualMachine& vm,
+                    const vix::vsphere::Snapshot* snap,
+                    const std::vector<vix::vsphere::VirtualDisk>& disks);
+  std::string render_json(const SnapshotEntry& e) const;
+  vix::Result<vix::Connection*> connection(const std::string& vm, const std::string& snapshot);
+
+  ServerOptions options_;
+  ServerAddress address_;
+  Tree* tree_ = nullptr;
+  std::string folder_;
+  std::unique_ptr<vix::vsphere::Client> client_;
+  vix::vsphere::Inventory inventory_;
+  timespec mounted_at_{};
+  fuse_ino_t server_dir_ = 0, by_name_ = 0;
+  std::map<std::string, fuse_ino_t> vm_dirs_;                            // vm moRef -> folder
+  std::map<std::pair<std::string, std::string>, fuse_ino_t> snap_dirs_;  // (vm, snapshot)
+  std::chrono::seconds ttl_{30};
+  std::chrono::steady_clock::time_point loaded_at_;
+  std::mutex refresh_mu_;  // one refresh at a time; guards inventory_ and the maps above
+  std::mutex mu_;          // guards the fields below
+  std::vector<std::unique_ptr<SnapshotEntry>> snapshots_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> connections_;
+};
+
+}  // namespace vixfs

@@ -1,0 +1,378 @@
+// vixfs --server against a real vcsim and a real mount: the tree follows the inventory (a snapshot
+// made through the API shows up with its disk), snapshot.json and by-name links, disk bytes equal
+// qemu-img's through the file and https transports, a wrong password fails before mounting, and
+// unmount logs every session out.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "integration/vsphere_sim.h"
+#include "support/fixtures.h"
+#include "vsphere/client.h"
+
+using vixtest::run;
+using vixtest::run_ok;
+using vixtest::sh_quote;
+using vixtest::Simulator;
+using vixtest::TempDir;
+
+namespace {
+
+bool fs_mounted(const std::string& mnt) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    if (point == mnt && line.find("fuse.vixfs") != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// vixfs -f --server ... in the background; the destructor unmounts and reaps it.
+class ServerMount {
+ public:
+  ServerMount(const std::vector<std::string>& args, const std::string& mnt, const std::string& log)
+      : mnt_(mnt), log_(log) {
+    mkdir(mnt.c_str(), 0755);
+    std::vector<std::string> all = {"vixfs", "-f"};
+    all.insert(all.end(), args.begin(), args.end());
+    all.push_back(mnt);
+    pid_ = fork();
+    if (pid_ == 0) {
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+      std::vector<char*> argv;
+      for (auto& a : all) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(VIXFS_BINARY, argv.data());
+      _exit(127);
+    }
+    for (int i = 0; i < 300 && !fs_mounted(mnt_); ++i) {
+      if (waitpid(pid_, &status_, WNOHANG) == pid_) {
+        reaped_ = true;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ~ServerMount() { unmount(); }
+  bool ok() const { return !reaped_ && fs_mounted(mnt_); }
+  std::string log() const { return slurp(log_); }
+  // Unmounts and waits for the daemon to finish its teardown; true if it exited cleanly.
+  bool unmount() {
+    if (fs_mounted(mnt_)) run("fusermount3 -u -z " + sh_quote(mnt_));
+    if (!reaped_ && pid_ > 0) {
+      for (int i = 0; i < 500 && !reaped_; ++i) {
+        if (waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
+        if (!reaped_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      if (!reaped_) {
+        kill(pid_, SIGKILL);
+        waitpid(pid_, &status_, 0);
+        reaped_ = true;
+        return false;
+      }
+    }
+    return WIFEXITED(status_) && WEXITSTATUS(status_) == 0;
+  }
+
+ private:
+  std::string mnt_, log_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool reaped_ = false;
+};
+
+class FsServer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    sim_ = Simulator::start("-user u:p", false, &error_).release();
+    if (sim_ == nullptr) return;
+    fixtures_ = new TempDir();
+    // DC0_H0_VM0's disk1 becomes a real monolithicSparse disk with data.
+    const std::string dir = sim_->get("VCSIM_DS_LocalDS_0") + "/DC0_H0_VM0";
+    std::filesystem::create_directories(dir);
+    disk_ = dir + "/disk1.vmdk";
+    std::filesystem::remove(disk_);
+    std::filesystem::remove(dir + "/disk1-flat.vmdk");
+    run_ok("qemu-img create -q -f vmdk " + sh_quote(disk_) + " 24M");
+    run_ok(
+        "qemu-io -f vmdk -c 'write -P 0x5a 0 3M' -c 'write -P 0x11 9M 1M' -c 'write -P 0x77 "
+        "23M 4096' " +
+        sh_quote(disk_));
+    // A snapshot made through the API on the other VM (inventory is read at mount).
+    auto c = client();
+    if (!c) return;
+    auto snap = c->create_snapshot(sim_->get("VCSIM_VM_DC0_H0_VM1"), "nightly/1", "before \"it\"",
+                                   false, false);
+    if (!snap.ok()) {
+      error_ = "create_snapshot: " + snap.error().message;
+      return;
+    }
+    snapshot_ = *snap;
+    (void)c->logout();
+  }
+  static void TearDownTestSuite() {
+    delete sim_;
+    sim_ = nullptr;
+    delete fixtures_;
+    fixtures_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(sim_, nullptr) << error_;
+    ASSERT_FALSE(snapshot_.empty()) << error_;
+    vixtest::write_file(dir_.file("pw"), std::string("p\n"));
+  }
+
+  static std::unique_ptr<vix::vsphere::Client> client() {
+    vix::vsphere::ConnectOptions o;
+    o.url = sim_->get("VCSIM_URL");
+    o.thumbprint = sim_->get("VCSIM_SHA1");
+    auto c = vix::vsphere::Client::connect(o);
+    if (!c.ok()) {
+      error_ = c.error().message;
+      return nullptr;
+    }
+    if (auto r = (*c)->login("u", "p"); !r.ok()) {
+      error_ = r.error().message;
+      return nullptr;
+    }
+    return std::move(c).value();
+  }
+
+  std::vector<std::string> args(const std::string& transports = "") {
+    std::vector<std::string> a = {
+        "--server",     sim_->get("VCSIM_URL"),  "--user", "u",  "--password-file", dir_.file("pw"),
+        "--thumbprint", sim_->get("VCSIM_SHA1"), "--name", "sim"};
+    if (!transports.empty()) a.insert(a.end(), {"--transports", transports});
+    return a;
+  }
+
+  std::set<std::string> list(const std::string& dir) {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      out.insert(e.path().filename().string());
+    }
+    EXPECT_FALSE(ec) << dir << ": " << ec.message();
+    return out;
+  }
+
+  void expect_disk_equals_qemu(const std::string& transports) {
+    const std::string mnt = dir_.file("mnt");
+    ServerMount m(args(transports), mnt, dir_.file("log"));
+    ASSERT_TRUE(m.ok()) << m.log();
+    const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM0");
+    const std::string img = mnt + "/sim/" + vm + "/current/scsi0-0.img";
+    struct stat st {};
+    ASSERT_EQ(stat(img.c_str(), &st), 0) << m.log();
+    EXPECT_EQ(st.st_size, 24 << 20);
+    const std::string raw = dir_.file("want.raw");
+    run_ok("qemu-img convert -q -f vmdk -O raw " + sh_quote(disk_) + " " + sh_quote(raw));
+    auto r = run("cmp " + sh_quote(raw) + " " + sh_quote(img));
+    EXPECT_EQ(r.exit_code, 0) << r.output << m.log();
+    const std::string json = slurp(mnt + "/sim/" + vm + "/current/snapshot.json");
+    EXPECT_NE(json.find("\"transport\": \"" + transports + "\""), std::string::npos) << json;
+    EXPECT_TRUE(m.unmount()) << m.log();
+    const std::string log = m.log();
+    EXPECT_NE(log.find("closed every disk"), std::string::npos) << log;
+    EXPECT_NE(log.find("/current: disconnected"), std::string::npos) << log;
+    EXPECT_NE(log.find("sim: logged out"), std::string::npos) << log;
+    EXPECT_NE(log.find("library exit"), std::string::npos) << log;
+  }
+
+  static Simulator* sim_;
+  static std::string error_, disk_, snapshot_;
+  static TempDir* fixtures_;
+  TempDir dir_;
+};
+Simulator* FsServer::sim_ = nullptr;
+std::string FsServer::error_, FsServer::disk_, FsServer::snapshot_;
+TempDir* FsServer::fixtures_ = nullptr;
+
+TEST_F(FsServer, TreeFollowsTheInventory) {
+  auto c = client();
+  ASSERT_NE(c, nullptr) << error_;
+  auto inv = c->inventory();
+  ASSERT_TRUE(inv.ok()) << inv.error().message;
+  (void)c->logout();
+
+  const std::string mnt = dir_.file("mnt");
+  ServerMount m(args(), mnt, dir_.file("log"));
+  ASSERT_TRUE(m.ok()) << m.log();
+  std::set<std::string> want = {"by-name"};
+  for (const auto& vm : inv->vms) want.insert(vm.moref);
+  EXPECT_EQ(list(mnt + "/sim"), want);
+  EXPECT_EQ(list(mnt), (std::set<std::string>{".vixfs", "sim"}));
+
+  const auto* vm = inv->find_vm(sim_->get("VCSIM_VM_DC0_H0_VM1"));
+  ASSERT_NE(vm, nullptr);
+  const auto* snap = vix::vsphere::find_snapshot(vm->snapshots, snapshot_);
+  ASSERT_NE(snap, nullptr);
+  ASSERT_FALSE(snap->disks.empty());
+  EXPECT_EQ(list(mnt + "/sim/" + vm->moref), (std::set<std::string>{"current", snapshot_}));
+  const std::string snap_dir = mnt + "/sim/" + vm->moref + "/" + snapshot_;
+  std::set<std::string> files = {"snapshot.json"};
+  for (const auto& d : snap->disks) files.insert(d.slot_name() + ".img");
+  EXPECT_EQ(list(snap_dir), files);
+  EXPECT_TRUE(files.count("scsi0-0.img"));
+  // The size the inventory gives (vcsim's snapshot disks are not real VMDKs, so the open on
+  // lookup fails and the listed capacity stays), the mtime the snapshot's createTime.
+  struct stat st {};
+  ASSERT_EQ(stat((snap_dir + "/snapshot.json").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  ASSERT_EQ(stat((snap_dir + "/scsi0-0.img").c_str(), &st), 0) << m.log();
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), snap->disks[0].capacity_bytes);
+  EXPECT_EQ(st.st_mtim.tv_sec, snap->create_time_ns / 1000000000);
+  EXPECT_GT(st.st_mtim.tv_sec, 0);
+}
+
+TEST_F(FsServer, SnapshotJsonDescribesTheSnapshot) {
+  const std::string mnt = dir_.file("mnt");
+  ServerMount m(args(), mnt, dir_.file("log"));
+  ASSERT_TRUE(m.ok()) << m.log();
+  const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM1");
+  const std::string json = slurp(mnt + "/sim/" + vm + "/" + snapshot_ + "/snapshot.json");
+  for (const std::string& want :
+       {"\"moref\": \"" + snapshot_ + "\"", std::string("\"name\": \"nightly/1\""),
+        std::string("\"description\": \"before \\\"it\\\"\""), std::string("\"createTime\": \""),
+        std::string("\"quiesced\": false"),
+        "\"vm\": {\"moref\": \"" + vm + "\", \"name\": \"DC0_H0_VM1\"}",
+        std::string("\"file\": \"scsi0-0.img\""), std::string("\"datastorePath\": \"[LocalDS_0] "),
+        std::string("\"capacityBytes\": "), std::string("\"transport\": null")}) {
+    EXPECT_NE(json.find(want), std::string::npos) << want << " not in " << json;
+  }
+  const std::string current = slurp(mnt + "/sim/" + vm + "/current/snapshot.json");
+  EXPECT_NE(current.find("\"moref\": null"), std::string::npos) << current;
+  EXPECT_NE(current.find("\"vm\": {\"moref\": \"" + vm + "\""), std::string::npos) << current;
+}
+
+TEST_F(FsServer, ByNameLinksResolve) {
+  const std::string mnt = dir_.file("mnt");
+  ServerMount m(args(), mnt, dir_.file("log"));
+  ASSERT_TRUE(m.ok()) << m.log();
+  const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM1");
+  const std::string link = mnt + "/sim/by-name/DC0_H0_VM1/nightly%2F1";
+  std::error_code ec;
+  EXPECT_EQ(std::filesystem::read_symlink(link, ec).string(), "../../" + vm + "/" + snapshot_)
+      << ec.message();
+  EXPECT_TRUE(std::filesystem::exists(link + "/snapshot.json", ec)) << m.log();
+  EXPECT_EQ(std::filesystem::canonical(link, ec).string(), mnt + "/sim/" + vm + "/" + snapshot_);
+  EXPECT_EQ(list(mnt + "/sim/by-name"), (std::set<std::string>{"DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1",
+                                                               "DC0_H0_VM0", "DC0_H0_VM1"}));
+}
+
+TEST_F(FsServer, DiskThroughFileEqualsQemu) {
+  expect_disk_equals_qemu("file");
+}
+
+TEST_F(FsServer, DiskThroughHttpsEqualsQemu) {
+  expect_disk_equals_qemu("https");
+}
+
+TEST_F(FsServer, UnmountLeavesNoSession) {
+  auto c = client();
+  ASSERT_NE(c, nullptr) << error_;
+  auto before = c->session_keys();
+  ASSERT_TRUE(before.ok()) << before.error().message;
+  {
+    const std::string mnt = dir_.file("mnt");
+    ServerMount m(args("https"), mnt, dir_.file("log"));
+    ASSERT_TRUE(m.ok()) << m.log();
+    const std::string img =
+        mnt + "/sim/" + sim_->get("VCSIM_VM_DC0_H0_VM0") + "/current/scsi0-0.img";
+    run_ok("head -c 4096 " + sh_quote(img) + " > /dev/null");
+    auto during = c->session_keys();
+    ASSERT_TRUE(during.ok()) << during.error().message;
+    EXPECT_EQ(during->size(), before->size() + 2);  // the mount's inventory session + one disk's
+    EXPECT_TRUE(m.unmount()) << m.log();
+  }
+  auto after = c->session_keys();
+  ASSERT_TRUE(after.ok()) << after.error().message;
+  EXPECT_EQ(after->size(), before->size());
+  (void)c->logout();
+}
+
+TEST_F(FsServer, InventoryIsReadAgainAfterItsTtl) {
+  vixtest::write_file(dir_.file("vixfs.conf"), std::string("vixfs.inventory.ttlSeconds = 1\n"));
+  auto a = args();
+  a.insert(a.end(), {"--config", dir_.file("vixfs.conf")});
+  const std::string mnt = dir_.file("mnt");
+  ServerMount m(a, mnt, dir_.file("log"));
+  ASSERT_TRUE(m.ok()) << m.log();
+  const std::string vm = sim_->get("VCSIM_VM_DC0_C0_RP0_VM0");
+  EXPECT_EQ(list(mnt + "/sim/" + vm), std::set<std::string>{"current"});
+
+  auto c = client();
+  ASSERT_NE(c, nullptr) << error_;
+  auto snap = c->create_snapshot(vm, "later", "", false, false);
+  ASSERT_TRUE(snap.ok()) << snap.error().message;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  EXPECT_EQ(list(mnt + "/sim/" + vm), (std::set<std::string>{"current", *snap})) << m.log();
+  std::error_code ec;
+  EXPECT_TRUE(std::filesystem::exists(mnt + "/sim/by-name/DC0_C0_RP0_VM0/later/snapshot.json", ec))
+      << m.log();
+
+  ASSERT_TRUE(c->remove_snapshot(*snap, false).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  EXPECT_EQ(list(mnt + "/sim/" + vm), std::set<std::string>{"current"}) << m.log();
+  EXPECT_TRUE(list(mnt + "/sim/by-name/DC0_C0_RP0_VM0").empty());
+  (void)c->logout();
+}
+
+TEST_F(FsServer, WrongPasswordFailsBeforeMounting) {
+  vixtest::write_file(dir_.file("bad"), std::string("nope\n"));
+  const std::string mnt = dir_.file("mnt");
+  mkdir(mnt.c_str(), 0755);
+  // Not -f: the parent must report the child's failure on the caller's terminal.
+  auto r = run(std::string(VIXFS_BINARY) + " --server " + sim_->get("VCSIM_URL") +
+               " --user u --password-file " + sh_quote(dir_.file("bad")) + " --thumbprint " +
+               sim_->get("VCSIM_SHA1") + " --log-file " + sh_quote(dir_.file("log")) + " " +
+               sh_quote(mnt));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find("InvalidLogin"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs_mounted(mnt));
+}
+
+TEST_F(FsServer, WrongThumbprintAndUnreachableServerFail) {
+  const std::string mnt = dir_.file("mnt");
+  mkdir(mnt.c_str(), 0755);
+  const std::string zeros = "00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00";
+  auto r = run(std::string(VIXFS_BINARY) + " -f --server " + sim_->get("VCSIM_URL") +
+               " --user u --password-file " + sh_quote(dir_.file("pw")) + " --thumbprint " + zeros +
+               " " + sh_quote(mnt));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find(sim_->get("VCSIM_SHA1")), std::string::npos) << r.output;
+  EXPECT_FALSE(fs_mounted(mnt));
+  auto u = run("VIXFS_PASSWORD=p " + std::string(VIXFS_BINARY) +
+               " --server https://127.0.0.1:1 --user u --log-file " + sh_quote(dir_.file("log2")) +
+               " " + sh_quote(mnt));
+  EXPECT_NE(u.exit_code, 0);
+  EXPECT_EQ(std::count(u.output.begin(), u.output.end(), '\n'), 1) << u.output;
+  EXPECT_FALSE(fs_mounted(mnt));
+}
+
+}  // namespace
