@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -76,7 +77,8 @@ const char kUsage[] =
     "  --local PATH        a .vmdk file or a folder of them (each disk as NAME.img)\n"
     "  --server URL        a vCenter/ESXi: MOUNTPOINT/SERVER/VM/SNAPSHOT/scsi0-0.img ...\n"
     "  --user USER         the vSphere user\n"
-    "  --password-file F   the password is the file's first line (else $VIXFS_PASSWORD)\n"
+    "  --password-file F   the password is the file's first line (else $VIXFS_PASSWORD,\n"
+    "                      else asked on the terminal)\n"
     "  --thumbprint HEX    trust the server by its certificate's SHA-1 or SHA-256\n"
     "  --name ALIAS        the server's folder name (default: the URL's host)\n"
     "  --config FILE       VDDK-syntax config file (default /etc/vixfs/vixfs.conf if present)\n"
@@ -88,6 +90,45 @@ const char kUsage[] =
     "  -d                  foreground with FUSE debug output\n"
     "  -h, --help          this text\n"
     "  --version           print the version\n";
+
+// Asks on the controlling terminal, echo off; false when there is none (a service, a pipe),
+// so the caller can say how else to give the password.
+bool prompt_password(const std::string& who, std::string* out) {
+  const int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (tty < 0) return false;
+  termios saved{};
+  if (tcgetattr(tty, &saved) != 0) {
+    close(tty);
+    return false;
+  }
+  const std::string prompt = "Password for " + who + ": ";
+  termios quiet = saved;
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  quiet.c_lflag |= ICANON;
+  tcsetattr(tty, TCSAFLUSH, &quiet);
+  // After echo is off, so nothing typed in answer to the prompt is flushed or shown.
+  ssize_t ignored = write(tty, prompt.data(), prompt.size());
+  std::string line;
+  bool got_newline = false;
+  char c;
+  ssize_t n;
+  while (line.size() < 4096 && ((n = read(tty, &c, 1)) > 0 || (n < 0 && errno == EINTR))) {
+    if (n <= 0) continue;
+    if (c == '\n') {
+      got_newline = true;
+      break;
+    }
+    line.push_back(c);
+  }
+  tcsetattr(tty, TCSAFLUSH, &saved);
+  ignored = write(tty, "\n", 1);
+  (void)ignored;
+  close(tty);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (!got_newline && line.empty()) return false;  // end of input: nobody answered
+  *out = std::move(line);
+  return true;
+}
 
 // Parses argv; returns -1 to go on, else an exit code.
 int parse(int argc, char** argv, Options* o) {
@@ -169,8 +210,8 @@ int parse(int argc, char** argv, Options* o) {
       }
     } else if (const char* env = getenv("VIXFS_PASSWORD")) {
       o->password = env;
-    } else {
-      fputs("vixfs: no password: use --password-file FILE or set VIXFS_PASSWORD\n", stderr);
+    } else if (!prompt_password(o->user + "@" + o->server, &o->password)) {
+      fputs("vixfs: no password: use --password-file or VIXFS_PASSWORD\n", stderr);
       return 2;
     }
   }
