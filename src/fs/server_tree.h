@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/json.h"
 #include "common/result.h"
 #include "fs/tree.h"
 #include "vix/connection.h"
@@ -39,8 +40,7 @@ vix::Result<ServerAddress> parse_server_url(const std::string& url);
 
 // '/' in a vSphere name becomes %2F (and '%' %25, so the mapping can be undone).
 std::string escape_name(const std::string& name);
-// A JSON string literal.
-std::string json_string(const std::string& s);
+using vix::json_string;
 
 class ServerTree {
  public:

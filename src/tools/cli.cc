@@ -163,38 +163,6 @@ void note(const std::string& message) {
   if (g_verbose) fprintf(stderr, "vixdisk: %s\n", message.c_str());
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
-
 // The library's own lines: info/debug only with -v (a tool's stderr is for what went wrong),
 // warnings and panics always. Each arrives as a complete line.
 void log_line(const char* fmt, va_list args) {

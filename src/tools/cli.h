@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/json.h"
 #include "common/result.h"
 #include "vix/connection.h"
 
@@ -74,7 +75,7 @@ void set_verbose(bool on);
 bool verbose();
 void note(const std::string& message);
 
-std::string json_string(std::string_view s);
+using vix::json_string;
 
 // Library::init + Connection::connect (+ Connection::open), torn down in reverse order.
 class Session {
