@@ -22,26 +22,16 @@
 #include <thread>
 #include <vector>
 
+#include "integration/fs_mount_fixture.h"
 #include "support/fixtures.h"
 
 using vixtest::run;
 using vixtest::run_ok;
 using vixtest::sh_quote;
 using vixtest::TempDir;
+using vixtest::vixfs_mounted;
 
 namespace {
-
-bool is_mounted(const std::string& mnt) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    fields >> id >> parent >> dev >> root >> point;
-    if (point == mnt && line.find("fuse.vixfs") != std::string::npos) return true;
-  }
-  return false;
-}
 
 // A vixfs -f started in the background; the destructor unmounts lazily and reaps it.
 class Mount {
@@ -57,7 +47,7 @@ class Mount {
             static_cast<char*>(nullptr));
       _exit(127);
     }
-    for (int i = 0; i < 200 && !is_mounted(mnt_); ++i) {
+    for (int i = 0; i < 200 && !vixfs_mounted(mnt_); ++i) {
       if (waitpid(pid_, &status_, WNOHANG) == pid_) {
         reaped_ = true;
         break;
@@ -66,13 +56,13 @@ class Mount {
     }
   }
   ~Mount() {
-    if (is_mounted(mnt_)) run("fusermount3 -u -z " + sh_quote(mnt_));
+    if (vixfs_mounted(mnt_)) run("fusermount3 -u -z " + sh_quote(mnt_));
     if (!reaped_ && pid_ > 0 && !wait_exit(10000)) {
       kill(pid_, SIGKILL);
       waitpid(pid_, &status_, 0);
     }
   }
-  bool ok() const { return !reaped_ && is_mounted(mnt_); }
+  bool ok() const { return !reaped_ && vixfs_mounted(mnt_); }
   std::string log() const {
     std::ifstream in(log_);
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -370,7 +360,7 @@ TEST(FsLocalMount, SigtermUnmounts) {
   kill(m.pid(), SIGTERM);
   EXPECT_TRUE(m.wait_exit(10000));
   close(fd);
-  EXPECT_FALSE(is_mounted(tmp.file("mnt")));
+  EXPECT_FALSE(vixfs_mounted(tmp.file("mnt")));
   EXPECT_NE(m.log().find("library exit"), std::string::npos) << m.log();
 }
 
@@ -384,11 +374,11 @@ TEST(FsLocalMount, DaemonizesAfterMount) {
   struct Guard {
     std::string mnt;
     ~Guard() {
-      if (is_mounted(mnt)) run("fusermount3 -u -z " + sh_quote(mnt));
+      if (vixfs_mounted(mnt)) run("fusermount3 -u -z " + sh_quote(mnt));
     }
   } guard{tmp.file("mnt")};
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(is_mounted(tmp.file("mnt")));  // already up when the command returned
+  EXPECT_TRUE(vixfs_mounted(tmp.file("mnt")));  // already up when the command returned
   EXPECT_EQ(list_dir(tmp.file("mnt")), (std::set<std::string>{".vixfs", "one.img"}));
   run_ok("fusermount3 -u " + sh_quote(tmp.file("mnt")));
   std::string log;
@@ -410,14 +400,14 @@ TEST(FsLocalMount, StartupErrorsBeforeDaemonizing) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
   EXPECT_NE(r.output.find("missing"), std::string::npos) << r.output;
-  EXPECT_FALSE(is_mounted(tmp.file("mnt")));
+  EXPECT_FALSE(vixfs_mounted(tmp.file("mnt")));
   auto bad = run(std::string(VIXFS_BINARY) + " --local " + sh_quote(tmp.file("mnt")) + " --bogus " +
                  sh_quote(tmp.file("mnt")));
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   auto ro = run(std::string(VIXFS_BINARY) + " -o rw --local " + sh_quote(tmp.file("mnt")) + " " +
                 sh_quote(tmp.file("mnt")));
   EXPECT_NE(ro.exit_code, 0) << ro.output;
-  EXPECT_FALSE(is_mounted(tmp.file("mnt")));
+  EXPECT_FALSE(vixfs_mounted(tmp.file("mnt")));
 }
 
 TEST(FsLocalMount, CorruptDiskIsEioNotACrash) {

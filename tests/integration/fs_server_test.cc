@@ -21,89 +21,21 @@
 #include <thread>
 #include <vector>
 
+#include "integration/fs_mount_fixture.h"
 #include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
 #include "vsphere/client.h"
 
+using vixtest::read_text;
 using vixtest::run;
 using vixtest::run_ok;
 using vixtest::sh_quote;
 using vixtest::Simulator;
 using vixtest::TempDir;
+using vixtest::vixfs_mounted;
+using vixtest::VixfsDaemon;
 
 namespace {
-
-bool fs_mounted(const std::string& mnt) {
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    std::string id, parent, dev, root, point;
-    fields >> id >> parent >> dev >> root >> point;
-    if (point == mnt && line.find("fuse.vixfs") != std::string::npos) return true;
-  }
-  return false;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// vixfs -f --server ... in the background; the destructor unmounts and reaps it.
-class ServerMount {
- public:
-  ServerMount(const std::vector<std::string>& args, const std::string& mnt, const std::string& log)
-      : mnt_(mnt), log_(log) {
-    mkdir(mnt.c_str(), 0755);
-    std::vector<std::string> all = {"vixfs", "-f"};
-    all.insert(all.end(), args.begin(), args.end());
-    all.push_back(mnt);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-      std::vector<char*> argv;
-      for (auto& a : all) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(VIXFS_BINARY, argv.data());
-      _exit(127);
-    }
-    for (int i = 0; i < 300 && !fs_mounted(mnt_); ++i) {
-      if (waitpid(pid_, &status_, WNOHANG) == pid_) {
-        reaped_ = true;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  ~ServerMount() { unmount(); }
-  bool ok() const { return !reaped_ && fs_mounted(mnt_); }
-  std::string log() const { return slurp(log_); }
-  // Unmounts and waits for the daemon to finish its teardown; true if it exited cleanly.
-  bool unmount() {
-    if (fs_mounted(mnt_)) run("fusermount3 -u -z " + sh_quote(mnt_));
-    if (!reaped_ && pid_ > 0) {
-      for (int i = 0; i < 500 && !reaped_; ++i) {
-        if (waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
-        if (!reaped_) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
-      if (!reaped_) {
-        kill(pid_, SIGKILL);
-        waitpid(pid_, &status_, 0);
-        reaped_ = true;
-        return false;
-      }
-    }
-    return WIFEXITED(status_) && WEXITSTATUS(status_) == 0;
-  }
-
- private:
-  std::string mnt_, log_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool reaped_ = false;
-};
 
 class FsServer : public ::testing::Test {
  protected:
@@ -182,8 +114,8 @@ class FsServer : public ::testing::Test {
 
   void expect_disk_equals_qemu(const std::string& transports) {
     const std::string mnt = dir_.file("mnt");
-    ServerMount m(args(transports), mnt, dir_.file("log"));
-    ASSERT_TRUE(m.ok()) << m.log();
+    VixfsDaemon m(args(transports), mnt, dir_.file("log"));
+    ASSERT_TRUE(m.mounted()) << m.log();
     const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM0");
     const std::string img = mnt + "/sim/" + vm + "/current/scsi0-0.img";
     struct stat st {};
@@ -193,9 +125,9 @@ class FsServer : public ::testing::Test {
     run_ok("qemu-img convert -q -f vmdk -O raw " + sh_quote(disk_) + " " + sh_quote(raw));
     auto r = run("cmp " + sh_quote(raw) + " " + sh_quote(img));
     EXPECT_EQ(r.exit_code, 0) << r.output << m.log();
-    const std::string json = slurp(mnt + "/sim/" + vm + "/current/snapshot.json");
+    const std::string json = read_text(mnt + "/sim/" + vm + "/current/snapshot.json");
     EXPECT_NE(json.find("\"transport\": \"" + transports + "\""), std::string::npos) << json;
-    EXPECT_TRUE(m.unmount()) << m.log();
+    EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
     const std::string log = m.log();
     EXPECT_NE(log.find("closed every disk"), std::string::npos) << log;
     EXPECT_NE(log.find("/current: disconnected"), std::string::npos) << log;
@@ -220,8 +152,8 @@ TEST_F(FsServer, TreeFollowsTheInventory) {
   (void)c->logout();
 
   const std::string mnt = dir_.file("mnt");
-  ServerMount m(args(), mnt, dir_.file("log"));
-  ASSERT_TRUE(m.ok()) << m.log();
+  VixfsDaemon m(args(), mnt, dir_.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
   std::set<std::string> want = {"by-name"};
   for (const auto& vm : inv->vms) want.insert(vm.moref);
   EXPECT_EQ(list(mnt + "/sim"), want);
@@ -251,10 +183,10 @@ TEST_F(FsServer, TreeFollowsTheInventory) {
 
 TEST_F(FsServer, SnapshotJsonDescribesTheSnapshot) {
   const std::string mnt = dir_.file("mnt");
-  ServerMount m(args(), mnt, dir_.file("log"));
-  ASSERT_TRUE(m.ok()) << m.log();
+  VixfsDaemon m(args(), mnt, dir_.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
   const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM1");
-  const std::string json = slurp(mnt + "/sim/" + vm + "/" + snapshot_ + "/snapshot.json");
+  const std::string json = read_text(mnt + "/sim/" + vm + "/" + snapshot_ + "/snapshot.json");
   for (const std::string& want :
        {"\"moref\": \"" + snapshot_ + "\"", std::string("\"name\": \"nightly/1\""),
         std::string("\"description\": \"before \\\"it\\\"\""), std::string("\"createTime\": \""),
@@ -264,15 +196,15 @@ TEST_F(FsServer, SnapshotJsonDescribesTheSnapshot) {
         std::string("\"capacityBytes\": "), std::string("\"transport\": null")}) {
     EXPECT_NE(json.find(want), std::string::npos) << want << " not in " << json;
   }
-  const std::string current = slurp(mnt + "/sim/" + vm + "/current/snapshot.json");
+  const std::string current = read_text(mnt + "/sim/" + vm + "/current/snapshot.json");
   EXPECT_NE(current.find("\"moref\": null"), std::string::npos) << current;
   EXPECT_NE(current.find("\"vm\": {\"moref\": \"" + vm + "\""), std::string::npos) << current;
 }
 
 TEST_F(FsServer, ByNameLinksResolve) {
   const std::string mnt = dir_.file("mnt");
-  ServerMount m(args(), mnt, dir_.file("log"));
-  ASSERT_TRUE(m.ok()) << m.log();
+  VixfsDaemon m(args(), mnt, dir_.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
   const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM1");
   const std::string link = mnt + "/sim/by-name/DC0_H0_VM1/nightly%2F1";
   std::error_code ec;
@@ -299,15 +231,15 @@ TEST_F(FsServer, UnmountLeavesNoSession) {
   ASSERT_TRUE(before.ok()) << before.error().message;
   {
     const std::string mnt = dir_.file("mnt");
-    ServerMount m(args("https"), mnt, dir_.file("log"));
-    ASSERT_TRUE(m.ok()) << m.log();
+    VixfsDaemon m(args("https"), mnt, dir_.file("log"));
+    ASSERT_TRUE(m.mounted()) << m.log();
     const std::string img =
         mnt + "/sim/" + sim_->get("VCSIM_VM_DC0_H0_VM0") + "/current/scsi0-0.img";
     run_ok("head -c 4096 " + sh_quote(img) + " > /dev/null");
     auto during = c->session_keys();
     ASSERT_TRUE(during.ok()) << during.error().message;
     EXPECT_EQ(during->size(), before->size() + 2);  // the mount's inventory session + one disk's
-    EXPECT_TRUE(m.unmount()) << m.log();
+    EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
   }
   auto after = c->session_keys();
   ASSERT_TRUE(after.ok()) << after.error().message;
@@ -320,8 +252,8 @@ TEST_F(FsServer, InventoryIsReadAgainAfterItsTtl) {
   auto a = args();
   a.insert(a.end(), {"--config", dir_.file("vixfs.conf")});
   const std::string mnt = dir_.file("mnt");
-  ServerMount m(a, mnt, dir_.file("log"));
-  ASSERT_TRUE(m.ok()) << m.log();
+  VixfsDaemon m(a, mnt, dir_.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
   const std::string vm = sim_->get("VCSIM_VM_DC0_C0_RP0_VM0");
   EXPECT_EQ(list(mnt + "/sim/" + vm), std::set<std::string>{"current"});
 
@@ -354,7 +286,7 @@ TEST_F(FsServer, WrongPasswordFailsBeforeMounting) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
   EXPECT_NE(r.output.find("InvalidLogin"), std::string::npos) << r.output;
-  EXPECT_FALSE(fs_mounted(mnt));
+  EXPECT_FALSE(vixfs_mounted(mnt));
 }
 
 TEST_F(FsServer, WrongThumbprintAndUnreachableServerFail) {
@@ -366,13 +298,13 @@ TEST_F(FsServer, WrongThumbprintAndUnreachableServerFail) {
                " " + sh_quote(mnt));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find(sim_->get("VCSIM_SHA1")), std::string::npos) << r.output;
-  EXPECT_FALSE(fs_mounted(mnt));
+  EXPECT_FALSE(vixfs_mounted(mnt));
   auto u = run("VIXFS_PASSWORD=p " + std::string(VIXFS_BINARY) +
                " --server https://127.0.0.1:1 --user u --log-file " + sh_quote(dir_.file("log2")) +
                " " + sh_quote(mnt));
   EXPECT_NE(u.exit_code, 0);
   EXPECT_EQ(std::count(u.output.begin(), u.output.end(), '\n'), 1) << u.output;
-  EXPECT_FALSE(fs_mounted(mnt));
+  EXPECT_FALSE(vixfs_mounted(mnt));
 }
 
 }  // namespace
