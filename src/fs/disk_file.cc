@@ -73,7 +73,7 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
   }
   disk_ = std::move(disk);
   log_info(name_ + ": opened " + path_ + " with transport " + std::string(disk_->transport_name()));
-  if (on_open_) on_open_(std::string(disk_->transport_name()));
+  if (on_open_) on_open_(std::string(disk_->transport_name()), capacity_bytes_);
   return disk_;
 }
 

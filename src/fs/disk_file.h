@@ -25,9 +25,11 @@ class DiskFile {
   // A connection made on first use (remote disks: connecting logs in, so only an open does it).
   using ConnectionSource = std::function<vix::Result<vix::Connection*>()>;
   DiskFile(ConnectionSource source, std::string path, std::string name, uint64_t capacity_bytes);
-  // Called (with the transport's name) each time the disk is opened; under the file's lock, so
-  // it must not call back into this DiskFile.
-  void set_on_open(std::function<void(const std::string&)> fn) { on_open_ = std::move(fn); }
+  // Called each time the disk is opened, with the winning transport and the disk's own
+  // capacity; under the file's lock, so it must not call back into this DiskFile.
+  void set_on_open(std::function<void(const std::string&, uint64_t)> fn) {
+    on_open_ = std::move(fn);
+  }
 
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
@@ -59,7 +61,7 @@ class DiskFile {
 
   vix::Connection* conn_;
   ConnectionSource source_;
-  std::function<void(const std::string&)> on_open_;
+  std::function<void(const std::string&, uint64_t)> on_open_;
   std::string path_, name_;
   mutable std::mutex mu_;
   uint64_t capacity_bytes_;

@@ -264,11 +264,12 @@ void ServerTree::add_snapshot(fuse_ino_t vm_dir, const vs::VirtualMachine& vm,
         [this, vm_ref, snap_ref]() { return connection(vm_ref, snap_ref); }, de.datastore_path,
         folder_ + "/" + vm.moref + "/" + (snap ? snap_ref : "current") + "/" + de.file,
         de.capacity);
-    file->set_on_open([this, e, i](const std::string& transport) {
+    file->set_on_open([this, e, i](const std::string& transport, uint64_t capacity) {
       std::string json;
       {
         std::lock_guard lock(mu_);
         e->disks[i].transport = transport;
+        e->disks[i].capacity = capacity;  // the disk's own capacity wins over the inventory's
         json = render_json(*e);
       }
       tree_->set_text(e->json, std::move(json));

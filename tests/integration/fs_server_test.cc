@@ -127,6 +127,9 @@ class FsServer : public ::testing::Test {
     EXPECT_EQ(r.exit_code, 0) << r.output << m.log();
     const std::string json = read_text(mnt + "/sim/" + vm + "/current/snapshot.json");
     EXPECT_NE(json.find("\"transport\": \"" + transports + "\""), std::string::npos) << json;
+    // The inventory lists 1 MiB; once open, the disk's own 24 MiB wins in snapshot.json too.
+    EXPECT_NE(json.find("\"capacityBytes\": " + std::to_string(24 << 20) + ","), std::string::npos)
+        << json;
     EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
     const std::string log = m.log();
     EXPECT_NE(log.find("closed every disk"), std::string::npos) << log;
