@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -105,11 +106,13 @@ bool prompt_password(const std::string& who, std::string* out) {
   termios quiet = saved;
   quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
   quiet.c_lflag |= ICANON;
+  // Ctrl-C arrives as a character, so echo is restored before the process stops on it.
+  quiet.c_lflag &= ~static_cast<tcflag_t>(ISIG);
   tcsetattr(tty, TCSAFLUSH, &quiet);
   // After echo is off, so nothing typed in answer to the prompt is flushed or shown.
   ssize_t ignored = write(tty, prompt.data(), prompt.size());
   std::string line;
-  bool got_newline = false;
+  bool got_newline = false, interrupted = false;
   char c;
   ssize_t n;
   while (line.size() < 4096 && ((n = read(tty, &c, 1)) > 0 || (n < 0 && errno == EINTR))) {
@@ -118,12 +121,17 @@ bool prompt_password(const std::string& who, std::string* out) {
       got_newline = true;
       break;
     }
+    if (c == quiet.c_cc[VINTR]) {
+      interrupted = true;
+      break;
+    }
     line.push_back(c);
   }
   tcsetattr(tty, TCSAFLUSH, &saved);
   ignored = write(tty, "\n", 1);
   (void)ignored;
   close(tty);
+  if (interrupted) raise(SIGINT);  // as if ISIG had been on, now that the terminal is restored
   if (!line.empty() && line.back() == '\r') line.pop_back();
   if (!got_newline && line.empty()) return false;  // end of input: nobody answered
   *out = std::move(line);

@@ -218,4 +218,25 @@ TEST_F(FsServerFailure, PasswordIsAskedOnTheTerminal) {
   EXPECT_FALSE(vixtest::vixfs_mounted(mnt));
 }
 
+TEST_F(FsServerFailure, CtrlCAtThePasswordPromptRestoresEcho) {
+  const std::string mnt = dir_.file("mnt");
+  mkdir(mnt.c_str(), 0755);
+  const std::string out = dir_.file("out");
+  // The shell that runs vixfs then prints the terminal's modes: echo must be back on.
+  const std::string cmd = "env -u VIXFS_PASSWORD " + std::string(VIXFS_BINARY) + " -f --server " +
+                          sim_->get("VCSIM_URL") + " --user u --thumbprint " +
+                          sim_->get("VCSIM_SHA1") + " " + sh_quote(mnt) +
+                          "; echo \"exit=$?\"; stty -a";
+  run("(for i in $(seq 200); do grep -q 'Password for' " + sh_quote(out) +
+      " 2>/dev/null && break; sleep 0.05; done; printf '\\003'; sleep 3) | timeout 30 "
+      "script -qec " +
+      sh_quote(cmd) + " /dev/null > " + sh_quote(out));
+  const std::string text = vixtest::read_text(out);
+  EXPECT_NE(text.find("Password for u@"), std::string::npos) << text;
+  EXPECT_NE(text.find("exit=130"), std::string::npos) << text;  // stopped by SIGINT
+  EXPECT_NE(text.find(" echo "), std::string::npos) << text;
+  EXPECT_EQ(text.find("-echo "), std::string::npos) << text;
+  EXPECT_FALSE(vixtest::vixfs_mounted(mnt));
+}
+
 }  // namespace
