@@ -199,19 +199,22 @@ Result<void> Client::relogin(uint64_t failed_generation) {
   return ok();
 }
 
+// No re-login after this: the session is the caller's (cookie) or over (logout).
+void Client::forget_credentials() {
+  std::lock_guard login_lock(login_mu_);
+  std::lock_guard lock(mu_);
+  can_relogin_ = false;
+  user_.clear();
+  password_.clear();
+  ++generation_;
+}
+
 Result<void> Client::login_with_session(const std::string& cookie) {
   VIX_TRY(check_request_text("session cookie", cookie));
   if (cookie.empty() || cookie.find_first_of(";\r\n") != std::string::npos) {
     return fail(VIX_E_INVALID_ARG, "session cookie: empty or holds ';' or a line break");
   }
-  {
-    std::lock_guard login_lock(login_mu_);
-    std::lock_guard lock(mu_);
-    can_relogin_ = false;
-    user_.clear();
-    password_.clear();
-    ++generation_;
-  }
+  forget_credentials();
   transport_->set_cookie(cookie);
   auto key = current_session_key();
   if (!key.ok() || key->empty()) {
@@ -226,14 +229,7 @@ Result<void> Client::login_with_session(const std::string& cookie) {
 Result<void> Client::logout() {
   VIX_ASSIGN_OR_RETURN(ServiceContent sc, service_content());
   auto r = call_once("Logout", {"SessionManager", sc.session_manager}, "", nullptr);
-  {
-    std::lock_guard login_lock(login_mu_);
-    std::lock_guard lock(mu_);
-    can_relogin_ = false;
-    user_.clear();
-    password_.clear();
-    ++generation_;
-  }
+  forget_credentials();
   transport_->set_cookie("");
   if (!r.ok()) return std::move(r).error();
   return ok();

@@ -107,6 +107,7 @@ class Client {
                             const std::string& method_body);
 
  private:
+  void forget_credentials();
   Result<SoapResponse> call_once(const std::string& method, const MoRef& this_ref,
                                  const std::string& method_body, SoapFault* fault);
   Result<void> relogin(uint64_t failed_generation);
