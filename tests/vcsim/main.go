@@ -100,6 +100,7 @@ func main() {
 	vms := flag.Int("vm", 2, "VMs per host/cluster")
 	dss := flag.Int("ds", 1, "datastores")
 	idle := flag.Duration("session-idle", 0, "expire sessions idle this long (0 = never)")
+	samples := flag.String("samples", "", "folder of sample VM disks and their plan (samples.go)")
 	flag.Parse()
 
 	host, _, err := net.SplitHostPort(*listen)
@@ -240,6 +241,16 @@ func main() {
 	}
 	sort.Strings(hostLines)
 	lines = append(lines, hostLines...)
+	if *samples != "" {
+		login := *s.URL
+		if login.User == nil {
+			login.User = url.UserPassword("sample", "sample")
+		}
+		if err := setUpSamples(*samples, &login); err != nil {
+			fatal("samples: %v", err)
+		}
+		add("VCSIM_SAMPLES", *samples)
+	}
 	add("VCSIM_PID", fmt.Sprint(os.Getpid()))
 	add("VCSIM_READY", "1")
 
