@@ -142,7 +142,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       // A read-only disk is immutable for the mount's life: let the page cache keep it.
       fi->keep_cache = 1;
     } else {
-      fi->keep_cache = 1;
+      // snapshot.json changes once a disk opens (transport, capacity): no stale page cache.
+      fi->direct_io = 1;
     }
     fuse_reply_open(req, fi);
   });

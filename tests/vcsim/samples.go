@@ -7,6 +7,11 @@
 //
 // A delta chain is made the way vSphere makes one: snapshot the base, then point the live disk at
 // the child.
+//
+// Two simulator quirks are worked around here, not in the tests: the simulator checks that an
+// existing disk exists by its "-flat.vmdk" name, so each placed disk gets an empty one when it has
+// none; and a snapshot shares the VM's device array, so a later ReconfigVM_Task would change the
+// snapshot's disks too: each new snapshot gets its own copy of the array.
 package main
 
 import (
@@ -94,6 +99,18 @@ func placeSamples(dir string, vms map[string]sampleVM) error {
 				return err
 			}
 		}
+		for _, f := range files {
+			name := f.Name()
+			if !strings.HasSuffix(name, ".vmdk") || strings.HasSuffix(name, "-flat.vmdk") {
+				continue
+			}
+			flat := filepath.Join(vm.folder, strings.TrimSuffix(name, ".vmdk")+"-flat.vmdk")
+			if _, err := os.Stat(flat); os.IsNotExist(err) {
+				if err := os.WriteFile(flat, nil, 0o644); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -125,12 +142,22 @@ func runSamplePlan(ctx context.Context, c *govmomi.Client, dir string, vms map[s
 		switch words[1] {
 		case "snapshot":
 			task, err := obj.CreateSnapshot(ctx, words[2], strings.Join(words[3:], " "), false, false)
+			var info *types.TaskInfo
 			if err == nil {
-				err = task.Wait(ctx)
+				info, err = task.WaitForResult(ctx, nil)
 			}
 			if err != nil {
 				return fail("CreateSnapshot: %v", err)
 			}
+			ref, ok := info.Result.(types.ManagedObjectReference)
+			if !ok {
+				return fail("CreateSnapshot returned %T", info.Result)
+			}
+			snap := simulator.Map.Get(ref).(*simulator.VirtualMachineSnapshot)
+			simulator.Map.WithLock(snap, func() {
+				hw := &snap.Config.Hardware
+				hw.Device = append([]types.BaseVirtualDevice(nil), hw.Device...)
+			})
 		case "disk":
 			if len(words) < 4 {
 				return fail("want: <vm> disk <file> <capacity bytes> [parents...]")
@@ -165,7 +192,15 @@ func runSamplePlan(ctx context.Context, c *govmomi.Client, dir string, vms map[s
 			disk.Backing = &backing
 			disk.CapacityInBytes = capacity
 			disk.CapacityInKB = capacity / 1024
-			if err := obj.EditDevice(ctx, disk); err != nil {
+			// Not obj.EditDevice: it asks for fileOperation "replace", which empties the file.
+			spec := types.VirtualMachineConfigSpec{DeviceChange: []types.BaseVirtualDeviceConfigSpec{
+				&types.VirtualDeviceConfigSpec{Operation: types.VirtualDeviceConfigSpecOperationEdit, Device: disk},
+			}}
+			task, err := obj.Reconfigure(ctx, spec)
+			if err == nil {
+				err = task.Wait(ctx)
+			}
+			if err != nil {
 				return fail("ReconfigVM_Task: %v", err)
 			}
 		default:
