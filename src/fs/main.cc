@@ -15,6 +15,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,9 +31,16 @@
 
 namespace {
 
+// One server to mount: from --server and its flags, or a vixfs.server.ALIAS section.
+struct ServerArgs {
+  std::string url, user, password_file, thumbprint, name, transports, password;
+  std::string config_scope;  // the section's ALIAS ("" for --server without --name)
+};
+
 struct Options {
   std::string local, config, transports, log_file, mountpoint;
-  std::string server, user, password_file, thumbprint, name, password;
+  ServerArgs cli;                   // --server, --user, ... as given
+  std::vector<ServerArgs> servers;  // what gets mounted
   std::vector<std::string> fuse_opts;
   bool foreground = false, debug = false;
 };
@@ -81,7 +89,9 @@ const char kUsage[] =
     "  --password-file F   the password is the file's first line (else $VIXFS_PASSWORD,\n"
     "                      else asked on the terminal)\n"
     "  --thumbprint HEX    trust the server by its certificate's SHA-1 or SHA-256\n"
-    "  --name ALIAS        the server's folder name (default: the URL's host)\n"
+    "  --name ALIAS        the server's folder name (default: the URL's host); also\n"
+    "                      applies the config's vixfs.server.ALIAS.nbd.* / .datastore.* keys\n"
+    "  (no --local/--server: every vixfs.server.ALIAS.url of the config is mounted)\n"
     "  --config FILE       VDDK-syntax config file (default /etc/vixfs/vixfs.conf if present)\n"
     "  --transports MODES  colon-separated transport list (default: the library's)\n"
     "  --log-file FILE     log here when not in the foreground\n"
@@ -138,6 +148,83 @@ bool prompt_password(const std::string& who, std::string* out) {
   return true;
 }
 
+// The password of one server: its file, else $VIXFS_PASSWORD, else the terminal. Read before
+// the daemon changes directory. "" on success, else why not.
+std::string read_password(ServerArgs* s) {
+  if (!s->password_file.empty()) {
+    FILE* f = fopen(s->password_file.c_str(), "re");
+    if (!f) return "password file " + s->password_file + ": " + strerror(errno);
+    char buf[4096];
+    if (fgets(buf, sizeof buf, f)) s->password = buf;
+    fclose(f);
+    while (!s->password.empty() && (s->password.back() == '\n' || s->password.back() == '\r')) {
+      s->password.pop_back();
+    }
+  } else if (const char* env = getenv("VIXFS_PASSWORD")) {
+    s->password = env;
+  } else if (!prompt_password(s->user + "@" + s->url, &s->password)) {
+    return "no password for " + s->url +
+           ": use --password-file (vixfs.server.ALIAS.passwordFile)"
+           " or VIXFS_PASSWORD";
+  }
+  return "";
+}
+
+// The servers to mount: --server, else every vixfs.server.ALIAS section of the config.
+std::string collect_servers(Options* o) {
+  vix::Config config;
+  if (!o->config.empty()) {
+    std::vector<std::string> ignored;
+    auto c = vix::Config::load_file(o->config, &ignored);
+    if (!c.ok()) return c.error().message;
+    config = std::move(c).value();
+  }
+  if (!o->cli.url.empty()) {
+    ServerArgs s = o->cli;
+    s.transports = o->transports;
+    s.config_scope = s.name;
+    o->servers.push_back(std::move(s));
+  } else {
+    for (const std::string& alias : config.server_aliases()) {
+      const std::string key = "vixfs.server." + alias + ".";
+      ServerArgs s;
+      s.name = s.config_scope = alias;
+      s.url = config.get(key + "url");
+      s.user = config.get(key + "user");
+      s.password_file = config.get(key + "passwordFile");
+      s.thumbprint = config.get(key + "thumbprint");
+      s.transports = o->transports.empty() ? config.get(key + "transports") : o->transports;
+      if (s.user.empty()) return o->config + ": " + key + "user is missing";
+      if (!s.password_file.empty()) {
+        std::error_code ec;
+        s.password_file = std::filesystem::absolute(
+            std::filesystem::path(o->config).parent_path() / s.password_file, ec);
+      }
+      o->servers.push_back(std::move(s));
+    }
+    if (o->servers.empty()) {
+      return "need --local PATH or --server URL (or vixfs.server.ALIAS.url in the config), and a "
+             "MOUNTPOINT (see vixfs --help)";
+    }
+  }
+  // The folder is the alias, else the host; two servers on one host get host_port.
+  std::map<std::string, int> hosts;
+  for (ServerArgs& s : o->servers) {
+    if (s.user.empty()) return "--server needs --user USER";
+    auto addr = vixfs::parse_server_url(s.url);
+    if (!addr.ok()) return addr.error().message;
+    if (s.name.empty()) ++hosts[addr->host];
+  }
+  for (ServerArgs& s : o->servers) {
+    auto addr = vixfs::parse_server_url(s.url);
+    if (s.name.empty() && hosts[addr->host] > 1) {
+      s.name = addr->host + "_" + std::to_string(addr->port);
+    }
+    if (std::string failure = read_password(&s); !failure.empty()) return failure;
+  }
+  return "";
+}
+
 // Parses argv; returns -1 to go on, else an exit code.
 int parse(int argc, char** argv, Options* o) {
   auto need = [&](int& i, const char* name) -> const char* {
@@ -173,11 +260,11 @@ int parse(int argc, char** argv, Options* o) {
     } else if (a == "--server" || a == "--user" || a == "--password-file" || a == "--thumbprint" ||
                a == "--name") {
       if (!(v = need(i, a.c_str()))) return 2;
-      if (a == "--server") o->server = v;
-      if (a == "--user") o->user = v;
-      if (a == "--password-file") o->password_file = v;
-      if (a == "--thumbprint") o->thumbprint = v;
-      if (a == "--name") o->name = v;
+      if (a == "--server") o->cli.url = v;
+      if (a == "--user") o->cli.user = v;
+      if (a == "--password-file") o->cli.password_file = v;
+      if (a == "--thumbprint") o->cli.thumbprint = v;
+      if (a == "--name") o->cli.name = v;
     } else if (!a.empty() && a[0] == '-') {
       fprintf(stderr, "vixfs: unknown option %s (see vixfs --help)\n", a.c_str());
       return 2;
@@ -188,40 +275,10 @@ int parse(int argc, char** argv, Options* o) {
       return 2;
     }
   }
-  if (o->local.empty() == o->server.empty() || o->mountpoint.empty()) {
+  if ((!o->local.empty() && !o->cli.url.empty()) || o->mountpoint.empty()) {
     fputs("vixfs: need --local PATH or --server URL, and a MOUNTPOINT (see vixfs --help)\n",
           stderr);
     return 2;
-  }
-  if (!o->server.empty()) {
-    if (o->user.empty()) {
-      fputs("vixfs: --server needs --user USER\n", stderr);
-      return 2;
-    }
-    if (auto addr = vixfs::parse_server_url(o->server); !addr.ok()) {
-      fprintf(stderr, "vixfs: %s\n", addr.error().message.c_str());
-      return 2;
-    }
-    // Never from argv: a file or the environment, read before the daemon changes directory.
-    if (!o->password_file.empty()) {
-      FILE* f = fopen(o->password_file.c_str(), "re");
-      if (!f) {
-        fprintf(stderr, "vixfs: --password-file %s: %s\n", o->password_file.c_str(),
-                strerror(errno));
-        return 2;
-      }
-      char buf[4096];
-      if (fgets(buf, sizeof buf, f)) o->password = buf;
-      fclose(f);
-      while (!o->password.empty() && (o->password.back() == '\n' || o->password.back() == '\r')) {
-        o->password.pop_back();
-      }
-    } else if (const char* env = getenv("VIXFS_PASSWORD")) {
-      o->password = env;
-    } else if (!prompt_password(o->user + "@" + o->server, &o->password)) {
-      fputs("vixfs: no password: use --password-file or VIXFS_PASSWORD\n", stderr);
-      return 2;
-    }
   }
   for (const std::string& opts : o->fuse_opts) {
     size_t start = 0;
@@ -244,6 +301,12 @@ int parse(int argc, char** argv, Options* o) {
   if (o->config.empty() && access("/etc/vixfs/vixfs.conf", R_OK) == 0) {
     o->config = "/etc/vixfs/vixfs.conf";
   }
+  if (o->local.empty()) {
+    if (std::string failure = collect_servers(o); !failure.empty()) {
+      fprintf(stderr, "vixfs: %s\n", failure.c_str());
+      return 2;
+    }
+  }
   return -1;
 }
 
@@ -258,7 +321,7 @@ std::string default_state_dir() {
 struct Daemon {
   bool library = false;
   std::unique_ptr<vix::Connection> conn;
-  std::unique_ptr<vixfs::ServerTree> server;
+  std::vector<std::unique_ptr<vixfs::ServerTree>> servers;
   std::unique_ptr<vixfs::FsContext> fs;
   fuse_session* se = nullptr;
   bool mounted = false, signals = false;
@@ -278,11 +341,9 @@ struct Daemon {
       conn.reset();
       info("disconnected");
     }
-    if (server) {
-      if (fs) fs->refresh = nullptr;
-      server->shutdown();
-      server.reset();
-    }
+    if (fs) fs->refresh = nullptr;
+    for (auto& server : servers) server->shutdown();
+    servers.clear();
     if (se) fuse_session_destroy(se);
     se = nullptr;
     fs.reset();
@@ -294,7 +355,7 @@ struct Daemon {
   }
 };
 
-std::string start_server(const Options& o, Daemon* d);
+std::string start_servers(const Options& o, Daemon* d);
 std::string start_local(const Options& o, Daemon* d);
 std::string do_mount(const Options& o, Daemon* d, const char* argv0);
 
@@ -323,8 +384,8 @@ std::string start(const Options& o, Daemon* d, const char* argv0) {
     return "init" + (o.config.empty() ? "" : " " + o.config) + ": " + r.error().message;
   }
   d->library = true;
-  if (!o.server.empty()) {
-    if (std::string failure = start_server(o, d); !failure.empty()) return failure;
+  if (!o.servers.empty()) {
+    if (std::string failure = start_servers(o, d); !failure.empty()) return failure;
   } else {
     if (std::string failure = start_local(o, d); !failure.empty()) return failure;
   }
@@ -339,28 +400,34 @@ void add_meta(vixfs::Tree& tree) {
                     vix::supported_transport_modes() + "\n");
 }
 
-std::string start_server(const Options& o, Daemon* d) {
-  info("mounting " + o.server + " on " + o.mountpoint);
+std::string start_servers(const Options& o, Daemon* d) {
   d->fs = std::make_unique<vixfs::FsContext>();
   // Text files (snapshot.json) change once a disk opens; keep the kernel's view short-lived.
   d->fs->attr_timeout = 1;
   add_meta(d->fs->tree);
-  vixfs::ServerOptions so;
-  so.url = o.server;
-  so.user = o.user;
-  so.password = o.password;
-  so.thumbprint = o.thumbprint;
-  so.alias = o.name;
-  so.transports = o.transports;
-  auto st = vixfs::ServerTree::mount(so, &d->fs->tree);
-  if (!st.ok()) {
-    std::string what = vix::error_text(st.error().code);
-    if (!what.empty() && what.back() == '.') what.pop_back();
-    return o.server + ": " + what + ": " + st.error().message;
+  for (const ServerArgs& s : o.servers) {
+    info("mounting " + s.url + " on " + o.mountpoint);
+    vixfs::ServerOptions so;
+    so.url = s.url;
+    so.user = s.user;
+    so.password = s.password;
+    so.thumbprint = s.thumbprint;
+    so.alias = s.name;
+    so.transports = s.transports;
+    so.config_scope = s.config_scope;
+    auto st = vixfs::ServerTree::mount(so, &d->fs->tree);
+    if (!st.ok()) {
+      std::string what = vix::error_text(st.error().code);
+      if (!what.empty() && what.back() == '.') what.pop_back();
+      return s.url + ": " + what + ": " + st.error().message;
+    }
+    d->servers.push_back(std::move(st).value());
   }
-  d->server = std::move(st).value();
-  vixfs::ServerTree* server = d->server.get();
-  d->fs->refresh = [server] { server->maybe_refresh(); };
+  std::vector<vixfs::ServerTree*> servers;
+  for (auto& s : d->servers) servers.push_back(s.get());
+  d->fs->refresh = [servers] {
+    for (vixfs::ServerTree* s : servers) s->maybe_refresh();
+  };
   d->fs->cache_dirs = false;
   return "";
 }

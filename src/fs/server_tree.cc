@@ -317,6 +317,7 @@ vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
   spec.user = options_.user;
   spec.password = options_.password;
   spec.vmx_spec = "moref=" + vm;
+  spec.config_scope = options_.config_scope;
   auto conn = vix::Connection::connect(spec, true, snapshot, options_.transports);
   const std::string what = folder_ + "/" + vm + "/" + (snapshot.empty() ? "current" : snapshot);
   if (!conn.ok()) {

@@ -27,8 +27,9 @@ namespace vixfs {
 struct ServerOptions {
   std::string url;  // https://HOST[:PORT][/sdk]
   std::string user, password, thumbprint;
-  std::string alias;       // folder name; "" means the URL's host
-  std::string transports;  // colon-separated; "" for the library default
+  std::string alias;         // folder name; "" means the URL's host
+  std::string transports;    // colon-separated; "" for the library default
+  std::string config_scope;  // vixfs.server.<scope>.nbd.* / .datastore.* apply (Config::scoped)
 };
 
 // https://HOST[:PORT][/PATH] -> host and port (443 when absent); an error names what is wrong.

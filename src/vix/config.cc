@@ -218,6 +218,33 @@ Result<int64_t> Config::get_int_any(const std::vector<std::string>& keys, int64_
   return fallback;
 }
 
+Config Config::scoped(const std::string& server_alias) const {
+  Config out = *this;
+  if (server_alias.empty()) return out;
+  const std::string prefix = "vixfs.server." + server_alias + ".";
+  for (const auto& [k, v] : values_) {
+    if (!istarts_with(k, prefix)) continue;
+    const std::string rest = k.substr(prefix.size());
+    if (!istarts_with(rest, "nbd.") && !istarts_with(rest, "datastore.")) continue;
+    const std::string global = "vixfs." + rest;
+    std::erase_if(out.values_, [&](const auto& kv) { return iequals(kv.first, global); });
+    out.values_[global] = v;
+  }
+  return out;
+}
+
+std::vector<std::string> Config::server_aliases() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : values_) {
+    if (!istarts_with(k, "vixfs.server.") || k.size() <= 17) continue;
+    const std::string rest = k.substr(13);
+    const size_t dot = rest.rfind('.');
+    if (dot == std::string::npos || dot == 0 || !iequals(rest.substr(dot + 1), "url")) continue;
+    out.push_back(rest.substr(0, dot));
+  }
+  return out;
+}
+
 void Config::set(const std::string& key, const std::string& value) {
   const KnownKey* known = find_known(key);
   values_[known ? std::string(known->name) : key] = value;

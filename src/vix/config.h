@@ -26,6 +26,11 @@ class Config {
   // First key of `keys` that is set (for alternate spellings such as ReadTimeoutsMs).
   Result<int64_t> get_int_any(const std::vector<std::string>& keys, int64_t fallback) const;
   void set(const std::string& key, const std::string& value);  // command-line overrides
+  // What a connection to the config's server ALIAS sees: its vixfs.server.ALIAS.nbd.* and
+  // .datastore.* keys in place of vixfs.nbd.* and vixfs.datastore.*.
+  Config scoped(const std::string& server_alias) const;
+  // Every ALIAS that has a vixfs.server.ALIAS.url key, sorted.
+  std::vector<std::string> server_aliases() const;
   const std::map<std::string, std::string>& values() const { return values_; }
 
  private:

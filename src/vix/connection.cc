@@ -38,11 +38,10 @@ Result<std::unique_ptr<Connection>> Connection::connect(const ConnectSpec& spec,
   if (lib == nullptr) return fail(VIX_E_DISK_NOINIT, "ConnectEx: library not initialized");
   VIX_ASSIGN_OR_RETURN(std::vector<std::string> mode_list, parse_transport_modes(modes));
   if (!spec.is_local()) {
-    VIX_ASSIGN_OR_RETURN(std::unique_ptr<RemoteSession> remote,
-                         RemoteSession::open(spec, snapshot_ref, lib->config()));
     std::unique_ptr<Connection> conn(
         new Connection(spec, read_only, snapshot_ref, std::move(mode_list)));
-    conn->remote_ = std::move(remote);
+    conn->config_ = lib->config().scoped(spec.config_scope);
+    VIX_ASSIGN_OR_RETURN(conn->remote_, RemoteSession::open(spec, snapshot_ref, conn->config_));
     return conn;
   }
   if (!snapshot_ref.empty()) {
@@ -50,8 +49,10 @@ Result<std::unique_ptr<Connection>> Connection::connect(const ConnectSpec& spec,
   }
   lib->debug(std::string("ConnectEx: local connection, ") +
              (read_only ? "read-only" : "read-write"));
-  return std::unique_ptr<Connection>(
+  std::unique_ptr<Connection> conn(
       new Connection(spec, read_only, snapshot_ref, std::move(mode_list)));
+  conn->config_ = lib->config().scoped(spec.config_scope);
+  return conn;
 }
 
 Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t flags) {
@@ -60,7 +61,7 @@ Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t
   if (path.empty()) return fail(VIX_E_INVALID_ARG, "Open: empty disk path");
   const bool ro = read_only_ || (flags & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0;
   if (ro) flags |= VIXDISKLIB_FLAG_OPEN_READ_ONLY;
-  TransportContext ctx{spec_, ro, snapshot_, lib->config(), remote_.get()};
+  TransportContext ctx{spec_, ro, snapshot_, config_, remote_.get()};
   VIX_ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev,
                        open_through_chain(modes_, ctx, path, flags));
   lib->debug(path + ": opened through " + std::string(dev->transport_name()) +

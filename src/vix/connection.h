@@ -15,6 +15,7 @@
 
 #include "common/block_device.h"
 #include "common/result.h"
+#include "vix/config.h"
 
 namespace vix {
 
@@ -27,6 +28,9 @@ struct ConnectSpec {
   uint32_t port = 0;
   uint32_t nfc_host_port = 0;  // accepted for GetConnectParams; VMware's NFC is not spoken
   std::string key;             // sessionId.key (VIXDISKLIB_CRED_SESSIONID)
+  // A vixfs server section: the connection reads vixfs.server.<config_scope>.nbd.* and
+  // .datastore.* in place of the global keys (Config::scoped). Empty for VDDK clients.
+  std::string config_scope;
   bool is_local() const { return server.empty(); }
 };
 
@@ -51,6 +55,8 @@ class Connection {
   const std::vector<std::string>& modes() const { return modes_; }
   int open_disks() const { return open_disks_.load(); }
   const std::string& snapshot() const { return snapshot_; }
+  // The library's config as this connection sees it (ConnectSpec::config_scope applied).
+  const Config& config() const { return config_; }
   // The vSphere session of a remote connection; nullptr for a local one.
   RemoteSession* remote() const { return remote_.get(); }
   // Logs out of the server now (Disconnect); also done by the destructor.
@@ -63,6 +69,7 @@ class Connection {
   bool read_only_;
   std::string snapshot_;
   std::vector<std::string> modes_;
+  Config config_;
   std::atomic<int> open_disks_{0};
   std::unique_ptr<RemoteSession> remote_;
   friend class Disk;

@@ -311,3 +311,56 @@ TEST_F(FsServer, WrongThumbprintAndUnreachableServerFail) {
 }
 
 }  // namespace
+
+namespace {
+
+// Without --server, every vixfs.server.ALIAS section of the config is mounted under its alias,
+// and a section's own datastore map applies to its connections only.
+TEST_F(FsServer, ServersFromTheConfigEachWithItsOwnKeys) {
+  const std::string other = dir_.file("other-ds");
+  std::filesystem::create_directories(other + "/DC0_H0_VM0");
+  run_ok("qemu-img create -q -f vmdk " + sh_quote(other + "/DC0_H0_VM0/disk1.vmdk") + " 24M");
+  run_ok("qemu-io -f vmdk -c 'write -P 0xee 0 1M' " + sh_quote(other + "/DC0_H0_VM0/disk1.vmdk"));
+  const std::string conf = "vixfs.server.a.url = \"" + sim_->get("VCSIM_URL") + "\"\n" +
+                           "vixfs.server.a.user = \"u\"\n"
+                           "vixfs.server.a.passwordFile = \"pw\"\n"
+                           "vixfs.server.a.thumbprint = \"" +
+                           sim_->get("VCSIM_SHA1") + "\"\n" + "vixfs.server.b.url = \"" +
+                           sim_->get("VCSIM_URL") + "\"\n" +
+                           "vixfs.server.b.user = \"u\"\n"
+                           "vixfs.server.b.passwordFile = \"pw\"\n"
+                           "vixfs.server.b.thumbprint = \"" +
+                           sim_->get("VCSIM_SHA256") + "\"\n" +
+                           "vixfs.server.b.transports = \"file\"\n"
+                           "vixfs.server.b.datastore.LocalDS_0 = \"" +
+                           other + "\"\n";
+  vixtest::write_file(dir_.file("vixfs.conf"), conf);
+  const std::string mnt = dir_.file("mnt");
+  VixfsDaemon m({"--config", dir_.file("vixfs.conf")}, mnt, dir_.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
+  EXPECT_EQ(list(mnt), (std::set<std::string>{".vixfs", "a", "b"})) << m.log();
+  const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM0");
+  const std::string a = read_text(mnt + "/a/" + vm + "/current/scsi0-0.img");
+  const std::string b = read_text(mnt + "/b/" + vm + "/current/scsi0-0.img");
+  ASSERT_EQ(a.size(), size_t{24} << 20) << m.log();
+  ASSERT_EQ(b.size(), size_t{24} << 20) << m.log();
+  EXPECT_EQ(a[0], '\x5a');  // the simulator's datastore
+  EXPECT_EQ(b[0], '\xee');  // b's own map of LocalDS_0
+  EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
+  const std::string log = m.log();
+  EXPECT_NE(log.find("a: logged out"), std::string::npos) << log;
+  EXPECT_NE(log.find("b: logged out"), std::string::npos) << log;
+}
+
+TEST_F(FsServer, NoServerAnywhereIsAOneLineError) {
+  vixtest::write_file(dir_.file("empty.conf"), std::string("# nothing\n"));
+  const std::string mnt = dir_.file("mnt");
+  mkdir(mnt.c_str(), 0755);
+  auto r = run(std::string(VIXFS_BINARY) + " -f --config " + sh_quote(dir_.file("empty.conf")) +
+               " " + sh_quote(mnt));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("vixfs.server.ALIAS.url"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+}  // namespace
