@@ -100,6 +100,8 @@ class Client {
                                       const std::string& description, bool memory, bool quiesce);
   Result<void> remove_snapshot(const std::string& snapshot, bool remove_children);
   Result<void> power_off(const std::string& vm);
+  // Destroy_Task: the VM and its files go (it must be powered off).
+  Result<void> destroy_vm(const std::string& vm);
 
   // One SOAP call: `method_body` is the inner XML of the method element (after _this). Retries
   // once after re-login on NotAuthenticated.
@@ -108,6 +110,8 @@ class Client {
 
  private:
   void forget_credentials();
+  // Calls a *_Task method and waits for the task.
+  Result<void> run_task(const std::string& method, const MoRef& this_ref, const std::string& body);
   Result<SoapResponse> call_once(const std::string& method, const MoRef& this_ref,
                                  const std::string& method_body, SoapFault* fault);
   Result<void> relogin(uint64_t failed_generation);

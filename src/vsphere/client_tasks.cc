@@ -73,21 +73,26 @@ Result<std::string> Client::create_snapshot(const std::string& vm, const std::st
   return out.result;
 }
 
-Result<void> Client::remove_snapshot(const std::string& snapshot, bool remove_children) {
-  VIX_ASSIGN_OR_RETURN(SoapResponse r,
-                       call("RemoveSnapshot_Task", {"VirtualMachineSnapshot", snapshot},
-                            std::string("<removeChildren>") + (remove_children ? "true" : "false") +
-                                "</removeChildren><consolidate>true</consolidate>"));
-  VIX_ASSIGN_OR_RETURN(std::string task, task_of(r, "RemoveSnapshot_Task"));
+Result<void> Client::run_task(const std::string& method, const MoRef& this_ref,
+                              const std::string& body) {
+  VIX_ASSIGN_OR_RETURN(SoapResponse r, call(method, this_ref, body));
+  VIX_ASSIGN_OR_RETURN(std::string task, task_of(r, method));
   VIX_TRY(wait_for_task(task));
   return ok();
 }
 
+Result<void> Client::remove_snapshot(const std::string& snapshot, bool remove_children) {
+  return run_task("RemoveSnapshot_Task", {"VirtualMachineSnapshot", snapshot},
+                  std::string("<removeChildren>") + (remove_children ? "true" : "false") +
+                      "</removeChildren><consolidate>true</consolidate>");
+}
+
 Result<void> Client::power_off(const std::string& vm) {
-  VIX_ASSIGN_OR_RETURN(SoapResponse r, call("PowerOffVM_Task", {"VirtualMachine", vm}, ""));
-  VIX_ASSIGN_OR_RETURN(std::string task, task_of(r, "PowerOffVM_Task"));
-  VIX_TRY(wait_for_task(task));
-  return ok();
+  return run_task("PowerOffVM_Task", {"VirtualMachine", vm}, "");
+}
+
+Result<void> Client::destroy_vm(const std::string& vm) {
+  return run_task("Destroy_Task", {"VirtualMachine", vm}, "");
 }
 
 }  // namespace vix::vsphere

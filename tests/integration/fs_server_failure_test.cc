@@ -240,3 +240,51 @@ TEST_F(FsServerFailure, CtrlCAtThePasswordPromptRestoresEcho) {
 }
 
 }  // namespace
+
+namespace {
+
+// A VM destroyed under the mount: its folder leaves the tree after the TTL, a disk already open
+// keeps answering or fails with EIO, a new open is ENOENT or EIO, and the daemon stays up.
+TEST_F(FsServerFailure, RemovedVmLeavesTheTreeWithoutACrash) {
+  real_disk("DC0_H0_VM1");
+  auto c = client();
+  ASSERT_NE(c, nullptr);
+  const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM1");
+  const std::string mnt = dir_.file("mnt");
+  auto a = args("1");
+  a.back() = "file";  // --transports file
+  VixfsDaemon d(a, mnt, dir_.file("log"));
+  ASSERT_TRUE(d.mounted()) << d.log();
+  const std::string img = mnt + "/sim/" + vm + "/current/scsi0-0.img";
+  const int fd = open(img.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno) << d.log();
+  char first[512];
+  ASSERT_EQ(pread(fd, first, sizeof first, 0), 512) << d.log();
+  EXPECT_EQ(first[0], '\x3c');
+
+  ASSERT_TRUE(c->power_off(vm).ok());
+  auto destroyed = c->destroy_vm(vm);
+  ASSERT_TRUE(destroyed.ok()) << destroyed.error().message;
+  (void)c->logout();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  std::error_code ec;
+  EXPECT_FALSE(names_in(mnt + "/sim", &ec).count(vm)) << d.log();
+  EXPECT_FALSE(std::filesystem::exists(mnt + "/sim/by-name/DC0_H0_VM1", ec)) << d.log();
+
+  // Through the descriptor held across the removal: the same bytes, or EIO; never others.
+  char again[512];
+  const ssize_t n = pread(fd, again, sizeof again, 0);
+  if (n == 512) {
+    EXPECT_EQ(memcmp(first, again, 512), 0);
+  } else {
+    EXPECT_EQ(n, -1);
+    EXPECT_EQ(errno, EIO) << strerror(errno);
+  }
+  close(fd);
+  const int by_path = read_errno(img);
+  EXPECT_TRUE(by_path == ENOENT || by_path == EIO) << strerror(by_path);
+  EXPECT_TRUE(d.mounted()) << d.log();
+  EXPECT_TRUE(d.stop(std::chrono::seconds(30))) << d.log();
+}
+
+}  // namespace
