@@ -31,6 +31,7 @@ struct Request {
   std::string content_range;
   std::string error_body;  // the start of a non-2xx body, for the message
   int attempts = 0;
+  bool renewed = false;            // the session cookie was renewed once for this request
   uint64_t total = 0;              // the file size the answer must state (0 for HEAD)
   curl_off_t content_length = -1;  // of a HEAD answer
 };
@@ -40,6 +41,7 @@ struct Handle {
   vsphere::PeerCheck pin;
   char errbuf[CURL_ERROR_SIZE] = {0};
   Request* req = nullptr;
+  uint64_t cookie_generation = ~uint64_t{0};  // of the cookie set on h
   ~Handle() {
     if (h) curl_easy_cleanup(h);
   }
@@ -194,10 +196,6 @@ class Session {
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, hd.get());
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, hd->errbuf);
-    if (!opt_.cookie.empty()) {
-      std::string cookie = "vmware_soap_session=" + opt_.cookie;
-      curl_easy_setopt(h, CURLOPT_COOKIE, cookie.c_str());  // libcurl copies it
-    }
     hd->pin.expected = pin_;
     VIX_TRY(vsphere::configure_peer_verification(h, &hd->pin, opt_.tls.ca_file));
     return hd;
@@ -218,6 +216,14 @@ class Session {
     r.content_range.clear();
     r.error_body.clear();
     ++r.attempts;
+    {
+      std::lock_guard lock(cookie_mu_);
+      if (hd.cookie_generation != cookie_generation_) {
+        const std::string cookie = opt_.cookie.empty() ? "" : "vmware_soap_session=" + opt_.cookie;
+        curl_easy_setopt(hd.h, CURLOPT_COOKIE, cookie.empty() ? nullptr : cookie.c_str());
+        hd.cookie_generation = cookie_generation_;
+      }
+    }
     curl_easy_setopt(hd.h, CURLOPT_URL, r.url.c_str());
     curl_easy_setopt(hd.h, CURLOPT_NOBODY, r.head ? 1L : 0L);
     curl_easy_setopt(hd.h, CURLOPT_HTTPGET, r.head ? 0L : 1L);
@@ -254,6 +260,13 @@ class Session {
     long status = 0;
     curl_easy_getinfo(hd.h, CURLINFO_RESPONSE_CODE, &status);
     if (status == 404) return fail(VIX_E_FILE_NOT_FOUND, r.url + ": HTTP 404 (no such file)");
+    if ((status == 401 || status == 403) && opt_.renew_cookie && !r.renewed) {
+      // The session expired or was re-logged in elsewhere: one renewal, then the request again.
+      VIX_TRY(renew_cookie(hd.cookie_generation));
+      r.renewed = true;
+      --r.attempts;
+      return true;
+    }
     if (status == 401 || status == 403) {
       return fail(VIX_E_HOST_NOT_CONNECTED,
                   r.url + ": HTTP " + std::to_string(status) + " (session not accepted)");
@@ -290,6 +303,22 @@ class Session {
                                         std::to_string(r.off));
     }
     return false;
+  }
+
+  // Asks for a new cookie unless another request already got one since `rejected_generation`.
+  Result<void> renew_cookie(uint64_t rejected_generation) {
+    std::lock_guard renewing(renew_mu_);
+    std::string rejected;
+    {
+      std::lock_guard lock(cookie_mu_);
+      if (cookie_generation_ != rejected_generation) return ok();
+      rejected = opt_.cookie;
+    }
+    VIX_ASSIGN_OR_RETURN(std::string fresh, opt_.renew_cookie(rejected));
+    std::lock_guard lock(cookie_mu_);
+    opt_.cookie = std::move(fresh);
+    ++cookie_generation_;
+    return ok();
   }
 
   Result<void> run_serial(Handle& hd, std::vector<Request>& reqs) {
@@ -363,6 +392,9 @@ class Session {
   CURLSH* share_ = nullptr;
   std::mutex locks_[kLocks];
   std::mutex pool_mu_;
+  std::mutex renew_mu_;   // one renewal at a time
+  std::mutex cookie_mu_;  // guards opt_.cookie and cookie_generation_
+  uint64_t cookie_generation_ = 0;
   std::vector<std::unique_ptr<Handle>> idle_;
 };
 
@@ -487,6 +519,8 @@ Result<std::unique_ptr<BlockDevice>> HttpsTransport::open(const TransportContext
   o.tls = ctx.remote->options();
   o.endpoint = ctx.remote->endpoint();
   o.cookie = ctx.remote->cookie();
+  RemoteSession* remote = ctx.remote;  // outlives the disk (a Connection outlives its Disks)
+  o.renew_cookie = [remote](const std::string& rejected) { return remote->renew_cookie(rejected); };
   o.dc_path = loc.dc_path;
   o.datastore = loc.datastore;
   VIX_ASSIGN_OR_RETURN(int64_t conns, ctx.config.get_int("vixfs.https.connections", 4));

@@ -3,6 +3,7 @@
 // engine running over HTTP range reads. Read-only.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,6 +24,9 @@ struct HttpsOptions {
   vsphere::ConnectOptions tls;  // thumbprint / CA file / timeouts of the SOAP session
   std::string endpoint;         // the SOAP URL (…/sdk): scheme and authority of the file URLs
   std::string cookie;           // vmware_soap_session value
+  // Called once per request answered 401/403 with the cookie the server refused; returns the
+  // session's current cookie, logging in again when that one is the refused one. Optional.
+  std::function<Result<std::string>(const std::string& rejected)> renew_cookie;
   std::string dc_path;
   std::string datastore;
   unsigned connections = 4;       // range requests in flight per pread

@@ -22,6 +22,12 @@ std::string server_url(const ConnectSpec& spec) {
 
 }  // namespace
 
+Result<std::string> RemoteSession::renew_cookie(const std::string& rejected) {
+  VIX_ASSIGN_OR_RETURN(std::string fresh, client_->renew_session(rejected));
+  if (Library* lib = Library::get()) lib->info(endpoint() + ": session renewed for a transport");
+  return fresh;
+}
+
 std::string vm_moref_from_vmx_spec(const std::string& vmx_spec) {
   size_t pos = 0;
   while (pos < vmx_spec.size()) {

@@ -34,6 +34,9 @@ class RemoteSession {
   Result<void> logout();
   Result<DatastoreLocation> locate(const std::string& datastore_path) const;
   std::string cookie() const { return client_->session_cookie(); }
+  // For a transport whose requests were refused with `rejected`: the session's cookie, after
+  // logging in again if it is still the refused one (not possible for a borrowed session).
+  Result<std::string> renew_cookie(const std::string& rejected);
   std::string endpoint() const { return client_->endpoint(); }
   // TLS settings of the SOAP session, reused by the https transport.
   const vsphere::ConnectOptions& options() const { return options_; }

@@ -199,6 +199,17 @@ Result<void> Client::relogin(uint64_t failed_generation) {
   return ok();
 }
 
+Result<std::string> Client::renew_session(const std::string& rejected) {
+  uint64_t generation = 0;
+  {
+    std::lock_guard lock(mu_);
+    generation = generation_;
+  }
+  if (std::string current = session_cookie(); current != rejected) return current;
+  VIX_TRY(relogin(generation));
+  return session_cookie();
+}
+
 // No re-login after this: the session is the caller's (cookie) or over (logout).
 void Client::forget_credentials() {
   std::lock_guard login_lock(login_mu_);

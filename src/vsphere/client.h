@@ -75,6 +75,10 @@ class Client {
   Result<void> logout();
   // The vmware_soap_session cookie value, verbatim ("" when not logged in).
   std::string session_cookie() const;
+  // The current cookie; when it is still `rejected` (a transport's request was refused with
+  // it), logs in again first. A borrowed session (login_with_session) cannot be renewed:
+  // VIX_E_HOST_NOT_CONNECTED.
+  Result<std::string> renew_session(const std::string& rejected);
   // The session key of the current session (UserSession.key), "" if unknown.
   Result<std::string> current_session_key();
   // Keys of every session the server holds (SessionManager.sessionList).

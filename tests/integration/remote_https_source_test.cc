@@ -6,8 +6,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "support/fixtures.h"
@@ -40,6 +42,11 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
     def do_GET(self):
         name = self.name()
+        if name == 'session.bin' and 'vmware_soap_session=fresh' not in self.headers.get('Cookie', ''):
+            self.send_response(401)
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
         if name == 'drop.bin':
             with lock:
                 drops[name] = drops.get(name, 0) + 1
@@ -111,7 +118,9 @@ class HttpsSource : public ::testing::Test {
   }
   void SetUp() override { ASSERT_FALSE(port_.empty()) << "the test HTTPS server did not start"; }
 
-  static std::unique_ptr<vix::SourceOpener> opener(const std::string& thumbprint = thumbprint_) {
+  static std::unique_ptr<vix::SourceOpener> opener(
+      const std::string& thumbprint = thumbprint_,
+      std::function<vix::Result<std::string>(const std::string&)> renew = nullptr) {
     vix::HttpsOptions o;
     o.tls.thumbprint = thumbprint;
     o.tls.connect_timeout_ms = 5000;
@@ -120,6 +129,7 @@ class HttpsSource : public ::testing::Test {
     o.dc_path = "DC0";
     o.datastore = "ds";
     o.cookie = "abc";
+    o.renew_cookie = std::move(renew);
     return vix::make_https_opener(o);
   }
 
@@ -209,6 +219,48 @@ TEST_F(HttpsSource, WrongThumbprintNamesThePresentedOne) {
   ASSERT_FALSE(src.ok());
   EXPECT_EQ(src.error().code, VIX_E_CANNOT_CONNECT_TO_HOST);
   EXPECT_NE(src.error().message.find(thumbprint_), std::string::npos) << src.error().message;
+}
+
+}  // namespace
+
+namespace {
+
+// A session that expired under an open disk: the refused cookie is renewed once (however many
+// requests were in flight with it) and the reads go on; without renewal, or when the renewed
+// cookie is refused too, the error says the session was not accepted.
+TEST_F(HttpsSource, RefusedCookieIsRenewedOnceAndTheReadGoesOn) {
+  std::atomic<int> renewals{0};
+  std::string seen;
+  auto op = opener(thumbprint_, [&](const std::string& rejected) -> vix::Result<std::string> {
+    ++renewals;
+    seen = rejected;
+    return std::string("fresh");
+  });
+  ASSERT_TRUE(op);
+  auto src = op->open("vm/session.bin", {});
+  ASSERT_TRUE(src.ok()) << src.error().message;
+  std::vector<uint8_t> buf((5u << 20) + 77);  // three requests in flight with the stale cookie
+  auto n = (*src)->pread(buf.data(), buf.size(), 1001);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_TRUE(std::equal(buf.begin(), buf.end(), expected_.begin() + 1001));
+  EXPECT_EQ(renewals.load(), 1);
+  EXPECT_EQ(seen, "abc");
+
+  auto plain = opener();
+  auto refused = plain->open("vm/session.bin", {});
+  ASSERT_TRUE(refused.ok()) << refused.error().message;
+  auto r = (*refused)->pread(buf.data(), 4096, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, VIX_E_HOST_NOT_CONNECTED) << r.error().message;
+
+  auto stubborn = opener(thumbprint_, [](const std::string&) -> vix::Result<std::string> {
+    return std::string("still-stale");
+  });
+  auto again = stubborn->open("vm/session.bin", {});
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  r = (*again)->pread(buf.data(), 4096, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("session not accepted"), std::string::npos) << r.error().message;
 }
 
 }  // namespace

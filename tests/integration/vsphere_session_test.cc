@@ -249,3 +249,33 @@ TEST_F(VsphereSession, PowerOffTaskAndItsFault) {
 }
 
 }  // namespace
+
+namespace {
+
+// What the https transport asks after a 401: a refused cookie gets a new login once; a cookie
+// that is no longer current is simply replaced by the current one; a borrowed session cannot be
+// renewed.
+TEST_F(VsphereSession, RenewSessionLogsInAgainOnlyForTheRefusedCookie) {
+  auto a = client();
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(a->login("u", "p").ok());
+  const std::string first = a->session_cookie();
+  auto renewed = a->renew_session(first);
+  ASSERT_TRUE(renewed.ok()) << renewed.error().message;
+  EXPECT_NE(*renewed, first);
+  EXPECT_EQ(*renewed, a->session_cookie());
+  auto same = a->renew_session(first);  // an older cookie: no second login
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(*same, *renewed);
+  EXPECT_TRUE(a->inventory().ok());
+
+  auto b = client();
+  ASSERT_TRUE(b);
+  ASSERT_TRUE(b->login_with_session(*renewed).ok());
+  auto borrowed = b->renew_session(*renewed);
+  ASSERT_FALSE(borrowed.ok());
+  EXPECT_EQ(borrowed.error().code, VIX_E_HOST_NOT_CONNECTED) << borrowed.error().message;
+  EXPECT_TRUE(a->logout().ok());
+}
+
+}  // namespace
