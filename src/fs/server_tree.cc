@@ -168,6 +168,12 @@ void ServerTree::apply_inventory() {
       it = vm_dirs_.emplace(vm.moref, dir).first;
       add_snapshot(dir, vm, nullptr, vm.disks);
       log_info(folder_ + "/" + vm.moref + ": VM " + vm.name);
+    } else if (live_disks_changed(vm)) {
+      // A disk added or removed, or a new delta after a snapshot: current/ is made anew; files
+      // already open keep reading what they opened.
+      tree_->unlink(it->second, "current");
+      add_snapshot(it->second, vm, nullptr, vm.disks);
+      log_info(folder_ + "/" + vm.moref + "/current: the VM's disks changed");
     }
     for (const vs::Snapshot* s : vs::flatten(vm.snapshots)) {
       auto key = std::make_pair(vm.moref, s->moref);
@@ -199,6 +205,23 @@ void ServerTree::apply_inventory() {
     it = vm_dirs_.erase(it);
   }
   update_by_name();
+}
+
+bool ServerTree::live_disks_changed(const vs::VirtualMachine& vm) {
+  std::lock_guard lock(mu_);
+  for (auto it = snapshots_.rbegin(); it != snapshots_.rend(); ++it) {
+    const SnapshotEntry& e = **it;
+    if (!e.current || e.vm_moref != vm.moref) continue;
+    if (e.disks.size() != vm.disks.size()) return true;
+    for (size_t i = 0; i < e.disks.size(); ++i) {
+      if (e.disks[i].datastore_path != vm.disks[i].file_name() ||
+          e.disks[i].label != vm.disks[i].label) {
+        return true;
+      }
+    }
+    return false;
+  }
+  return false;
 }
 
 // by-name/<vm name>/<snapshot name> -> ../../<vm moRef>/<snapshot moRef>, changed in place so a

@@ -76,6 +76,8 @@ class ServerTree {
   // Adds what `inventory_` has and the tree lacks, and unlinks what it no longer has.
   void apply_inventory();
   void update_by_name();
+  // Whether the VM's live disks (paths, labels) differ from what current/ shows.
+  bool live_disks_changed(const vix::vsphere::VirtualMachine& vm);
   void add_snapshot(fuse_ino_t vm_dir, const vix::vsphere::VirtualMachine& vm,
                     const vix::vsphere::Snapshot* snap,
                     const std::vector<vix::vsphere::VirtualDisk>& disks);

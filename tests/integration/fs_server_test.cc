@@ -364,3 +364,77 @@ TEST_F(FsServer, NoServerAnywhereIsAOneLineError) {
 }
 
 }  // namespace
+
+namespace {
+
+// The VM's live disk moves to another file (as a snapshot does on a real host, which puts a new
+// delta under the VM): after the TTL, current/ reads the new file; a descriptor opened before
+// keeps reading the old one.
+TEST_F(FsServer, CurrentFollowsTheVmsLiveDisks) {
+  const std::string vm_name = "DC0_C0_RP0_VM1";
+  const std::string vm = sim_->get("VCSIM_VM_" + vm_name);
+  const std::string dir = sim_->get("VCSIM_DS_LocalDS_0") + "/" + vm_name;
+  std::filesystem::create_directories(dir);
+  std::filesystem::remove(dir + "/disk1-flat.vmdk");
+  std::filesystem::remove(dir + "/disk1.vmdk");
+  run_ok("qemu-img create -q -f vmdk " + sh_quote(dir + "/disk1.vmdk") + " 4M");
+  run_ok("qemu-io -f vmdk -c 'write -P 0x11 0 4M' " + sh_quote(dir + "/disk1.vmdk"));
+  run_ok("qemu-img create -q -f vmdk " + sh_quote(dir + "/second.vmdk") + " 4M");
+  run_ok("qemu-io -f vmdk -c 'write -P 0x77 0 4M' " + sh_quote(dir + "/second.vmdk"));
+  // The simulator checks an existing disk by its -flat name.
+  vixtest::write_file(dir + "/second-flat.vmdk", std::string());
+
+  vixtest::write_file(dir_.file("vixfs.conf"), std::string("vixfs.inventory.ttlSeconds = 1\n"));
+  auto a = args("file");
+  a.insert(a.end(), {"--config", dir_.file("vixfs.conf")});
+  const std::string mnt = dir_.file("mnt");
+  VixfsDaemon m(a, mnt, dir_.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
+  const std::string img = mnt + "/sim/" + vm + "/current/scsi0-0.img";
+  const int held = open(img.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(held, 0) << strerror(errno) << m.log();
+  char byte = 0;
+  ASSERT_EQ(pread(held, &byte, 1, 0), 1) << m.log();
+  EXPECT_EQ(byte, '\x11');
+
+  auto c = client();
+  ASSERT_NE(c, nullptr) << error_;
+  auto inv = c->inventory();
+  ASSERT_TRUE(inv.ok()) << inv.error().message;
+  const auto* v = inv->find_vm(vm);
+  ASSERT_NE(v, nullptr);
+  ASSERT_FALSE(v->disks.empty());
+  const auto& d = v->disks[0];
+  const std::string spec =
+      "<spec><deviceChange><operation>edit</operation><device xsi:type=\"VirtualDisk\"><key>" +
+      std::to_string(d.key) + "</key><deviceInfo><label>" + d.label +
+      "</label><summary>4,096 KB</summary></deviceInfo><backing "
+      "xsi:type=\"VirtualDiskFlatVer2BackingInfo\"><fileName>[LocalDS_0] " +
+      vm_name + "/second.vmdk</fileName><diskMode>persistent</diskMode></backing>" +
+      "<controllerKey>" + std::to_string(d.controller_key) + "</controllerKey><unitNumber>" +
+      std::to_string(d.unit) + "</unitNumber><capacityInKB>4096</capacityInKB></device>" +
+      "</deviceChange></spec>";
+  auto r = c->call("ReconfigVM_Task", {"VirtualMachine", vm}, spec);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  std::string task = r->body.child("returnval").text().as_string();
+  ASSERT_FALSE(task.empty());
+  auto done = c->wait_for_task(task);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  (void)c->logout();
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  const std::string json = read_text(mnt + "/sim/" + vm + "/current/snapshot.json");
+  EXPECT_NE(json.find(vm_name + "/second.vmdk"), std::string::npos) << json << m.log();
+  const int fresh = open(img.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fresh, 0) << strerror(errno) << m.log();
+  ASSERT_EQ(pread(fresh, &byte, 1, 4096), 1) << m.log();
+  EXPECT_EQ(byte, '\x77');
+  close(fresh);
+  ASSERT_EQ(pread(held, &byte, 1, 8192), 1) << m.log();
+  EXPECT_EQ(byte, '\x11');
+  close(held);
+  EXPECT_NE(m.log().find("current: the VM's disks changed"), std::string::npos) << m.log();
+  EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
+}
+
+}  // namespace
