@@ -6,6 +6,7 @@
 #include "fs/disk_file.h"
 #include "vix/errors.h"
 #include "vix/library.h"
+#include "vix/remote.h"
 
 namespace vixfs {
 namespace {
@@ -104,7 +105,10 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   vs::ConnectOptions co;
   co.url = options.url;
   co.thumbprint = options.thumbprint;
-  if (auto* lib = vix::Library::get()) co.ca_file = lib->config().get("vixfs.tls.caFile", "");
+  if (auto* lib = vix::Library::get()) {
+    co.ca_file = lib->config().get("vixfs.tls.caFile", "");
+    VIX_ASSIGN_OR_RETURN(co.timeout_ms, vix::soap_timeout_ms(lib->config()));
+  }
   VIX_ASSIGN_OR_RETURN(st->client_, vs::Client::connect(co));
   VIX_TRY(st->client_->login(options.user, options.password));
   log_info(st->folder_ + ": logged in to " + st->client_->endpoint() + " as " + options.user);
@@ -140,20 +144,31 @@ ServerTree::~ServerTree() {
 
 void ServerTree::maybe_refresh() {
   if (ttl_.count() == 0) return;
-  std::unique_lock lock(refresh_mu_, std::try_to_lock);
-  if (!lock.owns_lock()) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - loaded_at_ < ttl_) return;
-  loaded_at_ = now;
+  std::unique_lock lock(state_mu_);
+  if (!refreshing_ && !stopping_ && std::chrono::steady_clock::now() - loaded_at_ >= ttl_) {
+    refreshing_ = true;
+    if (refresher_.joinable()) refresher_.join();  // finished: refreshing_ was false
+    refresher_ = std::thread([this] { refresh(); });
+  }
+  // A slow or silent server costs a listing this long at most; the old view is served after.
+  state_cv_.wait_for(lock, kRefreshWait, [this] { return !refreshing_; });
+}
+
+void ServerTree::refresh() {
   auto inv = client_ ? client_->inventory()
                      : vix::Result<vs::Inventory>(vix::fail(VIX_E_FAIL, "logged out"));
   if (!inv.ok()) {
     log_error(folder_ + ": inventory refresh failed, keeping the old tree: " +
               vix::error_text(inv.error().code) + " (" + inv.error().message + ")");
-    return;
+  } else {
+    std::lock_guard lock(refresh_mu_);
+    inventory_ = std::move(inv).value();
+    apply_inventory();
   }
-  inventory_ = std::move(inv).value();
-  apply_inventory();
+  std::lock_guard lock(state_mu_);
+  loaded_at_ = std::chrono::steady_clock::now();
+  refreshing_ = false;
+  state_cv_.notify_all();
 }
 
 void ServerTree::apply_inventory() {
@@ -355,6 +370,12 @@ vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
 }
 
 void ServerTree::shutdown() {
+  {
+    std::lock_guard lock(state_mu_);
+    stopping_ = true;
+  }
+  // At most one SOAP timeout (vixfs.soap.timeoutMs) when the server went silent mid-refresh.
+  if (refresher_.joinable()) refresher_.join();
   std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> conns;
   {
     std::lock_guard lock(mu_);

@@ -8,10 +8,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -50,8 +52,9 @@ class ServerTree {
   static vix::Result<std::unique_ptr<ServerTree>> mount(const ServerOptions& options, Tree* tree);
   ~ServerTree();
 
-  // Re-reads the inventory when the TTL has passed; another thread's refresh in progress means
-  // the current view is served. A failure is logged and the old tree kept until the next TTL.
+  // Re-reads the inventory in the background when the TTL has passed and waits up to 2 s for
+  // it; past that (a slow or silent server) the current view is served. A failure is logged and
+  // the old tree kept until the next TTL.
   void maybe_refresh();
 
   // Unmount, after every disk is closed: Disconnect each library connection, log out.
@@ -75,6 +78,7 @@ class ServerTree {
   ServerTree() = default;
   // Adds what `inventory_` has and the tree lacks, and unlinks what it no longer has.
   void apply_inventory();
+  void refresh();  // the background half of maybe_refresh
   void update_by_name();
   // Whether the VM's live disks (paths, labels) differ from what current/ shows.
   bool live_disks_changed(const vix::vsphere::VirtualMachine& vm);
@@ -95,9 +99,14 @@ class ServerTree {
   std::map<std::string, fuse_ino_t> vm_dirs_;                            // vm moRef -> folder
   std::map<std::pair<std::string, std::string>, fuse_ino_t> snap_dirs_;  // (vm, snapshot)
   std::chrono::seconds ttl_{30};
+  std::mutex refresh_mu_;  // held while applying an inventory; guards inventory_ and the maps above
+  std::mutex state_mu_;    // guards the fields below
+  std::condition_variable state_cv_;
   std::chrono::steady_clock::time_point loaded_at_;
-  std::mutex refresh_mu_;  // one refresh at a time; guards inventory_ and the maps above
-  std::mutex mu_;          // guards the fields below
+  bool refreshing_ = false, stopping_ = false;
+  std::thread refresher_;  // reads the inventory in the background (maybe_refresh)
+  static constexpr std::chrono::seconds kRefreshWait{2};
+  std::mutex mu_;  // guards the fields below
   std::vector<std::unique_ptr<SnapshotEntry>> snapshots_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> connections_;
 };

@@ -40,6 +40,15 @@ std::string vm_moref_from_vmx_spec(const std::string& vmx_spec) {
   return "";
 }
 
+Result<long> soap_timeout_ms(const Config& config) {
+  VIX_ASSIGN_OR_RETURN(int64_t ms, config.get_int("vixfs.soap.timeoutMs", 120000));
+  if (ms < 100 || ms > 3600000) {
+    return fail(VIX_E_INVALID_ARG,
+                "vixfs.soap.timeoutMs = " + std::to_string(ms) + ": expected 100..3600000");
+  }
+  return static_cast<long>(ms);
+}
+
 Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& spec,
                                                            const std::string& snapshot,
                                                            const Config& config) {
@@ -53,6 +62,7 @@ Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& sp
                 "vixfs.soap.maxResponseMB = " + std::to_string(max_mb) + ": expected 1..4096");
   }
   s->options_.max_response_bytes = static_cast<uint64_t>(max_mb) << 20;
+  VIX_ASSIGN_OR_RETURN(s->options_.timeout_ms, soap_timeout_ms(config));
   if (!s->options_.ca_file.empty() && !std::filesystem::exists(s->options_.ca_file)) {
     return fail(VIX_E_FILE_NOT_FOUND,
                 "vixfs.tls.caFile = " + s->options_.ca_file + ": no such file");

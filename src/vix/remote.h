@@ -54,6 +54,9 @@ class RemoteSession {
   bool logged_in_ = false;  // a session of ours, to log out
 };
 
+// vixfs.soap.timeoutMs (default 120000): how long one SOAP or https request may take.
+Result<long> soap_timeout_ms(const Config& config);
+
 // "moref=vm-42" (other key=value pairs separated by '/' or ';' are ignored) -> "vm-42".
 std::string vm_moref_from_vmx_spec(const std::string& vmx_spec);
 

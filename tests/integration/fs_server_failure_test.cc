@@ -288,3 +288,41 @@ TEST_F(FsServerFailure, RemovedVmLeavesTheTreeWithoutACrash) {
 }
 
 }  // namespace
+
+namespace {
+
+// A server that accepts connections and never answers (here: the simulator stopped with
+// SIGSTOP) costs a listing at most the refresh wait; the old view is served, the failed refresh
+// is logged after vixfs.soap.timeoutMs, and unmount is bounded by that timeout too.
+TEST_F(FsServerFailure, SilentServerNeverHoldsListingsLong) {
+  const std::string mnt = dir_.file("mnt");
+  auto a = args("1");
+  vixtest::write_file(dir_.file("vixfs.conf"),
+                      std::string("vixfs.inventory.ttlSeconds = 1\nvixfs.soap.timeoutMs = 3000\n"));
+  VixfsDaemon d(a, mnt, dir_.file("log"));
+  ASSERT_TRUE(d.mounted()) << d.log();
+  std::error_code ec;
+  const std::set<std::string> before = names_in(mnt + "/sim", &ec);
+  ASSERT_FALSE(ec) << ec.message();
+  const pid_t sim = static_cast<pid_t>(std::stol(sim_->get("VCSIM_PID")));
+  ASSERT_EQ(kill(sim, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+
+  auto start = Clock::now();
+  EXPECT_EQ(names_in(mnt + "/sim", &ec), before) << ec.message() << d.log();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5)) << d.log();
+  start = Clock::now();
+  EXPECT_EQ(names_in(mnt + "/sim", &ec), before) << ec.message() << d.log();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(5)) << d.log();
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  EXPECT_NE(d.log().find("inventory refresh failed, keeping the old tree"), std::string::npos)
+      << d.log();
+  (void)names_in(mnt + "/sim", &ec);  // starts another refresh into the silence
+  start = Clock::now();
+  EXPECT_TRUE(d.stop(std::chrono::seconds(30))) << d.log();
+  EXPECT_LT(Clock::now() - start, std::chrono::seconds(15));
+  kill(sim, SIGCONT);
+}
+
+}  // namespace
