@@ -19,8 +19,8 @@ constexpr ModeEntry kModes[] = {
     {"file", &make_file_transport},
     {"san", nullptr},
     {"hotadd", nullptr},
-    {"nbdssl", nullptr},
-    {"nbd", nullptr},
+    {"nbdssl", &make_nbdssl_transport},
+    {"nbd", &make_nbd_transport},
     {"https", &make_https_transport},
 };
 

@@ -43,5 +43,7 @@ Result<std::unique_ptr<BlockDevice>> open_through_chain(const std::vector<std::s
 
 std::unique_ptr<Transport> make_file_transport();
 std::unique_ptr<Transport> make_https_transport();
+std::unique_ptr<Transport> make_nbd_transport();
+std::unique_ptr<Transport> make_nbdssl_transport();
 
 }  // namespace vix

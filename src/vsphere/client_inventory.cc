@@ -58,7 +58,8 @@ Result<void> take_object(const ObjectContent& oc, RawInventory& raw) {
     ds.url = child_text(oc.find("summary"), "url");
     raw.inv.datastores.push_back(std::move(ds));
   } else if (type == "HostSystem") {
-    raw.inv.hosts.push_back({oc.obj.value, oc.find("name").child_value()});
+    raw.inv.hosts.push_back({oc.obj.value, oc.find("name").child_value(),
+                             oc.find("summary.config.sslThumbprint").child_value()});
   }
   return ok();
 }
@@ -106,7 +107,8 @@ Result<Inventory> Client::inventory() {
                                         "snapshot", "config.hardware.device"}) +
             prop_set("Datacenter", {"name", "parent", "datastore"}) +
             prop_set("Folder", {"name", "parent"}) + prop_set("Datastore", {"name", "summary"}) +
-            prop_set("HostSystem", {"name"}) + view_object_set(view) + "</specSet>",
+            prop_set("HostSystem", {"name", "summary.config.sslThumbprint"}) +
+            view_object_set(view) + "</specSet>",
         [&](const ObjectContent& oc) { return take_object(oc, raw); });
     // The view is per session; destroy it whatever happened so it does not pile up.
     (void)call_once("DestroyView", {"ContainerView", view}, "", nullptr);

@@ -77,6 +77,7 @@ struct Datacenter {
 struct Host {
   std::string moref;
   std::string name;
+  std::string ssl_thumbprint;  // summary.config.sslThumbprint (SHA-1), "" when not reported
 };
 
 struct Inventory {

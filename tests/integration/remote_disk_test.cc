@@ -276,10 +276,10 @@ TEST_F(RemoteDisk, BorrowedSessionCookieWorksAndIsNotLoggedOut) {
   EXPECT_TRUE((*owner)->logout().ok());
 }
 
-TEST_F(RemoteDisk, DefaultModesListFileThenHttps) {
+TEST_F(RemoteDisk, DefaultModesFollowVddksOrder) {
   auto modes = vix::parse_transport_modes("");
   ASSERT_TRUE(modes.ok());
-  EXPECT_EQ(*modes, (std::vector<std::string>{"file", "https"}));
+  EXPECT_EQ(*modes, (std::vector<std::string>{"file", "nbdssl", "nbd", "https"}));
 }
 
 }  // namespace

@@ -1,0 +1,251 @@
+// Where a disk lives for nbd / nbdssl: the endpoint (vixfs.nbd.server, else the ESXi host that
+// runs the connection's VM), the export name (the datastore path, or the vixfs.nbd.export
+// template), the trust anchors of nbdssl and the vixDiskLib.nfc.* timeouts.
+#include "transports/nbd.h"
+
+#include <algorithm>
+
+#include "vix/remote.h"
+#include "vsphere/inventory.h"
+
+namespace vix {
+
+namespace {
+
+// The host part of ConnectSpec::server, which may be "host", "host:port" or a URL.
+std::string host_of(std::string server) {
+  if (size_t p = server.find("://"); p != std::string::npos) server.erase(0, p + 3);
+  if (size_t p = server.find('/'); p != std::string::npos) server.erase(p);
+  if (size_t p = server.rfind('@'); p != std::string::npos) server.erase(0, p + 1);
+  if (!server.empty() && server.front() == '[') {
+    size_t close = server.find(']');
+    return close == std::string::npos ? server.substr(1) : server.substr(1, close - 1);
+  }
+  // One colon is a port; more is a bare IPv6 address.
+  if (std::count(server.begin(), server.end(), ':') == 1) server.erase(server.find(':'));
+  return server;
+}
+
+bool same_host(const std::string& a, const std::string& b) {
+  return !a.empty() && a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// vixfs.server.<host>.nbd.<key> for the connection's server, else vixfs.nbd.<key>.
+class Settings {
+ public:
+  explicit Settings(const TransportContext& ctx) : ctx_(ctx) {
+    if (!ctx.spec.is_local()) server_prefix_ = "vixfs.server." + host_of(ctx.spec.server) + ".nbd.";
+  }
+  std::string key(const std::string& name) const {
+    if (!server_prefix_.empty() && ctx_.config.has(server_prefix_ + name)) {
+      return server_prefix_ + name;
+    }
+    return "vixfs.nbd." + name;
+  }
+  std::string get(const std::string& name) const { return ctx_.config.get(key(name)); }
+  Result<int64_t> get_int(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const {
+    const std::string k = key(name);
+    VIX_ASSIGN_OR_RETURN(int64_t v, ctx_.config.get_int(k, fallback));
+    if (v < lo || v > hi) {
+      return fail(VIX_E_INVALID_ARG, k + " = " + std::to_string(v) + ": expected " +
+                                         std::to_string(lo) + ".." + std::to_string(hi));
+    }
+    return v;
+  }
+
+ private:
+  const TransportContext& ctx_;
+  std::string server_prefix_;
+};
+
+Result<int64_t> timeout(const Config& config, std::vector<std::string> names, int64_t fallback) {
+  for (std::string& n : names) n = "vixDiskLib.nfc." + n;
+  VIX_ASSIGN_OR_RETURN(int64_t v, config.get_int_any(names, fallback));
+  if (v < 0) {
+    return fail(VIX_E_INVALID_ARG, names.front() + " = " + std::to_string(v) +
+                                       ": expected milliseconds (0 for no limit)");
+  }
+  return v;
+}
+
+// The inventory's capacity of the disk at `path` on the connection's VM (or snapshot); 0 when
+// the inventory does not list it.
+uint64_t inventory_capacity(const TransportContext& ctx, const std::string& path) {
+  if (ctx.remote == nullptr) return 0;
+  const vsphere::VirtualMachine* vm = ctx.remote->inventory().find_vm(ctx.remote->vm());
+  if (vm == nullptr) return 0;
+  const std::vector<vsphere::VirtualDisk>* disks = &vm->disks;
+  if (!ctx.snapshot.empty()) {
+    const vsphere::Snapshot* snap = vsphere::find_snapshot(vm->snapshots, ctx.snapshot);
+    if (snap == nullptr) return 0;
+    disks = &snap->disks;
+  }
+  for (const vsphere::VirtualDisk& d : *disks) {
+    if (d.file_name() == path) return d.capacity_bytes;
+  }
+  return 0;
+}
+
+const vsphere::Host* host_of_vm(const TransportContext& ctx) {
+  if (ctx.remote == nullptr) return nullptr;
+  const vsphere::Inventory& inv = ctx.remote->inventory();
+  const vsphere::VirtualMachine* vm = inv.find_vm(ctx.remote->vm());
+  if (vm == nullptr) return nullptr;
+  for (const vsphere::Host& h : inv.hosts) {
+    if (h.moref == vm->host) return &h;
+  }
+  return nullptr;
+}
+
+const vsphere::Host* host_named(const TransportContext& ctx, const std::string& name) {
+  if (ctx.remote == nullptr) return nullptr;
+  for (const vsphere::Host& h : ctx.remote->inventory().hosts) {
+    if (same_host(h.name, name)) return &h;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Result<std::string> expand_export_template(const std::string& tmpl, const ExportNameParts& parts) {
+  std::string out;
+  for (size_t i = 0; i < tmpl.size();) {
+    if (tmpl[i] != '{') {
+      out += tmpl[i++];
+      continue;
+    }
+    const size_t close = tmpl.find('}', i);
+    if (close == std::string::npos) {
+      return fail(VIX_E_INVALID_ARG, "vixfs.nbd.export = \"" + tmpl + "\": unclosed '{'");
+    }
+    const std::string name = tmpl.substr(i + 1, close - i - 1);
+    if (name == "datastore") {
+      out += parts.datastore;
+    } else if (name == "path") {
+      out += parts.path;
+    } else if (name == "file") {
+      out += parts.file;
+    } else if (name == "vm") {
+      out += parts.vm;
+    } else if (name == "snapshot") {
+      out += parts.snapshot;
+    } else {
+      return fail(VIX_E_INVALID_ARG, "vixfs.nbd.export = \"" + tmpl + "\": unknown {" + name +
+                                         "} (known: {datastore} {path} {file} {vm} {snapshot})");
+    }
+    i = close + 1;
+  }
+  // NBD export names are at most 4096 bytes (proto.md).
+  if (out.size() > 4096) {
+    return fail(VIX_E_INVALID_ARG, "NBD export name longer than 4096 bytes: " + out.substr(0, 64));
+  }
+  return out;
+}
+
+Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& ctx,
+                                                        const std::string& path, uint32_t flags) {
+  const std::string mode(name());
+  if (path.empty()) return fail(VIX_E_INVALID_ARG, mode + ": empty disk path");
+  Settings settings(ctx);
+  NbdSettings s;
+  s.tls = tls_;
+
+  // Where: the configured server, else the ESXi host of the VM.
+  VIX_ASSIGN_OR_RETURN(int64_t port, settings.get_int("port", 10809, 1, 65535));
+  const std::string server = settings.get("server");
+  const vsphere::Host* host = nullptr;
+  if (!server.empty()) {
+    auto ep = nbd::parse_endpoint(server, static_cast<uint16_t>(port));
+    if (!ep.ok()) {
+      return fail(VIX_E_INVALID_ARG,
+                  settings.key("server") + " = " + server + ": " + ep.error().message);
+    }
+    s.endpoint = std::move(ep).value();
+    host = host_named(ctx, s.endpoint.host);
+  } else if (ctx.spec.is_local() || ctx.remote == nullptr) {
+    return fail(VIX_E_NOT_SUPPORTED,
+                mode + ": not reachable: no NBD server (set vixfs.nbd.server)");
+  } else {
+    host = host_of_vm(ctx);
+    if (host == nullptr || host->name.empty()) {
+      return fail(VIX_E_NOT_SUPPORTED,
+                  mode + ": not reachable: no ESXi host known for VM " +
+                      (ctx.remote->vm().empty() ? std::string("(none)") : ctx.remote->vm()) +
+                      " (set vixfs.nbd.server)");
+    }
+    auto ep = nbd::parse_endpoint(host->name, static_cast<uint16_t>(port));
+    if (!ep.ok()) {
+      return fail(VIX_E_NOT_SUPPORTED, mode + ": host " + host->name + ": " + ep.error().message);
+    }
+    s.endpoint = std::move(ep).value();
+    s.guessed_endpoint = true;
+  }
+
+  // What: the datastore path, or the template.
+  ExportNameParts parts;
+  parts.path = path;
+  if (!ctx.spec.is_local()) {
+    if (auto dsp = vsphere::parse_datastore_path(path)) {
+      parts.datastore = dsp->datastore;
+      parts.path = dsp->path;
+    }
+  }
+  const size_t slash = parts.path.rfind('/');
+  parts.file = slash == std::string::npos ? parts.path : parts.path.substr(slash + 1);
+  parts.vm = ctx.remote ? ctx.remote->vm() : vm_moref_from_vmx_spec(ctx.spec.vmx_spec);
+  parts.snapshot = ctx.snapshot;
+  const std::string tmpl = settings.get("export");
+  if (tmpl.empty()) {
+    s.export_name = path;
+  } else {
+    VIX_ASSIGN_OR_RETURN(s.export_name, expand_export_template(tmpl, parts));
+  }
+
+  // How long.
+  VIX_ASSIGN_OR_RETURN(s.accept_timeout_ms, timeout(ctx.config, {"AcceptTimeoutMs"}, 180000));
+  VIX_ASSIGN_OR_RETURN(s.request_timeout_ms, timeout(ctx.config, {"RequestTimeoutMs"}, 180000));
+  VIX_ASSIGN_OR_RETURN(s.read_timeout_ms,
+                       timeout(ctx.config, {"ReadTimeoutMs", "ReadTimeoutsMs"}, 60000));
+  VIX_ASSIGN_OR_RETURN(s.write_timeout_ms,
+                       timeout(ctx.config, {"WriteTimeoutMs", "WriteTimeoutsMs"}, 600000));
+  VIX_ASSIGN_OR_RETURN(int64_t conns, settings.get_int("connections", 4, 1, 64));
+  s.connections = static_cast<unsigned>(conns);
+  VIX_ASSIGN_OR_RETURN(int64_t max_kb, settings.get_int("maxRequestKB", 2048, 4, 32768));
+  s.max_request = static_cast<uint32_t>(max_kb * 1024);
+  s.read_only = ctx.read_only || (flags & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0;
+  s.min_capacity_bytes = inventory_capacity(ctx, path);
+
+  // Whom to trust (nbdssl): the first source that applies, most specific first.
+  if (tls_) {
+    nbd::TlsOptions& t = s.tls_options;
+    t.server_name = s.endpoint.host;
+    const std::string pinned = settings.get("thumbprint");
+    if (!pinned.empty()) {
+      t.thumbprints.push_back(pinned);
+    } else if (host != nullptr && !host->ssl_thumbprint.empty() &&
+               same_host(host->name, s.endpoint.host)) {
+      t.thumbprints.push_back(host->ssl_thumbprint);
+    } else if (!ctx.spec.thumbprint.empty() && !ctx.spec.is_local() &&
+               same_host(host_of(ctx.spec.server), s.endpoint.host)) {
+      t.thumbprints.push_back(ctx.spec.thumbprint);
+    } else {
+      t.ca_file = settings.get("caFile");
+    }
+    t.psk_file = settings.get("pskFile");
+  }
+  return open_nbd_device(s);
+}
+
+std::unique_ptr<Transport> make_nbd_transport() {
+  return std::make_unique<NbdTransport>(false);
+}
+
+std::unique_ptr<Transport> make_nbdssl_transport() {
+  return std::make_unique<NbdTransport>(true);
+}
+
+}  // namespace vix

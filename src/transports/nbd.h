@@ -1,0 +1,67 @@
+// The "nbd" and "nbdssl" transports: a disk served by an NBD server (nbdkit, qemu-nbd, an
+// nbdkit-vddk proxy) over the open NBD protocol (src/nbd/), plain or over TLS. Not VMware's NFC.
+//
+// nbd.cc works out where the disk lives (endpoint, export name, trust anchors, timeouts) from the
+// config and the connection's inventory; nbd_device.cc is the BlockDevice over a pool of NBD
+// connections that re-establishes broken ones within the request budget.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "nbd/connection.h"
+#include "nbd/stream.h"
+#include "nbd/tls.h"
+#include "transports/transport.h"
+
+namespace vix {
+
+class NbdTransport final : public Transport {
+ public:
+  explicit NbdTransport(bool tls) : tls_(tls) {}
+  std::string_view name() const override { return tls_ ? "nbdssl" : "nbd"; }
+  Result<std::unique_ptr<BlockDevice>> open(const TransportContext& ctx, const std::string& path,
+                                            uint32_t flags) override;
+
+ private:
+  bool tls_;
+};
+
+// Everything a device needs to (re)connect, resolved once at open.
+struct NbdSettings {
+  bool tls = false;
+  nbd::Endpoint endpoint;
+  std::string export_name;
+  nbd::TlsOptions tls_options;
+  // vixDiskLib.nfc.*: 0 means no limit.
+  int64_t accept_timeout_ms = 180000;   // connect + handshake
+  int64_t request_timeout_ms = 180000;  // the budget for re-establishing a broken connection
+  int64_t read_timeout_ms = 60000;      // wait for one read's replies
+  int64_t write_timeout_ms = 600000;    // wait for one write's (or flush's) replies
+  unsigned connections = 4;             // used only when the server sets CAN_MULTI_CONN
+  uint32_t max_request = 2u << 20;      // bytes per NBD request
+  bool read_only = false;               // the connection or the open flags ask for it
+  // The endpoint is the VM's ESXi host from the inventory, not a configured server: most such
+  // hosts run no NBD server and drop the packets, so the TCP connect gets at most
+  // guessed_connect_ms and a host that did not answer is skipped for a while.
+  bool guessed_endpoint = false;
+  int64_t guessed_connect_ms = 10000;
+  uint64_t min_capacity_bytes = 0;  // the inventory's capacity of the disk (0: unknown)
+  // Back-off between reconnect attempts: starts here, doubles, capped.
+  int64_t backoff_start_ms = 100;
+  int64_t backoff_cap_ms = 5000;
+};
+
+// Connects the first connection (handshake bounded by accept_timeout_ms), checks the export
+// against the disk (size a multiple of 512, not smaller than min_capacity_bytes), then opens the
+// rest of the pool when the server allows several connections.
+Result<std::unique_ptr<BlockDevice>> open_nbd_device(const NbdSettings& settings);
+
+// "{datastore}/{file}" with the disk's parts substituted; unknown {names} are an error.
+struct ExportNameParts {
+  std::string datastore, path, file, vm, snapshot;
+};
+Result<std::string> expand_export_template(const std::string& tmpl, const ExportNameParts& parts);
+
+}  // namespace vix
