@@ -27,6 +27,11 @@ Connection::~Connection() {
   }
 }
 
+Result<CleanupResult> cleanup(const ConnectSpec& spec) {
+  (void)spec;  // hotadd (the one mode that leaves state on a server) keeps its journal here
+  return CleanupResult{};
+}
+
 Result<void> Connection::disconnect() {
   if (!remote_) return ok();
   return remote_->logout();

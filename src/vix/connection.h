@@ -76,6 +76,14 @@ class Connection {
   friend class Disk;
 };
 
+// VixDiskLib_Cleanup: undoes what interrupted sessions of this library left behind for the
+// server of `spec` (disks hot-added to a proxy VM and not removed). The file, https and nbd
+// transports leave nothing behind, so without those there is nothing to do.
+struct CleanupResult {
+  uint32_t cleaned_up = 0, remaining = 0;
+};
+Result<CleanupResult> cleanup(const ConnectSpec& spec);
+
 using CompletionFn = std::function<void(VixError)>;
 
 class Disk {
