@@ -72,6 +72,7 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
     capacity_bytes_ = capacity;
   }
   disk_ = std::move(disk);
+  transport_ = std::string(disk_->transport_name());
   log_info(name_ + ": opened " + path_ + " with transport " + std::string(disk_->transport_name()));
   if (on_open_) on_open_(std::string(disk_->transport_name()), capacity_bytes_);
   return disk_;
@@ -104,7 +105,7 @@ void DiskFile::learn_allocation() {
       log_error(name_ + ": allocation map at offset " + std::to_string(start * vix::kSectorSize) +
                 ": " + describe(extents.error()));
       all_allocated();
-      if (!was_open) disk_.reset();
+      if (!was_open) drop_disk_locked();
       return;
     }
     std::sort(extents->begin(), extents->end(),
@@ -125,7 +126,7 @@ void DiskFile::learn_allocation() {
   log_info(name_ + ": " + std::to_string(total * vix::kSectorSize) + " of " +
            std::to_string(capacity_bytes_) + " bytes allocated in " +
            std::to_string(allocated_.size()) + " extents");
-  if (!was_open) disk_.reset();  // only the metadata was needed; open() opens it again
+  if (!was_open) drop_disk_locked();  // only the metadata was needed; open() opens it again
 }
 
 int DiskFile::acquire() {
@@ -142,7 +143,7 @@ int DiskFile::acquire() {
 void DiskFile::release() {
   std::lock_guard lock(mu_);
   if (users_ > 0 && --users_ == 0 && disk_) {
-    disk_.reset();
+    drop_disk_locked();
     log_info(name_ + ": closed (last handle released)");
   }
 }
@@ -150,10 +151,27 @@ void DiskFile::release() {
 void DiskFile::close_now() {
   std::lock_guard lock(mu_);
   if (disk_) {
-    disk_.reset();
+    drop_disk_locked();
     log_info(name_ + ": closed");
   }
   users_ = 0;
+}
+
+void DiskFile::drop_disk_locked() {
+  if (disk_) closed_io_.add(disk_->transport_stats());
+  disk_.reset();
+}
+
+DiskFile::Stats DiskFile::stats() const {
+  Stats s;
+  s.reads = reads_.load();
+  s.bytes = bytes_.load();
+  s.errors = errors_.load();
+  std::lock_guard lock(mu_);
+  s.transport = transport_;
+  s.transport_io = closed_io_;
+  if (disk_) s.transport_io.add(disk_->transport_stats());
+  return s;
 }
 
 ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
@@ -183,11 +201,14 @@ ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
     r = disk->read(first, end - first, bounce.data());
     if (r.ok()) memcpy(buf, bounce.data() + (offset - first * vix::kSectorSize), length);
   }
+  reads_.fetch_add(1, std::memory_order_relaxed);
   if (!r.ok()) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
     log_error(name_ + ": read of " + std::to_string(length) + " bytes at offset " +
               std::to_string(offset) + " failed: " + describe(r.error()));
     return -EIO;
   }
+  bytes_.fetch_add(length, std::memory_order_relaxed);
   return static_cast<ssize_t>(length);
 }
 

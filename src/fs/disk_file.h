@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -55,9 +56,20 @@ class DiskFile {
   // Unmount: drops the shared disk whatever the handle count.
   void close_now();
 
+  // For stats.json: what this file served and what reached its transport, over the mount's life
+  // (disks closed and opened again included).
+  struct Stats {
+    std::string transport;  // "" until first opened
+    uint64_t reads = 0, bytes = 0, errors = 0;
+    vix::IoSnapshot transport_io;
+  };
+  Stats stats() const;
+
  private:
   // Opens (or reuses) the disk; the caller holds mu_.
   vix::Result<std::shared_ptr<vix::Disk>> open_locked();
+  // Drops disk_, keeping its transport counters; the caller holds mu_.
+  void drop_disk_locked();
 
   vix::Connection* conn_;
   ConnectionSource source_;
@@ -70,6 +82,9 @@ class DiskFile {
   bool allocation_known_ = false;
   std::vector<vix::SectorExtent> allocated_;  // merged, sorted, in sectors
   uint64_t allocated_sectors_ = 0;
+  std::string transport_;      // of the last open
+  vix::IoSnapshot closed_io_;  // transport counters of disks already closed
+  std::atomic<uint64_t> reads_{0}, bytes_{0}, errors_{0};
 };
 
 }  // namespace vixfs

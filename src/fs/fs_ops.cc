@@ -144,6 +144,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     } else {
       // snapshot.json changes once a disk opens (transport, capacity): no stale page cache.
       fi->direct_io = 1;
+      if (node.generate) ctx(req).tree.set_text(ino, node.generate());
     }
     fuse_reply_open(req, fi);
   });

@@ -3,6 +3,7 @@
 // the daemon detaches, and unmount closes disks, disconnects and exits the library, logging
 // each step.
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -18,12 +19,14 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fs/disk_file.h"
 #include "fs/fs_ops.h"
 #include "fs/local_scan.h"
 #include "fs/server_tree.h"
+#include "fs/stats.h"
 #include "vix/config.h"
 #include "vix/connection.h"
 #include "vix/errors.h"
@@ -398,7 +401,52 @@ void add_meta(vixfs::Tree& tree) {
                 std::string("vixfs ") + VIXFS_VERSION + "\nlibfuse " +
                     std::to_string(fuse_version()) + "\ntransports " +
                     vix::supported_transport_modes() + "\n");
+  tree.add_generated(meta, "stats.json", [&tree] { return vixfs::render_stats(tree); });
 }
+
+// SIGUSR1 writes the stats to the log: the handler only writes a byte to a pipe, and a thread
+// that reads it renders and logs (nothing of that is async-signal-safe).
+int g_usr1_pipe[2] = {-1, -1};
+void on_usr1(int) {
+  const int saved = errno;
+  char c = 1;
+  ssize_t ignored = write(g_usr1_pipe[1], &c, 1);
+  (void)ignored;
+  errno = saved;
+}
+
+class StatsSignal {
+ public:
+  explicit StatsSignal(const vixfs::Tree& tree) {
+    if (pipe2(g_usr1_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return;
+    thread_ = std::thread([&tree] {
+      pollfd p{g_usr1_pipe[0], POLLIN, 0};
+      char buf[64];
+      for (;;) {
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) return;
+        const ssize_t n = read(g_usr1_pipe[0], buf, sizeof buf);
+        if (n == 0) return;  // the write end closed: stopping
+        if (n > 0 && memchr(buf, 1, static_cast<size_t>(n))) {
+          info("stats (SIGUSR1):\n" + vixfs::render_stats(tree));
+        }
+      }
+    });
+    struct sigaction sa {};
+    sa.sa_handler = on_usr1;
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, nullptr);
+  }
+  ~StatsSignal() {
+    signal(SIGUSR1, SIG_IGN);
+    if (g_usr1_pipe[1] >= 0) close(g_usr1_pipe[1]);
+    if (thread_.joinable()) thread_.join();
+    if (g_usr1_pipe[0] >= 0) close(g_usr1_pipe[0]);
+    g_usr1_pipe[0] = g_usr1_pipe[1] = -1;
+  }
+
+ private:
+  std::thread thread_;
+};
 
 std::string start_servers(const Options& o, Daemon* d) {
   d->fs = std::make_unique<vixfs::FsContext>();
@@ -552,11 +600,13 @@ int main(int argc, char** argv) {
     close(report);
   }
 
+  auto stats_signal = std::make_unique<StatsSignal>(d.fs->tree);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, 16);
   int rc = fuse_session_loop_mt(d.se, cfg);
   fuse_loop_cfg_destroy(cfg);
   info(rc == 0 ? "session ended" : "session ended with error " + std::to_string(rc));
+  stats_signal.reset();
   d.teardown();
   if (g_log != stderr) fclose(g_log);
   return rc == 0 ? 0 : 1;

@@ -391,6 +391,15 @@ void ServerTree::shutdown() {
     }
     conn.reset();
   }
+  vix::ConnectSpec spec;
+  spec.server = address_.host;
+  spec.port = address_.port;
+  if (auto r = vix::cleanup(spec); !r.ok()) {
+    log_error(folder_ + ": cleanup: " + r.error().message);
+  } else {
+    log_info(folder_ + ": cleanup: " + std::to_string(r->cleaned_up) + " cleaned up, " +
+             std::to_string(r->remaining) + " remaining");
+  }
   if (client_) {
     if (auto r = client_->logout(); !r.ok()) {
       log_error(folder_ + ": logout: " + r.error().message);

@@ -43,6 +43,16 @@ fuse_ino_t Tree::add_text(fuse_ino_t parent, const std::string& name, std::strin
   return add(parent, std::move(n));
 }
 
+fuse_ino_t Tree::add_generated(fuse_ino_t parent, const std::string& name,
+                               std::function<std::string()> generate) {
+  Node n;
+  n.kind = NodeKind::kTextFile;
+  n.name = name;
+  n.text = generate();
+  n.generate = std::move(generate);
+  return add(parent, std::move(n));
+}
+
 fuse_ino_t Tree::add_disk(fuse_ino_t parent, const std::string& name,
                           std::shared_ptr<DiskFile> disk, timespec mtime) {
   Node n;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,7 @@ struct Node {
   std::map<std::string, fuse_ino_t> children;  // kDir
   std::shared_ptr<DiskFile> disk;              // kDiskFile
   std::string text;                            // kTextFile contents, kSymlink target
+  std::function<std::string()> generate;       // kTextFile made anew at each open (stats.json)
 };
 
 class Tree {
@@ -37,6 +39,9 @@ class Tree {
   fuse_ino_t root() const { return FUSE_ROOT_ID; }
   fuse_ino_t add_dir(fuse_ino_t parent, const std::string& name);
   fuse_ino_t add_text(fuse_ino_t parent, const std::string& name, std::string text);
+  // A text file whose contents `generate` makes each time it is opened.
+  fuse_ino_t add_generated(fuse_ino_t parent, const std::string& name,
+                           std::function<std::string()> generate);
   fuse_ino_t add_disk(fuse_ino_t parent, const std::string& name, std::shared_ptr<DiskFile> disk,
                       timespec mtime);
   fuse_ino_t add_symlink(fuse_ino_t parent, const std::string& name, std::string target);

@@ -269,9 +269,10 @@ VixError VixDiskLib_Cleanup(const VixDiskLibConnectParams* connectParams, uint32
     if (numCleanedUp) *numCleanedUp = 0;
     if (numRemaining) *numRemaining = 0;
     if (Library::get() == nullptr) return not_initialized(fn);
-    // Cleanup undoes what an interrupted hotadd/SAN session left on a server (attached disks,
-    // snapshots in use). Local access and the file transport leave nothing behind.
-    (void)connectParams;
+    auto r = vix::cleanup(vix::capi::spec_from_params(connectParams));
+    if (!r.ok()) return report(fn, std::move(r).error());
+    if (numCleanedUp) *numCleanedUp = r->cleaned_up;
+    if (numRemaining) *numRemaining = r->remaining;
     return VIX_OK;
   });
 }

@@ -3,6 +3,7 @@
 #include "common/byte_source.h"
 #include "transports/transport.h"
 #include "vix/library.h"
+#include "vix/metered.h"
 #include "vix/remote.h"
 #include "vmdk/vmdk.h"
 
@@ -24,6 +25,11 @@ Connection::~Connection() {
                  " disk(s) still open");
     }
   }
+}
+
+Result<CleanupResult> cleanup(const ConnectSpec& spec) {
+  (void)spec;  // hotadd (the one mode that leaves state on a server) keeps its journal here
+  return CleanupResult{};
 }
 
 Result<void> Connection::disconnect() {
@@ -64,9 +70,14 @@ Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t
   TransportContext ctx{spec_, ro, snapshot_, config_, remote_.get()};
   VIX_ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev,
                        open_through_chain(modes_, ctx, path, flags));
+  auto metered = std::make_unique<MeteredDevice>(std::move(dev));
+  const IoMeter* meter = &metered->meter();
+  dev = std::move(metered);
   lib->debug(path + ": opened through " + std::string(dev->transport_name()) +
              (ro ? " (read-only)" : " (read-write)"));
-  return std::make_unique<Disk>(this, path, flags, std::move(dev));
+  auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
+  disk->transport_meter_ = meter;
+  return disk;
 }
 
 Result<void> Connection::create(const std::string& path, const VixDiskLibCreateParams& params) {

@@ -16,6 +16,7 @@
 #include "common/block_device.h"
 #include "common/result.h"
 #include "vix/config.h"
+#include "vix/metered.h"
 
 namespace vix {
 
@@ -75,6 +76,14 @@ class Connection {
   friend class Disk;
 };
 
+// VixDiskLib_Cleanup: undoes what interrupted sessions of this library left behind for the
+// server of `spec` (disks hot-added to a proxy VM and not removed). The file, https and nbd
+// transports leave nothing behind, so without those there is nothing to do.
+struct CleanupResult {
+  uint32_t cleaned_up = 0, remaining = 0;
+};
+Result<CleanupResult> cleanup(const ConnectSpec& spec);
+
 using CompletionFn = std::function<void(VixError)>;
 
 class Disk {
@@ -88,6 +97,10 @@ class Disk {
   bool read_only() const;
   std::string_view transport_name() const { return dev_->transport_name(); }
   DiskInfo info() const { return dev_->info(); }
+  // What reached the transport (under any cache): requests, bytes, errors, latency.
+  IoSnapshot transport_stats() const {
+    return transport_meter_ ? transport_meter_->snapshot() : IoSnapshot{};
+  }
 
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf);
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf);
@@ -114,6 +127,8 @@ class Disk {
   std::string path_;
   uint32_t flags_;
   std::unique_ptr<BlockDevice> dev_;
+  const IoMeter* transport_meter_ = nullptr;  // inside dev_'s stack; set by Connection::open
+  friend class Connection;
   std::mutex async_mu_;
   std::condition_variable async_cv_;
   int async_pending_ = 0;

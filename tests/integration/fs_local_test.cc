@@ -16,6 +16,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -180,7 +181,7 @@ TEST_F(FsLocal, TreeShowsDisksOnly) {
   std::set<std::string> expected = {".vixfs",   "big.img",    "child.img", "flat.img",
                                     "part.img", "sparse.img", "split.img", "stream.img"};
   EXPECT_EQ(list_dir(env->mnt), expected);
-  EXPECT_EQ(list_dir(env->mnt + "/.vixfs"), std::set<std::string>{"version"});
+  EXPECT_EQ(list_dir(env->mnt + "/.vixfs"), (std::set<std::string>{"stats.json", "version"}));
   std::string version = run_ok("cat " + sh_quote(env->mnt + "/.vixfs/version"));
   EXPECT_EQ(version.rfind("vixfs ", 0), 0u) << version;
 }
@@ -458,6 +459,52 @@ TEST(FsLocalMount, CorruptDiskIsEioNotACrash) {
   close(fd);
   // Either way one log line names the disk.
   EXPECT_NE(m.log().find("bad.img"), std::string::npos) << m.log();
+}
+
+}  // namespace
+
+namespace {
+
+// reads and bytes of one disk in stats.json; -1 when absent.
+std::pair<long long, long long> disk_counts(const std::string& json, const std::string& name) {
+  std::smatch m;
+  const std::regex re(
+      "\"" + name +
+      R"re(": \{"transport": "file", "reads": ([0-9]+), "bytes": ([0-9]+), "errors": 0, "transportIo": \{"readRequests": [1-9])re");
+  if (!std::regex_search(json, m, re)) return {-1, -1};
+  return {std::stoll(m[1]), std::stoll(m[2])};
+}
+
+TEST_F(FsLocal, StatsJsonCountsReadsAndSigusr1LogsThem) {
+  const std::string stats = env->mnt + "/.vixfs/stats.json";
+  // Opening the disk first makes it appear with its transport.
+  const int fd = open(img("flat.img").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  std::vector<char> buf(1 << 20);
+  ASSERT_EQ(pread(fd, buf.data(), 4096, 0), 4096);
+  const std::string before_json = run_ok("cat " + sh_quote(stats));
+  const auto before = disk_counts(before_json, "flat.img");
+  ASSERT_GE(before.first, 1) << before_json;
+  // Other tests read this disk: its pages go, so this read reaches the daemon.
+  ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+  ASSERT_EQ(pread(fd, buf.data(), buf.size(), 0), static_cast<ssize_t>(buf.size()));
+  close(fd);
+  const std::string after_json = run_ok("cat " + sh_quote(stats));
+  const auto after = disk_counts(after_json, "flat.img");
+  EXPECT_GT(after.first, before.first) << after_json;
+  EXPECT_GE(after.second - before.second, 1 << 20) << after_json;
+  EXPECT_NE(after_json.find("\"mount\": {\"reads\": "), std::string::npos) << after_json;
+  EXPECT_NE(after_json.find("\"transports\": {\"file\": {\"readRequests\": "), std::string::npos)
+      << after_json;
+
+  ASSERT_EQ(kill(env->mount->pid(), SIGUSR1), 0);
+  bool logged = false;
+  for (int i = 0; i < 100 && !logged; ++i) {
+    logged = env->mount->log().find("stats (SIGUSR1)") != std::string::npos;
+    if (!logged) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(logged) << env->mount->log();
+  EXPECT_TRUE(env->mount->ok());
 }
 
 }  // namespace

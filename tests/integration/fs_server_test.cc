@@ -133,8 +133,15 @@ class FsServer : public ::testing::Test {
     EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
     const std::string log = m.log();
     EXPECT_NE(log.find("closed every disk"), std::string::npos) << log;
-    EXPECT_NE(log.find("/current: disconnected"), std::string::npos) << log;
-    EXPECT_NE(log.find("sim: logged out"), std::string::npos) << log;
+    // Disconnect, then Cleanup, then logout, then the library's exit.
+    const size_t disconnected = log.find("/current: disconnected");
+    const size_t cleaned = log.find("sim: cleanup: 0 cleaned up, 0 remaining");
+    const size_t logged_out = log.find("sim: logged out");
+    EXPECT_NE(disconnected, std::string::npos) << log;
+    EXPECT_NE(cleaned, std::string::npos) << log;
+    EXPECT_NE(logged_out, std::string::npos) << log;
+    EXPECT_LT(disconnected, cleaned);
+    EXPECT_LT(cleaned, logged_out);
     EXPECT_NE(log.find("library exit"), std::string::npos) << log;
   }
 

@@ -1,0 +1,63 @@
+// MeteredDevice: counts what reaches a transport (requests, bytes, errors, latency) for
+// MOUNTPOINT/.vixfs/stats.json. Sits directly on the device a transport returned, under the
+// read-ahead cache, so its numbers are the transport's, not the caller's.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/block_device.h"
+
+namespace vix {
+
+struct IoSnapshot {
+  uint64_t read_requests = 0, read_bytes = 0;
+  uint64_t write_requests = 0, write_bytes = 0;
+  uint64_t flushes = 0, errors = 0;
+  // Read latency in microseconds (upper bounds of log2 buckets: within 2x of the truth).
+  uint64_t p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0;
+  void add(const IoSnapshot& o);  // sums counts; percentiles keep the larger (an upper bound)
+};
+
+class IoMeter {
+ public:
+  void record_read(uint64_t bytes, uint64_t micros, bool ok);
+  void record_write(uint64_t bytes, bool ok);
+  void record_flush(bool ok);
+  IoSnapshot snapshot() const;
+
+ private:
+  static constexpr int kBuckets = 40;  // 1 us .. ~2^39 us
+  std::atomic<uint64_t> read_requests_{0}, read_bytes_{0}, write_requests_{0}, write_bytes_{0};
+  std::atomic<uint64_t> flushes_{0}, errors_{0}, max_us_{0};
+  std::array<std::atomic<uint64_t>, kBuckets> latency_{};
+};
+
+class MeteredDevice final : public BlockDevice {
+ public:
+  explicit MeteredDevice(std::unique_ptr<BlockDevice> inner) : inner_(std::move(inner)) {}
+  uint64_t capacity_sectors() const override { return inner_->capacity_sectors(); }
+  DiskInfo info() const override { return inner_->info(); }
+  bool read_only() const override { return inner_->read_only(); }
+  std::string_view transport_name() const override { return inner_->transport_name(); }
+  Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override;
+  Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
+  Result<void> flush() override;
+  Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
+    return inner_->allocated(sector, count);
+  }
+  Result<std::map<std::string, std::string>> metadata() override { return inner_->metadata(); }
+  Result<void> write_metadata(const std::string& key, const std::string& value) override {
+    return inner_->write_metadata(key, value);
+  }
+  const IoMeter& meter() const { return meter_; }
+
+ private:
+  std::unique_ptr<BlockDevice> inner_;
+  IoMeter meter_;
+};
+
+}  // namespace vix

@@ -1,0 +1,72 @@
+// MeteredDevice counts what reaches the device under it: requests, bytes, errors, and latency
+// percentiles that bound the truth from above within a factor of two.
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <vector>
+
+#include "vix/metered.h"
+
+namespace {
+
+// A disk of zeros whose reads fail past a set sector and take a set time.
+class SlowZeros final : public vix::BlockDevice {
+ public:
+  uint64_t capacity_sectors() const override { return 1 << 20; }
+  vix::DiskInfo info() const override { return {}; }
+  bool read_only() const override { return false; }
+  std::string_view transport_name() const override { return "zeros"; }
+  vix::Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override {
+    if (sector >= fail_from) return vix::fail(VIX_E_FILE_ERROR, "injected");
+    std::this_thread::sleep_for(delay);
+    std::fill(buf, buf + count * vix::kSectorSize, 0);
+    return vix::ok();
+  }
+  vix::Result<void> write(uint64_t, uint64_t, const uint8_t*) override { return vix::ok(); }
+  vix::Result<void> flush() override { return vix::ok(); }
+  vix::Result<std::vector<vix::SectorExtent>> allocated(uint64_t, uint64_t) override {
+    return std::vector<vix::SectorExtent>{};
+  }
+  uint64_t fail_from = 1000;
+  std::chrono::microseconds delay{0};
+};
+
+TEST(MeteredDevice, CountsRequestsBytesAndErrors) {
+  auto inner = std::make_unique<SlowZeros>();
+  vix::MeteredDevice dev(std::move(inner));
+  std::vector<uint8_t> buf(8 * 512);
+  ASSERT_TRUE(dev.read(0, 8, buf.data()).ok());
+  ASSERT_TRUE(dev.read(8, 4, buf.data()).ok());
+  EXPECT_FALSE(dev.read(2000, 1, buf.data()).ok());
+  ASSERT_TRUE(dev.write(0, 2, buf.data()).ok());
+  ASSERT_TRUE(dev.flush().ok());
+  const vix::IoSnapshot s = dev.meter().snapshot();
+  EXPECT_EQ(s.read_requests, 3u);
+  EXPECT_EQ(s.read_bytes, 12u * 512);
+  EXPECT_EQ(s.errors, 1u);
+  EXPECT_EQ(s.write_requests, 1u);
+  EXPECT_EQ(s.write_bytes, 1024u);
+  EXPECT_EQ(s.flushes, 1u);
+  EXPECT_EQ(dev.transport_name(), "zeros");
+}
+
+TEST(MeteredDevice, PercentilesBoundTheLatencyFromAbove) {
+  auto inner = std::make_unique<SlowZeros>();
+  SlowZeros* raw = inner.get();
+  vix::MeteredDevice dev(std::move(inner));
+  std::vector<uint8_t> buf(512);
+  for (int i = 0; i < 98; ++i) ASSERT_TRUE(dev.read(0, 1, buf.data()).ok());
+  raw->delay = std::chrono::milliseconds(20);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(dev.read(0, 1, buf.data()).ok());
+  const vix::IoSnapshot s = dev.meter().snapshot();
+  EXPECT_GE(s.max_us, 20000u);
+  EXPECT_GE(s.p99_us, 20000u / 2);  // the two slow reads are the top 2%
+  EXPECT_LE(s.p99_us, s.max_us);
+  EXPECT_LT(s.p50_us, 10000u);  // the fast ones
+  vix::IoSnapshot sum = s;
+  sum.add(s);
+  EXPECT_EQ(sum.read_requests, 200u);
+  EXPECT_EQ(sum.p99_us, s.p99_us);
+}
+
+}  // namespace
