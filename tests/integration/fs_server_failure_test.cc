@@ -189,7 +189,9 @@ TEST(FsServerPassword, NoTerminalAndNoPasswordFailsWithOneLine) {
   auto r = run("env -u VIXFS_PASSWORD setsid -w " + std::string(VIXFS_BINARY) +
                " -f --server https://127.0.0.1:1 --user u " + sh_quote(mnt) + " < /dev/null");
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_EQ(r.output, "vixfs: no password: use --password-file or VIXFS_PASSWORD\n");
+  EXPECT_EQ(r.output,
+            "vixfs: no password for https://127.0.0.1:1: use --password-file "
+            "(vixfs.server.ALIAS.passwordFile) or VIXFS_PASSWORD\n");
   EXPECT_FALSE(vixtest::vixfs_mounted(mnt));
 }
 
