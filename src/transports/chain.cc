@@ -67,25 +67,54 @@ Result<std::vector<std::string>> parse_transport_modes(const std::string& modes)
   return out;
 }
 
+namespace {
+
+// Tries one mode; on failure logs why it was skipped and appends the reason.
+Result<std::unique_ptr<BlockDevice>> try_mode(const std::string& mode, const TransportContext& ctx,
+                                              const std::string& path, uint32_t flags,
+                                              std::vector<Error>* failures) {
+  const ModeEntry* entry = find_mode(mode);
+  Error why;
+  if (entry == nullptr || entry->make == nullptr) {
+    why = fail(VIX_E_NOT_SUPPORTED, mode + ": not available in this version of vixfs");
+  } else {
+    auto dev = entry->make()->open(ctx, path, flags);
+    if (dev.ok()) return dev;
+    why = std::move(dev).error();
+  }
+  if (Library* lib = Library::get())
+    lib->info(path + ": transport " + mode + " skipped: " + why.message);
+  failures->push_back(why);
+  return why;
+}
+
+bool is_local_access_mode(const std::string& mode) {
+  return mode == "file" || mode == "san" || mode == "hotadd";
+}
+
+}  // namespace
+
 Result<std::unique_ptr<BlockDevice>> open_through_chain(const std::vector<std::string>& modes,
                                                         const TransportContext& ctx,
                                                         const std::string& path, uint32_t flags) {
   if (modes.empty()) return fail(VIX_E_INVALID_ARG, path + ": no transport mode to try");
   std::vector<Error> failures;
   for (const std::string& mode : modes) {
-    const ModeEntry* entry = find_mode(mode);
-    Error why;
-    if (entry == nullptr || entry->make == nullptr) {
-      why = fail(VIX_E_NOT_SUPPORTED, mode + ": not available in this version of vixfs");
-    } else {
-      auto transport = entry->make();
-      auto dev = transport->open(ctx, path, flags);
-      if (dev.ok()) return dev;
-      why = std::move(dev).error();
+    auto dev = try_mode(mode, ctx, path, flags, &failures);
+    if (dev.ok()) return dev;
+  }
+  // As VDDK does: a remote connection asked for exactly one local-access mode that cannot open
+  // the disk goes on over the network, encrypted only (nbdssl, then https; plain nbd only when
+  // the list names it).
+  if (modes.size() == 1 && is_local_access_mode(modes[0]) && ctx.remote != nullptr) {
+    if (Library* lib = Library::get()) {
+      lib->warn(path + ": transport " + modes[0] + " cannot open the disk (" +
+                failures.front().message + "); falling back to nbdssl, then https");
     }
-    if (Library* lib = Library::get())
-      lib->info(path + ": transport " + mode + " skipped: " + why.message);
-    failures.push_back(std::move(why));
+    for (const char* mode : {"nbdssl", "https"}) {
+      auto dev = try_mode(mode, ctx, path, flags, &failures);
+      if (dev.ok()) return dev;
+    }
   }
   if (failures.size() == 1) return std::move(failures.front());
   // The most telling code is the first failure of a mode that applied at all.

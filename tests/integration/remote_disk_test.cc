@@ -148,13 +148,24 @@ TEST_F(RemoteDisk, ChainFallsBackToHttpsWhenTheDatastoreIsNotLocal) {
   EXPECT_EQ((*disk)->transport_name(), "https");
   disk->reset();
 
-  // With `file` alone the reason is the mapping.
+  // With `file` alone, as in VDDK, the chain goes on over the network: nbdssl (no NBD server
+  // here), then https; never plain nbd.
   auto only_file = vix::Connection::connect(spec(), true, "", "file");
   ASSERT_TRUE(only_file.ok()) << only_file.error().message;
   auto d2 = (*only_file)->open(kDisk, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
-  ASSERT_FALSE(d2.ok());
-  EXPECT_NE(d2.error().message.find("vixfs.datastore.LocalDS_0"), std::string::npos)
-      << d2.error().message;
+  ASSERT_TRUE(d2.ok()) << d2.error().message;
+  EXPECT_EQ((*d2)->transport_name(), "https");
+  d2->reset();
+
+  // A network mode alone does not fall back.
+  vix::Library::exit();
+  init("vixfs.datastore.LocalDS_0 = " + dir_.file("not-there") +
+       "\nvixfs.nbd.server = 127.0.0.1:1\n");
+  auto only_nbd = vix::Connection::connect(spec(), true, "", "nbd");
+  ASSERT_TRUE(only_nbd.ok()) << only_nbd.error().message;
+  auto d3 = (*only_nbd)->open(kDisk, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  ASSERT_FALSE(d3.ok());
+  EXPECT_EQ(d3.error().message.find("https"), std::string::npos) << d3.error().message;
 }
 
 TEST_F(RemoteDisk, HttpsIsReadOnly) {
