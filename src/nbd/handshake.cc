@@ -235,14 +235,17 @@ class Negotiator {
         if (r.data.size() != 14) return protocol_error("NBD_INFO_BLOCK_SIZE of wrong length");
         uint32_t mn = get_be32(p + 2), pref = get_be32(p + 6), mx = get_be32(p + 10);
         auto pow2 = [](uint32_t v) { return v != 0 && (v & (v - 1)) == 0; };
-        if (!pow2(mn) || mn > (64u << 10) || !pow2(pref) || pref < mn || mx < mn || mx % mn != 0) {
+        // The maximum is a multiple of the minimum, or 0xffffffff: no limit of the server's own.
+        const bool unlimited = mx == 0xffffffffu;
+        if (!pow2(mn) || mn > (64u << 10) || !pow2(pref) || pref < mn ||
+            (!unlimited && (mx < mn || mx % mn != 0))) {
           return protocol_error("invalid NBD_INFO_BLOCK_SIZE (minimum " + std::to_string(mn) +
                                 ", preferred " + std::to_string(pref) + ", maximum " +
                                 std::to_string(mx) + ")");
         }
         out_.info.min_block = mn;
         out_.info.preferred_block = pref;
-        out_.info.max_block = mx;
+        out_.info.max_block = unlimited ? 32u << 20 : mx;  // the protocol's default cap
         break;
       }
       default:

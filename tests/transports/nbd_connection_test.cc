@@ -391,6 +391,19 @@ TEST_F(NbdConnectionNbdkit, HonoursTheServersBlockSizes) {
   EXPECT_FALSE((*c)->broken());
 }
 
+// A maximum of 0xffffffff means "no limit" whatever the minimum (nbdkit sends it when only a
+// minimum is set): accepted, and requests stay within the protocol's 32 MiB.
+TEST_F(NbdConnectionNbdkit, UnlimitedMaximumBlockSizeIsAccepted) {
+  auto server = nbdkit("--filter=blocksize-policy memory 8M blocksize-minimum=4096");
+  ASSERT_TRUE(server->ready()) << server->log();
+  auto c = open_export(server->where(), "");
+  ASSERT_OK(c);
+  EXPECT_EQ((*c)->info().min_block, 4096u);
+  EXPECT_EQ((*c)->info().max_block, 32u << 20);
+  std::vector<uint8_t> got(1 << 20);
+  ASSERT_OK((*c)->read(0, got.size(), got.data(), 5000));
+}
+
 TEST_F(NbdConnectionNbdkit, ServerErrorsBecomeVixErrorsAndKeepTheConnection) {
   auto server = nbdkit(
       "--filter=error memory 8M error-pread=EIO error-pread-rate=100% error-pwrite=ENOSPC "
