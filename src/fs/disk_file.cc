@@ -73,6 +73,7 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
   }
   disk_ = std::move(disk);
   transport_ = std::string(disk_->transport_name());
+  cached_ = vix::readahead_stats(&disk_->device()).has_value();
   log_info(name_ + ": opened " + path_ + " with transport " + std::string(disk_->transport_name()));
   if (on_open_) on_open_(std::string(disk_->transport_name()), capacity_bytes_);
   return disk_;
@@ -157,8 +158,31 @@ void DiskFile::close_now() {
   users_ = 0;
 }
 
+namespace {
+
+void add_cache(vix::ReadaheadStats* to, const vix::ReadaheadStats& s) {
+  to->chunk_bytes = s.chunk_bytes;
+  to->reads += s.reads;
+  to->bytes_read += s.bytes_read;
+  to->hits += s.hits;
+  to->misses += s.misses;
+  to->prefetched_bytes += s.prefetched_bytes;
+  to->wasted_bytes += s.wasted_bytes;
+  to->transport_requests += s.transport_requests;
+  to->transport_bytes += s.transport_bytes;
+  to->writes += s.writes;
+  to->errors += s.errors;
+  to->prefetch_errors += s.prefetch_errors;
+  to->bypass_reads += s.bypass_reads;
+}
+
+}  // namespace
+
 void DiskFile::drop_disk_locked() {
-  if (disk_) closed_io_.add(disk_->transport_stats());
+  if (disk_) {
+    closed_io_.add(disk_->transport_stats());
+    if (auto c = vix::readahead_stats(&disk_->device())) add_cache(&closed_cache_, *c);
+  }
   disk_.reset();
 }
 
@@ -170,7 +194,12 @@ DiskFile::Stats DiskFile::stats() const {
   std::lock_guard lock(mu_);
   s.transport = transport_;
   s.transport_io = closed_io_;
-  if (disk_) s.transport_io.add(disk_->transport_stats());
+  s.cached = cached_;
+  s.cache = closed_cache_;
+  if (disk_) {
+    s.transport_io.add(disk_->transport_stats());
+    if (auto c = vix::readahead_stats(&disk_->device())) add_cache(&s.cache, *c);
+  }
   return s;
 }
 

@@ -16,6 +16,7 @@
 #include "common/block_device.h"
 #include "common/result.h"
 #include "vix/connection.h"
+#include "vix/readahead.h"
 
 namespace vixfs {
 
@@ -62,6 +63,8 @@ class DiskFile {
     std::string transport;  // "" until first opened
     uint64_t reads = 0, bytes = 0, errors = 0;
     vix::IoSnapshot transport_io;
+    bool cached = false;  // the read-ahead cache was on when last opened
+    vix::ReadaheadStats cache;
   };
   Stats stats() const;
 
@@ -84,6 +87,8 @@ class DiskFile {
   uint64_t allocated_sectors_ = 0;
   std::string transport_;      // of the last open
   vix::IoSnapshot closed_io_;  // transport counters of disks already closed
+  bool cached_ = false;
+  vix::ReadaheadStats closed_cache_;  // cache counters of disks already closed
   std::atomic<uint64_t> reads_{0}, bytes_{0}, errors_{0};
 };
 

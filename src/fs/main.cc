@@ -46,6 +46,7 @@ struct Options {
   std::vector<ServerArgs> servers;  // what gets mounted
   std::vector<std::string> fuse_opts;
   bool foreground = false, debug = false;
+  int cache = -1;  // --cache 1, --no-cache 0, else the config's (vixfs's default: on)
 };
 
 // Where log lines go: stderr until the daemon has its log file.
@@ -97,6 +98,8 @@ const char kUsage[] =
     "  (no --local/--server: every vixfs.server.ALIAS.url of the config is mounted)\n"
     "  --config FILE       VDDK-syntax config file (default /etc/vixfs/vixfs.conf if present)\n"
     "  --transports MODES  colon-separated transport list (default: the library's)\n"
+    "  --cache, --no-cache the read-ahead cache (vixDiskLib.disklib.EnableCache; vixfs\n"
+    "                      turns it on unless the config says otherwise)\n"
     "  --log-file FILE     log here when not in the foreground\n"
     "                      (default <tmpDirectory>/vixfs.log)\n"
     "  -o OPT[,OPT...]     mount options: ro (default), allow_other, default_permissions, ...\n"
@@ -250,6 +253,8 @@ int parse(int argc, char** argv, Options* o) {
       o->foreground = true;
     } else if (a == "-d") {
       o->foreground = o->debug = true;
+    } else if (a == "--cache" || a == "--no-cache") {
+      o->cache = a == "--cache" ? 1 : 0;
     } else if (a == "--local" || a == "--config" || a == "--transports" || a == "--log-file" ||
                a == "-o") {
       if (!(v = need(i, a.c_str()))) return 2;
@@ -383,7 +388,16 @@ std::string start(const Options& o, Daemon* d, const char* argv0) {
     if (!f) return "log file " + file + ": " + strerror(errno);
     g_log = f;
   }
-  if (auto r = vix::Library::init({log_cb, warn_cb, panic_cb}, "", o.config); !r.ok()) {
+  // Unlike a backup stream (VDDK's reason to leave caching off), a mount serves both sequential
+  // copies and a loop-mounted file system's repeated random reads: the cache is on by default.
+  auto adjust = [&o](vix::Config& c) {
+    if (o.cache >= 0) {
+      c.set("vixDiskLib.disklib.EnableCache", o.cache ? "1" : "0");
+    } else if (!c.has("vixDiskLib.disklib.EnableCache")) {
+      c.set("vixDiskLib.disklib.EnableCache", "1");
+    }
+  };
+  if (auto r = vix::Library::init({log_cb, warn_cb, panic_cb}, "", o.config, adjust); !r.ok()) {
     return "init" + (o.config.empty() ? "" : " " + o.config) + ": " + r.error().message;
   }
   d->library = true;

@@ -21,6 +21,18 @@ std::string io_json(const vix::IoSnapshot& io) {
          ", \"max\": " + std::to_string(io.max_us) + "}}";
 }
 
+std::string cache_json(bool cached, const vix::ReadaheadStats& c) {
+  if (!cached) return "null";
+  return "{\"chunkBytes\": " + std::to_string(c.chunk_bytes) +
+         ", \"reads\": " + std::to_string(c.reads) + ", \"hits\": " + std::to_string(c.hits) +
+         ", \"misses\": " + std::to_string(c.misses) +
+         ", \"prefetchedBytes\": " + std::to_string(c.prefetched_bytes) +
+         ", \"wastedBytes\": " + std::to_string(c.wasted_bytes) +
+         ", \"transportRequests\": " + std::to_string(c.transport_requests) +
+         ", \"errors\": " + std::to_string(c.errors) +
+         ", \"bypassReads\": " + std::to_string(c.bypass_reads) + "}";
+}
+
 struct Totals {
   uint64_t reads = 0, bytes = 0, errors = 0;
   std::map<std::string, vix::IoSnapshot> by_transport;
@@ -31,8 +43,10 @@ struct Totals {
 std::string render_stats(const Tree& tree) {
   Totals totals;
   std::string disks;
+  bool any_cached = false;
   for (const auto& disk : tree.disks()) {
     const DiskFile::Stats s = disk->stats();
+    any_cached = any_cached || s.cached;
     totals.reads += s.reads;
     totals.bytes += s.bytes;
     totals.errors += s.errors;
@@ -42,17 +56,26 @@ std::string render_stats(const Tree& tree) {
              ": {\"transport\": " + (s.transport.empty() ? "null" : vix::json_string(s.transport)) +
              ", \"reads\": " + std::to_string(s.reads) + ", \"bytes\": " + std::to_string(s.bytes) +
              ", \"errors\": " + std::to_string(s.errors) +
-             ", \"transportIo\": " + io_json(s.transport_io) + "}";
+             ", \"transportIo\": " + io_json(s.transport_io) +
+             ", \"cache\": " + cache_json(s.cached, s.cache) + "}";
   }
   std::string modes;
   for (const auto& [mode, io] : totals.by_transport) {
     modes += modes.empty() ? "" : ", ";
     modes += vix::json_string(mode) + ": " + io_json(io);
   }
+  std::string memory = "null";
+  if (any_cached) {  // CacheBudget::global() starts the prefetch workers: only when in use
+    const auto budget = vix::CacheBudget::global();
+    memory = "{\"usedBytes\": " + std::to_string(budget->used()) +
+             ", \"peakBytes\": " + std::to_string(budget->peak()) +
+             ", \"limitBytes\": " + std::to_string(budget->limit()) + "}";
+  }
   return "{\n  \"mount\": {\"reads\": " + std::to_string(totals.reads) +
          ", \"bytes\": " + std::to_string(totals.bytes) +
-         ", \"errors\": " + std::to_string(totals.errors) + ", \"transports\": {" + modes +
-         "}},\n  \"disks\": {" + disks + (disks.empty() ? "}\n}\n" : "\n  }\n}\n");
+         ", \"errors\": " + std::to_string(totals.errors) + ", \"cacheMemory\": " + memory +
+         ", \"transports\": {" + modes + "}},\n  \"disks\": {" + disks +
+         (disks.empty() ? "}\n}\n" : "\n  }\n}\n");
 }
 
 }  // namespace vixfs

@@ -34,18 +34,12 @@ bool same_host(const std::string& a, const std::string& b) {
          });
 }
 
-// vixfs.server.<host>.nbd.<key> for the connection's server, else vixfs.nbd.<key>.
+// vixfs.nbd.<key>; a vixfs.server.NAME.nbd.<key> of the connection's server is already in its
+// place (Config::scoped).
 class Settings {
  public:
-  explicit Settings(const TransportContext& ctx) : ctx_(ctx) {
-    if (!ctx.spec.is_local()) server_prefix_ = "vixfs.server." + host_of(ctx.spec.server) + ".nbd.";
-  }
-  std::string key(const std::string& name) const {
-    if (!server_prefix_.empty() && ctx_.config.has(server_prefix_ + name)) {
-      return server_prefix_ + name;
-    }
-    return "vixfs.nbd." + name;
-  }
+  explicit Settings(const TransportContext& ctx) : ctx_(ctx) {}
+  std::string key(const std::string& name) const { return "vixfs.nbd." + name; }
   std::string get(const std::string& name) const { return ctx_.config.get(key(name)); }
   Result<int64_t> get_int(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const {
     const std::string k = key(name);
@@ -59,7 +53,6 @@ class Settings {
 
  private:
   const TransportContext& ctx_;
-  std::string server_prefix_;
 };
 
 Result<int64_t> timeout(const Config& config, std::vector<std::string> names, int64_t fallback) {

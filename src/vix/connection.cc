@@ -4,6 +4,7 @@
 #include "transports/transport.h"
 #include "vix/library.h"
 #include "vix/metered.h"
+#include "vix/readahead.h"
 #include "vix/remote.h"
 #include "vmdk/vmdk.h"
 
@@ -27,6 +28,12 @@ Connection::~Connection() {
   }
 }
 
+// vixfs.server.NAME.* sections: NAME is the caller's scope (vixfs's server alias), else the
+// server's host as the connection names it, so VDDK clients get per-host keys too.
+static std::string config_scope_of(const ConnectSpec& spec) {
+  return spec.config_scope.empty() ? spec.server : spec.config_scope;
+}
+
 Result<CleanupResult> cleanup(const ConnectSpec& spec) {
   (void)spec;  // hotadd (the one mode that leaves state on a server) keeps its journal here
   return CleanupResult{};
@@ -46,7 +53,7 @@ Result<std::unique_ptr<Connection>> Connection::connect(const ConnectSpec& spec,
   if (!spec.is_local()) {
     std::unique_ptr<Connection> conn(
         new Connection(spec, read_only, snapshot_ref, std::move(mode_list)));
-    conn->config_ = lib->config().scoped(spec.config_scope);
+    conn->config_ = lib->config().scoped(config_scope_of(spec));
     VIX_ASSIGN_OR_RETURN(conn->remote_, RemoteSession::open(spec, snapshot_ref, conn->config_));
     return conn;
   }
@@ -57,7 +64,7 @@ Result<std::unique_ptr<Connection>> Connection::connect(const ConnectSpec& spec,
              (read_only ? "read-only" : "read-write"));
   std::unique_ptr<Connection> conn(
       new Connection(spec, read_only, snapshot_ref, std::move(mode_list)));
-  conn->config_ = lib->config().scoped(spec.config_scope);
+  conn->config_ = lib->config().scoped(config_scope_of(spec));
   return conn;
 }
 
@@ -73,6 +80,7 @@ Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t
   auto metered = std::make_unique<MeteredDevice>(std::move(dev));
   const IoMeter* meter = &metered->meter();
   dev = std::move(metered);
+  VIX_ASSIGN_OR_RETURN(dev, wrap_readahead_if_enabled(std::move(dev), config_));
   lib->debug(path + ": opened through " + std::string(dev->transport_name()) +
              (ro ? " (read-only)" : " (read-write)"));
   auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));

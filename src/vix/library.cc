@@ -95,7 +95,8 @@ Library::~Library() {
 }
 
 Result<void> Library::init(const LogCallbacks& callbacks, const std::string& lib_dir,
-                           const std::string& config_file) {
+                           const std::string& config_file,
+                           const std::function<void(Config&)>& adjust) {
   std::lock_guard guard(init_mutex());
   if (instance().load() != nullptr) {
     return fail(VIX_E_ALREADY_EXISTS,
@@ -106,6 +107,9 @@ Result<void> Library::init(const LogCallbacks& callbacks, const std::string& lib
   Config config;
   if (!config_file.empty()) {
     VIX_ASSIGN_OR_RETURN(config, Config::load_file(config_file, &warnings));
+  }
+  if (adjust) {
+    adjust(config);
   }
   VIX_ASSIGN_OR_RETURN(int64_t level,
                        config.get_int("vixDiskLib.transport.LogLevel", kDefaultLogLevel));

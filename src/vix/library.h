@@ -22,8 +22,11 @@ struct LogCallbacks {
 class Library {
  public:
   // Reads config_file (may be empty), sets up logging. Fails if already initialised.
+  // `adjust` (optional) sees the configuration before anything reads it: a program's own
+  // defaults and command-line overrides (vixfs turns the read-ahead cache on by default).
   static Result<void> init(const LogCallbacks& callbacks, const std::string& lib_dir,
-                           const std::string& config_file);
+                           const std::string& config_file,
+                           const std::function<void(Config&)>& adjust = nullptr);
   static void exit();
   // The initialised library, or nullptr before init / after exit.
   static Library* get();

@@ -494,6 +494,10 @@ TEST_F(FsLocal, StatsJsonCountsReadsAndSigusr1LogsThem) {
   EXPECT_GT(after.first, before.first) << after_json;
   EXPECT_GE(after.second - before.second, 1 << 20) << after_json;
   EXPECT_NE(after_json.find("\"mount\": {\"reads\": "), std::string::npos) << after_json;
+  // vixfs turns the read-ahead cache on by default.
+  EXPECT_NE(after_json.find("\"cache\": {\"chunkBytes\": 1048576, \"reads\": "), std::string::npos)
+      << after_json;
+  EXPECT_NE(after_json.find("\"cacheMemory\": {\"usedBytes\": "), std::string::npos) << after_json;
   EXPECT_NE(after_json.find("\"transports\": {\"file\": {\"readRequests\": "), std::string::npos)
       << after_json;
 

@@ -1,0 +1,119 @@
+// Read-ahead cache (vixDiskLib.disklib.EnableCache=1): a BlockDevice decorator that serves reads
+// from fixed-size chunks, detects sequential streams and prefetches ahead of them on background
+// threads. Memory for chunks comes from a CacheBudget shared by every cached disk of the process,
+// so the total stays under vixfs.cache.maxMB however many disks are open.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "common/block_device.h"
+#include "vix/config.h"
+
+namespace vix {
+
+struct ReadaheadOptions {
+  uint64_t chunk_bytes = 1 << 20;   // vixfs.cache.chunkKB
+  uint32_t max_window_chunks = 16;  // vixfs.cache.maxWindowKB / chunk
+  uint32_t max_streams = 8;         // sequential streams tracked per disk
+};
+
+// Reads vixfs.cache.{chunkKB,maxWindowKB} for a device of `transport`: network transports (anything
+// but "file") get chunks of at most 2 MiB. Out-of-range values are VIX_E_INVALID_ARG naming the
+// key.
+Result<ReadaheadOptions> readahead_options(const Config& config, std::string_view transport);
+
+// Counters of one cached disk (for stats.json). Hits and misses count chunk lookups: a hit is a
+// chunk the caller did not have to read from the transport itself (cached, or coalesced with a
+// read already in flight).
+struct ReadaheadStats {
+  uint64_t chunk_bytes = 0;
+  uint64_t reads = 0;       // read requests
+  uint64_t bytes_read = 0;  // bytes returned to callers
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t prefetched_bytes = 0;    // read from the transport by prefetches
+  uint64_t wasted_bytes = 0;        // prefetched, then evicted or invalidated unread
+  uint64_t transport_requests = 0;  // reads sent to the transport
+  uint64_t transport_bytes = 0;
+  uint64_t writes = 0;
+  uint64_t errors = 0;           // failed transport reads (demand and prefetch)
+  uint64_t prefetch_errors = 0;  // of which prefetches, dropped silently
+  uint64_t bypass_reads = 0;     // chunk reads served uncached because the budget was full
+};
+
+// Memory shared by the chunks of every ReadaheadDevice attached to it, with one LRU over all of
+// them, and the worker threads that run their prefetches. Its mutex also guards the devices'
+// chunk tables, which is what lets eviction take a chunk from any disk without lock ordering.
+class CacheBudget {
+ public:
+  CacheBudget(uint64_t limit_bytes, size_t threads);
+  ~CacheBudget();
+  CacheBudget(const CacheBudget&) = delete;
+  CacheBudget& operator=(const CacheBudget&) = delete;
+
+  // The process-wide budget vix::Connection uses (threads: only honoured on first call).
+  static std::shared_ptr<CacheBudget> global(size_t threads = 8);
+
+  void set_limit(uint64_t bytes);
+  uint64_t limit() const;
+  // Bytes of chunk buffers alive now (cached, loading, still being copied out, or kept on the
+  // free list for reuse; a closing disk empties the free list).
+  uint64_t used() const;
+  // Highest `used` seen; never above the limit in force at the time.
+  uint64_t peak() const;
+
+  struct Impl;  // opaque: the LRU, the counters and the worker pool
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+class ReadaheadDevice final : public BlockDevice {
+ public:
+  ReadaheadDevice(std::unique_ptr<BlockDevice> inner, ReadaheadOptions options,
+                  std::shared_ptr<CacheBudget> budget);
+  // Waits for this device's running prefetches; returns its memory to the budget.
+  ~ReadaheadDevice() override;
+
+  uint64_t capacity_sectors() const override { return inner_->capacity_sectors(); }
+  DiskInfo info() const override { return inner_->info(); }
+  bool read_only() const override { return inner_->read_only(); }
+  std::string_view transport_name() const override { return inner_->transport_name(); }
+
+  Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override;
+  Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
+  Result<void> flush() override { return inner_->flush(); }
+  Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
+    return inner_->allocated(sector, count);
+  }
+  Result<std::map<std::string, std::string>> metadata() override { return inner_->metadata(); }
+  Result<void> write_metadata(const std::string& key, const std::string& value) override {
+    return inner_->write_metadata(key, value);
+  }
+
+  ReadaheadStats snapshot() const;
+  BlockDevice& inner() { return *inner_; }
+  CacheBudget& budget() { return *budget_; }
+
+  struct State;  // shared with queued prefetch jobs, which may outlive the device
+
+ private:
+  std::unique_ptr<BlockDevice> inner_;
+  std::shared_ptr<CacheBudget> budget_;
+  std::shared_ptr<State> st_;
+};
+
+// The stats of `dev` if it is a ReadaheadDevice, else nullopt (cache off).
+std::optional<ReadaheadStats> readahead_stats(const BlockDevice* dev);
+
+// Wraps dev in a ReadaheadDevice over CacheBudget::global() when the config has
+// vixDiskLib.disklib.EnableCache=1 (vixfs.cache.maxMB, default 256, sets the global limit);
+// otherwise returns dev unchanged.
+Result<std::unique_ptr<BlockDevice>> wrap_readahead_if_enabled(std::unique_ptr<BlockDevice> dev,
+                                                               const Config& config);
+
+}  // namespace vix

@@ -1,0 +1,54 @@
+// Read-ahead cache: its configuration keys and the hook vix::Connection::open calls.
+#include <algorithm>
+
+#include "vix/readahead.h"
+
+namespace vix {
+
+namespace {
+
+Result<int64_t> int_in_range(const Config& config, const std::string& key, int64_t fallback,
+                             int64_t lo, int64_t hi) {
+  VIX_ASSIGN_OR_RETURN(int64_t v, config.get_int(key, fallback));
+  if (v < lo || v > hi) {
+    return fail(VIX_E_INVALID_ARG, "config: " + key + " = " + std::to_string(v) +
+                                       " is out of range [" + std::to_string(lo) + ", " +
+                                       std::to_string(hi) + "]");
+  }
+  return v;
+}
+
+}  // namespace
+
+Result<ReadaheadOptions> readahead_options(const Config& config, std::string_view transport) {
+  ReadaheadOptions opt;
+  VIX_ASSIGN_OR_RETURN(int64_t chunk_kb,
+                       int_in_range(config, "vixfs.cache.chunkKB", 1024, 4, 64 * 1024));
+  // Larger requests only add latency to a network round trip; the window gives the depth.
+  if (transport != "file") chunk_kb = std::min<int64_t>(chunk_kb, 2048);
+  opt.chunk_bytes = static_cast<uint64_t>(chunk_kb) * 1024;
+  VIX_ASSIGN_OR_RETURN(int64_t window_kb, int_in_range(config, "vixfs.cache.maxWindowKB",
+                                                       chunk_kb * 16, 4, 1024 * 1024));
+  opt.max_window_chunks = static_cast<uint32_t>(std::clamp<int64_t>(window_kb / chunk_kb, 1, 1024));
+  return opt;
+}
+
+std::optional<ReadaheadStats> readahead_stats(const BlockDevice* dev) {
+  if (const auto* ra = dynamic_cast<const ReadaheadDevice*>(dev)) return ra->snapshot();
+  return std::nullopt;
+}
+
+Result<std::unique_ptr<BlockDevice>> wrap_readahead_if_enabled(std::unique_ptr<BlockDevice> dev,
+                                                               const Config& config) {
+  VIX_ASSIGN_OR_RETURN(int64_t enable, config.get_int("vixDiskLib.disklib.EnableCache", 0));
+  if (enable == 0) return dev;
+  VIX_ASSIGN_OR_RETURN(int64_t max_mb, int_in_range(config, "vixfs.cache.maxMB", 256, 1, 1 << 20));
+  VIX_ASSIGN_OR_RETURN(int64_t threads, int_in_range(config, "vixfs.cache.threads", 8, 1, 64));
+  VIX_ASSIGN_OR_RETURN(ReadaheadOptions opt, readahead_options(config, dev->transport_name()));
+  std::shared_ptr<CacheBudget> budget = CacheBudget::global(static_cast<size_t>(threads));
+  budget->set_limit(static_cast<uint64_t>(max_mb) << 20);
+  return std::unique_ptr<BlockDevice>(
+      std::make_unique<ReadaheadDevice>(std::move(dev), opt, std::move(budget)));
+}
+
+}  // namespace vix
