@@ -60,7 +60,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_entry_param e{};
     e.ino = ino;
     e.attr = node_stat(node);
-    e.attr_timeout = c.attr_timeout;
+    e.attr_timeout = node.kind == NodeKind::kTextFile ? 0 : c.attr_timeout;
     e.entry_timeout = c.attr_timeout;
     fuse_reply_entry(req, &e);
   });
@@ -73,7 +73,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
     if (node.disk) node.disk->learn_allocation();
     struct stat st = node_stat(node);
-    fuse_reply_attr(req, &st, ctx(req).attr_timeout);
+    fuse_reply_attr(req, &st, node.kind == NodeKind::kTextFile ? 0 : ctx(req).attr_timeout);
   });
 }
 
@@ -99,6 +99,7 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!c.tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
     if (node.kind != NodeKind::kDir) return (void)fuse_reply_err(req, ENOTDIR);
     fi->cache_readdir = c.cache_dirs ? 1 : 0;
+    fi->keep_cache = c.cache_dirs ? 1 : 0;
     fuse_reply_open(req, fi);
   });
 }

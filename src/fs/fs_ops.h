@@ -14,11 +14,15 @@ constexpr size_t kMaxRead = 1 << 20;
 
 struct FsContext {
   Tree tree;
-  double attr_timeout = 3600;  // the local tree never changes while mounted
+  // How long the kernel may keep entries and attributes (folders, disks, links): the local tree
+  // never changes while mounted; the server tree's is its inventory TTL, and it tells the
+  // kernel what a refresh changed (ServerTree::set_invalidate). Text files (snapshot.json,
+  // stats.json) are never cached.
+  double attr_timeout = 3600;
   // Called before a lookup or opendir: a tree that follows a changing inventory updates itself
   // here (at most once per its TTL). Empty for a fixed tree.
   std::function<void()> refresh;
-  // Lets the kernel cache directory listings; off for a tree that changes.
+  // Lets the kernel cache directory listings across opens.
   bool cache_dirs = true;
 };
 

@@ -9,6 +9,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdarg>
@@ -18,6 +19,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -464,8 +466,10 @@ class StatsSignal {
 
 std::string start_servers(const Options& o, Daemon* d) {
   d->fs = std::make_unique<vixfs::FsContext>();
-  // Text files (snapshot.json) change once a disk opens; keep the kernel's view short-lived.
-  d->fs->attr_timeout = 1;
+  // The kernel keeps entries and attributes one TTL, so that lookups come back (and start a
+  // refresh) when the inventory may have changed; listings stay cached until a refresh that
+  // changes them invalidates them.
+  d->fs->attr_timeout = 3600;
   add_meta(d->fs->tree);
   for (const ServerArgs& s : o.servers) {
     info("mounting " + s.url + " on " + o.mountpoint);
@@ -483,6 +487,9 @@ std::string start_servers(const Options& o, Daemon* d) {
       if (!what.empty() && what.back() == '.') what.pop_back();
       return s.url + ": " + what + ": " + st.error().message;
     }
+    if (auto ttl = (*st)->ttl().count(); ttl > 0) {
+      d->fs->attr_timeout = std::min(d->fs->attr_timeout, static_cast<double>(ttl));
+    }
     d->servers.push_back(std::move(st).value());
   }
   std::vector<vixfs::ServerTree*> servers;
@@ -490,7 +497,6 @@ std::string start_servers(const Options& o, Daemon* d) {
   d->fs->refresh = [servers] {
     for (vixfs::ServerTree* s : servers) s->maybe_refresh();
   };
-  d->fs->cache_dirs = false;
   return "";
 }
 
@@ -546,6 +552,20 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
   }
   d->mounted = true;
   info("mounted " + o.mountpoint);
+  // From now on the kernel caches what it is shown; what a refresh changes it is told about.
+  d->fs->tree.record_changes(true);
+  fuse_session* se = d->se;
+  for (auto& server : d->servers) {
+    server->set_invalidate([se](std::vector<vixfs::Tree::Change> changes) {
+      std::set<fuse_ino_t> folders;
+      for (const auto& c : changes) {
+        // -ENOENT when the kernel never looked the name up: nothing to forget.
+        fuse_lowlevel_notify_inval_entry(se, c.parent, c.name.c_str(), c.name.size());
+        folders.insert(c.parent);
+      }
+      for (fuse_ino_t f : folders) fuse_lowlevel_notify_inval_inode(se, f, 0, 0);
+    });
+  }
   return "";
 }
 

@@ -164,6 +164,13 @@ void ServerTree::refresh() {
     std::lock_guard lock(refresh_mu_);
     inventory_ = std::move(inv).value();
     apply_inventory();
+    // Before the waiters go on, so what they list next is the new tree. A lookup waiting here
+    // holds its folder's lock, which an invalidation of that folder waits for (at most the
+    // refresh wait).
+    if (invalidate_) {
+      auto changes = tree_->take_changes();
+      if (!changes.empty()) invalidate_(std::move(changes));
+    }
   }
   std::lock_guard lock(state_mu_);
   loaded_at_ = std::chrono::steady_clock::now();

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,9 +58,17 @@ class ServerTree {
   // the old tree kept until the next TTL.
   void maybe_refresh();
 
+  // Called by a refresh that changed the tree, before the lookups waiting for it go on, with
+  // the changes: the daemon tells the kernel to forget those entries and listings.
+  void set_invalidate(std::function<void(std::vector<Tree::Change>)> fn) {
+    invalidate_ = std::move(fn);
+  }
+
   // Unmount, after every disk is closed: Disconnect each library connection, log out.
   void shutdown();
   const std::string& folder() const { return folder_; }
+  // vixfs.inventory.ttlSeconds (0: read once).
+  std::chrono::seconds ttl() const { return ttl_; }
 
  private:
   struct DiskEntry {
@@ -105,6 +114,7 @@ class ServerTree {
   std::chrono::steady_clock::time_point loaded_at_;
   bool refreshing_ = false, stopping_ = false;
   std::thread refresher_;  // reads the inventory in the background (maybe_refresh)
+  std::function<void(std::vector<Tree::Change>)> invalidate_;
   static constexpr std::chrono::seconds kRefreshWait{2};
   std::mutex mu_;  // guards the fields below
   std::vector<std::unique_ptr<SnapshotEntry>> snapshots_;

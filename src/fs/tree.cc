@@ -1,5 +1,7 @@
 #include "fs/tree.h"
 
+#include <utility>
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,6 +26,7 @@ fuse_ino_t Tree::add(fuse_ino_t parent, Node node) {
   node.parent = parent;
   if (node.mtime.tv_sec == 0) node.mtime = nodes_[parent - 1].mtime;
   nodes_[parent - 1].children[node.name] = node.ino;
+  if (record_) changes_.push_back({parent, node.name});
   nodes_.push_back(std::move(node));
   return nodes_.back().ino;
 }
@@ -84,7 +87,19 @@ bool Tree::unlink(fuse_ino_t parent, const std::string& name) {
   Node& p = nodes_[parent - 1];
   if (p.children.erase(name) == 0) return false;
   clock_gettime(CLOCK_REALTIME, &p.mtime);
+  if (record_) changes_.push_back({parent, name});
   return true;
+}
+
+void Tree::record_changes(bool on) {
+  std::lock_guard lock(mu_);
+  record_ = on;
+  changes_.clear();
+}
+
+std::vector<Tree::Change> Tree::take_changes() {
+  std::lock_guard lock(mu_);
+  return std::exchange(changes_, {});
 }
 
 fuse_ino_t Tree::lookup(fuse_ino_t parent, const std::string& name) const {

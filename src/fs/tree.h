@@ -64,10 +64,21 @@ class Tree {
   // Every disk file, for unmount.
   std::vector<std::shared_ptr<DiskFile>> disks() const;
 
+  // Names added to or taken out of folders since the last take_changes(), once recording is on
+  // (after mount): the kernel's cached entries and listings of those are invalidated from them.
+  struct Change {
+    fuse_ino_t parent;
+    std::string name;
+  };
+  void record_changes(bool on);
+  std::vector<Change> take_changes();
+
  private:
   fuse_ino_t add(fuse_ino_t parent, Node node);
   mutable std::mutex mu_;
   std::vector<Node> nodes_;  // ino N at index N-1
+  bool record_ = false;
+  std::vector<Change> changes_;
 };
 
 // Attributes of a node as stat reports them (disk files ask their DiskFile for size/blocks).
