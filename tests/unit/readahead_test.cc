@@ -191,7 +191,9 @@ TEST(ReadaheadTest, SequentialSmallReadsBecomeFewLargeTransportReads) {
   EXPECT_EQ(s.reads, kSize / (4 * kKiB));
   EXPECT_EQ(s.bytes_read, kSize);
   EXPECT_EQ(s.transport_requests, kSize / kMiB);
-  EXPECT_GE(s.prefetched_bytes, kSize - 2 * kMiB);  // all but the first chunk or two
+  // Most chunks come from prefetches; how many exactly depends on scheduling (a reader that
+  // overtakes a queued prefetch reads the chunk itself, still once).
+  EXPECT_GE(s.prefetched_bytes, kSize / 2);
   EXPECT_EQ(s.wasted_bytes, 0u);
   EXPECT_GT(s.hits, 100 * s.misses);
   EXPECT_LE(budget->peak(), budget->limit());
