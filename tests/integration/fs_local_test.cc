@@ -12,11 +12,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -467,12 +467,19 @@ namespace {
 
 // reads and bytes of one disk in stats.json; -1 when absent.
 std::pair<long long, long long> disk_counts(const std::string& json, const std::string& name) {
-  std::smatch m;
-  const std::regex re(
-      "\"" + name +
-      R"re(": \{"transport": "file", "reads": ([0-9]+), "bytes": ([0-9]+), "errors": 0, "transportIo": \{"readRequests": [1-9])re");
-  if (!std::regex_search(json, m, re)) return {-1, -1};
-  return {std::stoll(m[1]), std::stoll(m[2])};
+  // No std::regex: GCC 12 with ASan warns inside <regex>, and -Werror stops the build.
+  const std::string head = "\"" + name + "\": {\"transport\": \"file\", \"reads\": ";
+  const size_t at = json.find(head);
+  if (at == std::string::npos) return {-1, -1};
+  long long reads = -1, bytes = -1;
+  int io = 0;
+  if (std::sscanf(json.c_str() + at + head.size(),
+                  "%lld, \"bytes\": %lld, \"errors\": 0, \"transportIo\": {\"readRequests\": %d",
+                  &reads, &bytes, &io) != 3 ||
+      io < 1) {
+    return {-1, -1};
+  }
+  return {reads, bytes};
 }
 
 TEST_F(FsLocal, StatsJsonCountsReadsAndSigusr1LogsThem) {
