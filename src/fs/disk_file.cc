@@ -158,30 +158,10 @@ void DiskFile::close_now() {
   users_ = 0;
 }
 
-namespace {
-
-void add_cache(vix::ReadaheadStats* to, const vix::ReadaheadStats& s) {
-  to->chunk_bytes = s.chunk_bytes;
-  to->reads += s.reads;
-  to->bytes_read += s.bytes_read;
-  to->hits += s.hits;
-  to->misses += s.misses;
-  to->prefetched_bytes += s.prefetched_bytes;
-  to->wasted_bytes += s.wasted_bytes;
-  to->transport_requests += s.transport_requests;
-  to->transport_bytes += s.transport_bytes;
-  to->writes += s.writes;
-  to->errors += s.errors;
-  to->prefetch_errors += s.prefetch_errors;
-  to->bypass_reads += s.bypass_reads;
-}
-
-}  // namespace
-
 void DiskFile::drop_disk_locked() {
   if (disk_) {
     closed_io_.add(disk_->transport_stats());
-    if (auto c = vix::readahead_stats(&disk_->device())) add_cache(&closed_cache_, *c);
+    if (auto c = vix::readahead_stats(&disk_->device())) closed_cache_.add(*c);
   }
   disk_.reset();
 }
@@ -198,7 +178,7 @@ DiskFile::Stats DiskFile::stats() const {
   s.cache = closed_cache_;
   if (disk_) {
     s.transport_io.add(disk_->transport_stats());
-    if (auto c = vix::readahead_stats(&disk_->device())) add_cache(&s.cache, *c);
+    if (auto c = vix::readahead_stats(&disk_->device())) s.cache.add(*c);
   }
   return s;
 }

@@ -39,9 +39,10 @@ struct ReadaheadStats {
   uint64_t transport_requests = 0;  // reads sent to the transport
   uint64_t transport_bytes = 0;
   uint64_t writes = 0;
-  uint64_t errors = 0;           // failed transport reads (demand and prefetch)
-  uint64_t prefetch_errors = 0;  // of which prefetches, dropped silently
-  uint64_t bypass_reads = 0;     // chunk reads served uncached because the budget was full
+  uint64_t errors = 0;                // failed transport reads (demand and prefetch)
+  uint64_t prefetch_errors = 0;       // of which prefetches, dropped silently
+  uint64_t bypass_reads = 0;          // chunk reads served uncached because the budget was full
+  void add(const ReadaheadStats& o);  // sums the counters; chunk_bytes is o's
 };
 
 // Memory shared by the chunks of every ReadaheadDevice attached to it, with one LRU over all of

@@ -51,4 +51,20 @@ Result<std::unique_ptr<BlockDevice>> wrap_readahead_if_enabled(std::unique_ptr<B
       std::make_unique<ReadaheadDevice>(std::move(dev), opt, std::move(budget)));
 }
 
+void ReadaheadStats::add(const ReadaheadStats& o) {
+  chunk_bytes = o.chunk_bytes;
+  reads += o.reads;
+  bytes_read += o.bytes_read;
+  hits += o.hits;
+  misses += o.misses;
+  prefetched_bytes += o.prefetched_bytes;
+  wasted_bytes += o.wasted_bytes;
+  transport_requests += o.transport_requests;
+  transport_bytes += o.transport_bytes;
+  writes += o.writes;
+  errors += o.errors;
+  prefetch_errors += o.prefetch_errors;
+  bypass_reads += o.bypass_reads;
+}
+
 }  // namespace vix

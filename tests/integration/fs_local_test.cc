@@ -519,3 +519,26 @@ TEST_F(FsLocal, StatsJsonCountsReadsAndSigusr1LogsThem) {
 }
 
 }  // namespace
+
+namespace {
+
+// --no-cache: no read-ahead cache in front of the disks; stats.json says so.
+TEST_F(FsLocal, NoCacheLeavesEveryReadToTheTransport) {
+  TempDir dir;
+  const std::string mnt = dir.file("mnt");
+  vixtest::VixfsDaemon d({"--local", env->disks, "--no-cache"}, mnt, dir.file("log"));
+  ASSERT_TRUE(d.mounted()) << d.log();
+  const int fd = open((mnt + "/flat.img").c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  char buf[4096];
+  ASSERT_EQ(pread(fd, buf, sizeof buf, 0), 4096);
+  const std::string json = run_ok("cat " + sh_quote(mnt + "/.vixfs/stats.json"));
+  close(fd);
+  EXPECT_NE(json.find("\"flat.img\": {\"transport\": \"file\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"cache\": null"), std::string::npos) << json;
+  EXPECT_EQ(json.find("\"cache\": {"), std::string::npos) << json;
+  EXPECT_NE(json.find("\"cacheMemory\": null"), std::string::npos) << json;
+  EXPECT_TRUE(d.stop(std::chrono::seconds(10))) << d.log();
+}
+
+}  // namespace

@@ -28,21 +28,7 @@ using vixtest::TempDir;
 
 namespace {
 
-std::mutex g_log_mu;
-std::string g_log;
-
-void capture(const char* fmt, va_list args) {
-  char buf[2048];
-  vsnprintf(buf, sizeof buf, fmt, args);
-  std::lock_guard lock(g_log_mu);
-  g_log += buf;
-  if (g_log.empty() || g_log.back() != '\n') g_log += '\n';
-}
-
-std::string captured() {
-  std::lock_guard lock(g_log_mu);
-  return g_log;
-}
+using nbdtest::captured;
 
 // Allocated sectors by qemu-img map (data: true), rounded out to `chunk` sectors and merged:
 // what QueryAllocatedBlocks must answer.
@@ -89,15 +75,12 @@ class NbdTransportLocal : public ::testing::Test {
   void TearDown() override { vix::Library::exit(); }
 
   void init(const std::string& config) {
-    {
-      std::lock_guard lock(g_log_mu);
-      g_log.clear();
-    }
+    nbdtest::clear_captured();
     const std::string file = dir_.file("vixfs.conf");
     vixtest::write_file(file, config);
     vix::LogCallbacks cb;
-    cb.log = capture;
-    cb.warn = capture;
+    cb.log = nbdtest::capture_log;
+    cb.warn = nbdtest::capture_log;
     auto r = vix::Library::init(cb, "", file);
     ASSERT_TRUE(r.ok()) << r.error().message;
   }

@@ -10,12 +10,41 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdarg>
+#include <cstdio>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include "support/fixtures.h"
 
 namespace nbdtest {
+
+// The library's log lines, for assertions: capture_log is given as its log and warn callbacks.
+inline std::mutex& captured_mutex() {
+  static std::mutex mu;
+  return mu;
+}
+inline std::string& captured_text() {
+  static std::string text;
+  return text;
+}
+inline void capture_log(const char* fmt, va_list args) {
+  char buf[2048];
+  vsnprintf(buf, sizeof buf, fmt, args);
+  std::lock_guard lock(captured_mutex());
+  std::string& log = captured_text();
+  log += buf;
+  if (log.empty() || log.back() != '\n') log += '\n';
+}
+inline std::string captured() {
+  std::lock_guard lock(captured_mutex());
+  return captured_text();
+}
+inline void clear_captured() {
+  std::lock_guard lock(captured_mutex());
+  captured_text().clear();
+}
 
 inline int free_port() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
