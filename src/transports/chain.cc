@@ -17,8 +17,8 @@ struct ModeEntry {
 // its transport lands; ListTransportModes and the default chain follow automatically.
 constexpr ModeEntry kModes[] = {
     {"file", &make_file_transport},
-    {"san", nullptr},
-    {"hotadd", nullptr},
+    {"san", &make_san_transport},
+    {"hotadd", &make_hotadd_transport},
     {"nbdssl", &make_nbdssl_transport},
     {"nbd", &make_nbd_transport},
     {"https", &make_https_transport},

@@ -45,5 +45,7 @@ std::unique_ptr<Transport> make_file_transport();
 std::unique_ptr<Transport> make_https_transport();
 std::unique_ptr<Transport> make_nbd_transport();
 std::unique_ptr<Transport> make_nbdssl_transport();
+std::unique_ptr<Transport> make_san_transport();
+std::unique_ptr<Transport> make_hotadd_transport();
 
 }  // namespace vix
