@@ -30,7 +30,7 @@ struct DiskInfo {
   Geometry bios_geometry;
   Geometry phys_geometry;
   VixDiskLibAdapterType adapter = VIXDISKLIB_ADAPTER_UNKNOWN;
-  int num_links = 1;                 // base + redo logs opened
+  int num_links = 1;                  // base + redo logs opened
   std::string parent_file_name_hint;  // of the leaf; empty without a parent
   std::string uuid;                   // ddb.uuid, may be empty
   std::string create_type;            // descriptor createType ("monolithicSparse", ...)
@@ -56,6 +56,10 @@ class BlockDevice {
   // Allocated ranges inside [sector, sector+count): sorted, non-overlapping, clipped to the range,
   // at the device's native granularity (a VMDK grain). Zeroed grains and holes are not included.
   virtual Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) = 0;
+
+  // How many times the transport had to re-establish its link to the server (stats.json);
+  // transports without a link, and decorators without a device below, report 0.
+  virtual uint64_t reconnects() const { return 0; }
 
   // The disk database (ddb.* keys of a VMDK descriptor). Devices without one return
   // VIX_E_NOT_SUPPORTED.

@@ -16,6 +16,7 @@ std::string io_json(const vix::IoSnapshot& io) {
          ", \"writeBytes\": " + std::to_string(io.write_bytes) +
          ", \"flushes\": " + std::to_string(io.flushes) +
          ", \"errors\": " + std::to_string(io.errors) +
+         ", \"reconnects\": " + std::to_string(io.reconnects) +
          ", \"readLatencyUs\": {\"p50\": " + std::to_string(io.p50_us) +
          ", \"p90\": " + std::to_string(io.p90_us) + ", \"p99\": " + std::to_string(io.p99_us) +
          ", \"max\": " + std::to_string(io.max_us) + "}}";

@@ -127,6 +127,7 @@ class NbdDevice final : public BlockDevice {
 
   uint64_t capacity_sectors() const override { return info_.size / kSectorSize; }
   bool read_only() const override { return s_.read_only || info_.read_only(); }
+  uint64_t reconnects() const override { return reconnects_.load(std::memory_order_relaxed); }
   std::string_view transport_name() const override { return s_.tls ? "nbdssl" : "nbd"; }
 
   DiskInfo info() const override {
@@ -397,6 +398,7 @@ class NbdDevice final : public BlockDevice {
         std::lock_guard lock(mu_);
         slots_[slot].conn = c;
       }
+      reconnects_.fetch_add(1, std::memory_order_relaxed);
       log_info(where() + ": reconnected to " + c->peer() + " after " +
                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                   nbd::Clock::now() - started)
@@ -429,6 +431,7 @@ class NbdDevice final : public BlockDevice {
   std::mutex mu_;
   std::vector<Slot> slots_;
   std::atomic<size_t> rr_{0};
+  std::atomic<uint64_t> reconnects_{0};
   std::unique_ptr<Workers> workers_;
 };
 

@@ -78,7 +78,7 @@ Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t
   VIX_ASSIGN_OR_RETURN(std::unique_ptr<BlockDevice> dev,
                        open_through_chain(modes_, ctx, path, flags));
   auto metered = std::make_unique<MeteredDevice>(std::move(dev));
-  const IoMeter* meter = &metered->meter();
+  const MeteredDevice* meter = metered.get();
   dev = std::move(metered);
   VIX_ASSIGN_OR_RETURN(dev, wrap_readahead_if_enabled(std::move(dev), config_));
   lib->debug(path + ": opened through " + std::string(dev->transport_name()) +

@@ -127,7 +127,7 @@ class Disk {
   std::string path_;
   uint32_t flags_;
   std::unique_ptr<BlockDevice> dev_;
-  const IoMeter* transport_meter_ = nullptr;  // inside dev_'s stack; set by Connection::open
+  const MeteredDevice* transport_meter_ = nullptr;  // inside dev_'s stack; set by Connection::open
   friend class Connection;
   std::mutex async_mu_;
   std::condition_variable async_cv_;

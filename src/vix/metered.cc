@@ -23,6 +23,7 @@ void IoSnapshot::add(const IoSnapshot& o) {
   write_bytes += o.write_bytes;
   flushes += o.flushes;
   errors += o.errors;
+  reconnects += o.reconnects;
   p50_us = std::max(p50_us, o.p50_us);
   p90_us = std::max(p90_us, o.p90_us);
   p99_us = std::max(p99_us, o.p99_us);

@@ -17,6 +17,7 @@ struct IoSnapshot {
   uint64_t read_requests = 0, read_bytes = 0;
   uint64_t write_requests = 0, write_bytes = 0;
   uint64_t flushes = 0, errors = 0;
+  uint64_t reconnects = 0;  // BlockDevice::reconnects() of the transport's device
   // Read latency in microseconds (upper bounds of log2 buckets: within 2x of the truth).
   uint64_t p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0;
   void add(const IoSnapshot& o);  // sums counts; percentiles keep the larger (an upper bound)
@@ -53,7 +54,13 @@ class MeteredDevice final : public BlockDevice {
   Result<void> write_metadata(const std::string& key, const std::string& value) override {
     return inner_->write_metadata(key, value);
   }
-  const IoMeter& meter() const { return meter_; }
+  uint64_t reconnects() const override { return inner_->reconnects(); }
+  // The meter's counts plus the transport's reconnects.
+  IoSnapshot snapshot() const {
+    IoSnapshot s = meter_.snapshot();
+    s.reconnects = inner_->reconnects();
+    return s;
+  }
 
  private:
   std::unique_ptr<BlockDevice> inner_;

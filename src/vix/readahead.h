@@ -83,6 +83,7 @@ class ReadaheadDevice final : public BlockDevice {
   uint64_t capacity_sectors() const override { return inner_->capacity_sectors(); }
   DiskInfo info() const override { return inner_->info(); }
   bool read_only() const override { return inner_->read_only(); }
+  uint64_t reconnects() const override { return inner_->reconnects(); }
   std::string_view transport_name() const override { return inner_->transport_name(); }
 
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override;

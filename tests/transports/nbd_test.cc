@@ -339,6 +339,8 @@ TEST_F(NbdTransportLocal, ServerRestartedDuringReadsReadsStillMatch) {
     ++recoveries;
   }
   EXPECT_GE(recoveries, 2u) << log;
+  // stats.json's "reconnects": every connection of the pool came back after each outage.
+  EXPECT_GE((*disk)->transport_stats().reconnects, 2u);
 }
 
 TEST_F(NbdTransportLocal, ServerGoneForGoodFailsWithinTheBudget) {

@@ -40,7 +40,7 @@ TEST(MeteredDevice, CountsRequestsBytesAndErrors) {
   EXPECT_FALSE(dev.read(2000, 1, buf.data()).ok());
   ASSERT_TRUE(dev.write(0, 2, buf.data()).ok());
   ASSERT_TRUE(dev.flush().ok());
-  const vix::IoSnapshot s = dev.meter().snapshot();
+  const vix::IoSnapshot s = dev.snapshot();
   EXPECT_EQ(s.read_requests, 3u);
   EXPECT_EQ(s.read_bytes, 12u * 512);
   EXPECT_EQ(s.errors, 1u);
@@ -58,7 +58,7 @@ TEST(MeteredDevice, PercentilesBoundTheLatencyFromAbove) {
   for (int i = 0; i < 98; ++i) ASSERT_TRUE(dev.read(0, 1, buf.data()).ok());
   raw->delay = std::chrono::milliseconds(20);
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(dev.read(0, 1, buf.data()).ok());
-  const vix::IoSnapshot s = dev.meter().snapshot();
+  const vix::IoSnapshot s = dev.snapshot();
   EXPECT_GE(s.max_us, 20000u);
   EXPECT_GE(s.p99_us, 20000u / 2);  // the two slow reads are the top 2%
   EXPECT_LE(s.p99_us, s.max_us);
