@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fs/disk_file.h"
+#include "fs/kernel_readahead.h"
 #include "vix/library.h"
 
 namespace vixfs {
@@ -139,6 +140,7 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       return (void)fuse_reply_err(req, EROFS);
     }
     if (node.disk) {
+      apply_kernel_readahead();
       if (int rc = node.disk->acquire(); rc < 0) return (void)fuse_reply_err(req, -rc);
       // A read-only disk is immutable for the mount's life: let the page cache keep it.
       fi->keep_cache = 1;

@@ -26,6 +26,7 @@
 
 #include "fs/disk_file.h"
 #include "fs/fs_ops.h"
+#include "fs/kernel_readahead.h"
 #include "fs/local_scan.h"
 #include "fs/server_tree.h"
 #include "fs/stats.h"
@@ -551,6 +552,14 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
     return "cannot mount on " + o.mountpoint;
   }
   d->mounted = true;
+  {
+    auto kb = vix::Library::get()->config().get_int("vixfs.fuse.readAheadKB", 4096);
+    if (!kb.ok() || *kb < 0 || *kb > (1 << 20)) {
+      return "vixfs.fuse.readAheadKB: " +
+             (kb.ok() ? std::to_string(*kb) + " is not in 0..1048576" : kb.error().message);
+    }
+    vixfs::arm_kernel_readahead(o.mountpoint, static_cast<uint32_t>(*kb));
+  }
   info("mounted " + o.mountpoint);
   // From now on the kernel caches what it is shown; what a refresh changes it is told about.
   d->fs->tree.record_changes(true);

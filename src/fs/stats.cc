@@ -31,7 +31,8 @@ std::string cache_json(bool cached, const vix::ReadaheadStats& c) {
          ", \"wastedBytes\": " + std::to_string(c.wasted_bytes) +
          ", \"transportRequests\": " + std::to_string(c.transport_requests) +
          ", \"errors\": " + std::to_string(c.errors) +
-         ", \"bypassReads\": " + std::to_string(c.bypass_reads) + "}";
+         ", \"bypassReads\": " + std::to_string(c.bypass_reads) +
+         ", \"releasedBehind\": " + std::to_string(c.released_behind) + "}";
 }
 
 struct Totals {

@@ -120,6 +120,7 @@ struct Stream {
   uint32_t window = 0;      // chunks to keep prefetched ahead; 0 = not (yet) sequential
   uint64_t horizon = 0;     // chunks below this were already queued for prefetch
   uint64_t last_chunk = 0;  // highest chunk this stream has read
+  uint64_t trail = 0;       // chunks below this were released behind the stream
   uint64_t tick = 0;        // for replacing the least recently used stream
 };
 
@@ -203,7 +204,7 @@ struct ReadaheadDevice::State {
 
   std::atomic<uint64_t> reads{0}, bytes_read{0}, hits{0}, misses{0}, prefetched_bytes{0},
       wasted_bytes{0}, transport_requests{0}, transport_bytes{0}, writes{0}, errors{0},
-      prefetch_errors{0}, bypass_reads{0};
+      prefetch_errors{0}, bypass_reads{0}, released_behind{0};
 
   uint64_t chunk_size(uint64_t c) const {
     return std::min(opt.chunk_bytes, capacity_bytes - c * opt.chunk_bytes);
@@ -303,6 +304,28 @@ void run_prefetch(const std::shared_ptr<State>& st, const std::shared_ptr<Entry>
   st->cv.notify_all();
 }
 
+// A sequential stream reads each chunk once; the chunks it has read and left behind go back to
+// the free list at once instead of waiting at the LRU's young end. The next prefetches reuse
+// their buffers (no fresh page faults), and a long copy cannot push out the chunks that random
+// readers keep coming back to. Concurrent readers of one stream arrive a little out of order, so
+// only chunks a few behind the current read are released, and only those already read (lock
+// held).
+void release_behind(State& st, Stream& s, uint64_t first) {
+  constexpr uint64_t kSlack = 4;
+  constexpr uint64_t kMaxPerCall = 64;
+  if (first < kSlack) return;
+  const uint64_t upto = first - kSlack;
+  if (upto > s.trail + kMaxPerCall) s.trail = upto - kMaxPerCall;
+  for (uint64_t c = s.trail; c < upto; ++c) {
+    auto it = st.table.find(c);
+    if (it != st.table.end() && it->second->state == ChunkState::kReady && it->second->used) {
+      ++st.released_behind;
+      drop_entry(*st.impl, st, it);
+    }
+  }
+  s.trail = std::max(s.trail, upto);
+}
+
 // Stream detection and the prefetch plan for a read of bytes [b, end) (lock held). Queued entries
 // go into the table now, so that readers find and coalesce with them; `jobs` are submitted once
 // the lock is released.
@@ -327,7 +350,7 @@ void plan_prefetch(State& st, uint64_t b, uint64_t end, std::vector<std::shared_
       s = &*std::min_element(st.streams.begin(), st.streams.end(),
                              [](const Stream& x, const Stream& y) { return x.tick < y.tick; });
     }
-    *s = Stream{end, 0, 0, last, st.tick};
+    *s = Stream{end, 0, 0, last, b / cb, st.tick};
     return;
   }
   s->tick = st.tick;
@@ -341,6 +364,7 @@ void plan_prefetch(State& st, uint64_t b, uint64_t end, std::vector<std::shared_
   }
   s->last_chunk = std::max(s->last_chunk, last);
   s->next = std::max(s->next, end);
+  release_behind(st, *s, b / cb);
   // The reader's own chunks go to the LRU's young end first, so that making room for the
   // prefetch does not evict what this read is about to copy.
   for (uint64_t c = b / cb; c <= last; ++c) {
@@ -457,6 +481,7 @@ ReadaheadStats ReadaheadDevice::snapshot() const {
   r.errors = s.errors.load();
   r.prefetch_errors = s.prefetch_errors.load();
   r.bypass_reads = s.bypass_reads.load();
+  r.released_behind = s.released_behind.load();
   return r;
 }
 

@@ -42,6 +42,7 @@ struct ReadaheadStats {
   uint64_t errors = 0;                // failed transport reads (demand and prefetch)
   uint64_t prefetch_errors = 0;       // of which prefetches, dropped silently
   uint64_t bypass_reads = 0;          // chunk reads served uncached because the budget was full
+  uint64_t released_behind = 0;       // chunks a sequential stream read and left behind, freed
   void add(const ReadaheadStats& o);  // sums the counters; chunk_bytes is o's
 };
 

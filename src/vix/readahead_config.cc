@@ -65,6 +65,7 @@ void ReadaheadStats::add(const ReadaheadStats& o) {
   errors += o.errors;
   prefetch_errors += o.prefetch_errors;
   bypass_reads += o.bypass_reads;
+  released_behind += o.released_behind;
 }
 
 }  // namespace vix

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -539,6 +540,41 @@ TEST_F(FsLocal, NoCacheLeavesEveryReadToTheTransport) {
   EXPECT_EQ(json.find("\"cache\": {"), std::string::npos) << json;
   EXPECT_NE(json.find("\"cacheMemory\": null"), std::string::npos) << json;
   EXPECT_TRUE(d.stop(std::chrono::seconds(10))) << d.log();
+}
+
+}  // namespace
+
+namespace {
+
+std::string bdi_read_ahead_kb(const std::string& mnt) {
+  struct stat st {};
+  if (stat(mnt.c_str(), &st) != 0) return "stat failed";
+  return vixtest::read_text("/sys/class/bdi/" + std::to_string(major(st.st_dev)) + ":" +
+                            std::to_string(minor(st.st_dev)) + "/read_ahead_kb");
+}
+
+// FUSE starts a mount at the kernel's default read-ahead (128 KiB); vixfs raises it when a disk
+// opens (vixfs.fuse.readAheadKB), so a sequential copy reaches the daemon in 1 MiB requests.
+TEST_F(FsLocal, KernelReadAheadIsRaisedForDiskFiles) {
+  TempDir dir;
+  const std::string mnt = dir.file("mnt");
+  vixtest::VixfsDaemon d({"--local", env->disks}, mnt, dir.file("log"));
+  ASSERT_TRUE(d.mounted()) << d.log();
+  run_ok("dd if=" + sh_quote(mnt + "/sparse.img") + " of=/dev/null bs=1M 2>&1");
+  EXPECT_EQ(bdi_read_ahead_kb(mnt), "4096\n") << d.log();
+  const auto counts =
+      disk_counts(run_ok("cat " + sh_quote(mnt + "/.vixfs/stats.json")), "sparse.img");
+  ASSERT_EQ(counts.second, 64 << 20);
+  EXPECT_LE(counts.first, 160) << "64 MiB in " << counts.first << " reads";
+  EXPECT_TRUE(d.stop(std::chrono::seconds(10))) << d.log();
+
+  // 0 leaves the kernel's setting alone.
+  vixtest::write_file(dir.file("conf"), "vixfs.fuse.readAheadKB = 0\n");
+  vixtest::VixfsDaemon keep({"--local", env->disks, "--config", dir.file("conf")}, mnt,
+                            dir.file("log2"));
+  ASSERT_TRUE(keep.mounted()) << keep.log();
+  run_ok("dd if=" + sh_quote(mnt + "/sparse.img") + " of=/dev/null bs=1M count=1 2>&1");
+  EXPECT_NE(bdi_read_ahead_kb(mnt), "4096\n");
 }
 
 }  // namespace

@@ -31,10 +31,16 @@ cert, key, portfile = sys.argv[1:4]
 N = 7 * 1024 * 1024 + 123
 DATA = (bytes(range(251)) * (N // 251 + 1))[:N]
 drops = {}
+conns = 0
 lock = threading.Lock()
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
     def log_message(self, *a): pass
+    def setup(self):
+        global conns
+        with lock:
+            conns += 1
+        super().setup()
     def name(self): return self.path.split('?')[0].rsplit('/', 1)[-1]
     def do_HEAD(self):
         self.send_response(200)
@@ -42,6 +48,13 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
     def do_GET(self):
         name = self.name()
+        if name == 'connections':
+            body = str(conns).encode()
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if name == 'session.bin' and 'vmware_soap_session=fresh' not in self.headers.get('Cookie', ''):
             self.send_response(401)
             self.send_header('Content-Length', '0')
@@ -170,6 +183,44 @@ TEST_F(HttpsSource, LargeReadSplitsIntoRangesAndMatches) {
   ASSERT_FALSE(w.ok());
   EXPECT_EQ(w.error().code, VIX_E_FILE_READ_ONLY);
   EXPECT_EQ(op->open("vm/good.bin", {.writable = true}).error().code, VIX_E_FILE_READ_ONLY);
+}
+
+// Connections accepted by the test server so far.
+int server_connections(const std::string& port) {
+  return std::atoi(run_ok("curl -sSk https://127.0.0.1:" + port + "/connections").c_str());
+}
+
+// Many threads reading at once (the cache's prefetchers, FUSE's readers) keep their keep-alive
+// connections: a new TLS connection per request was what made https slow.
+TEST_F(HttpsSource, ConcurrentReadersReuseTheirConnections) {
+  auto op = opener();
+  ASSERT_TRUE(op);
+  auto src = op->open("vm/good.bin", {});
+  ASSERT_TRUE(src.ok()) << src.error().message;
+  const int before = server_connections(port_);
+  constexpr int kThreads = 8, kReads = 24;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<uint8_t> buf(64 * 1024);
+      for (int i = 0; i < kReads; ++i) {
+        const uint64_t off =
+            (static_cast<uint64_t>(t * kReads + i) * 28001) % (kFileSize - buf.size());
+        auto n = (*src)->pread(buf.data(), buf.size(), off);
+        if (!n.ok() || *n != buf.size() ||
+            !std::equal(buf.begin(), buf.end(), expected_.begin() + static_cast<long>(off))) {
+          ++bad;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  // One connection per concurrent reader at most (plus the count's own), not one per request.
+  const int opened = server_connections(port_) - before - 1;
+  EXPECT_LE(opened, kThreads) << kThreads * kReads << " requests";
+  EXPECT_GE(opened, 1);
 }
 
 TEST_F(HttpsSource, SiblingNamesResolveInTheDescriptorsFolder) {
