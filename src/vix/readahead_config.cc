@@ -42,6 +42,14 @@ Result<std::unique_ptr<BlockDevice>> wrap_readahead_if_enabled(std::unique_ptr<B
                                                                const Config& config) {
   VIX_ASSIGN_OR_RETURN(int64_t enable, config.get_int("vixDiskLib.disklib.EnableCache", 0));
   if (enable == 0) return dev;
+  // The file transport reads through the kernel's page cache, which already reads ahead and
+  // keeps what was read; a second cache in front of it only adds a copy and a thread hand-off
+  // per chunk (0.37x the uncached speed for a 256 MiB dd) and turns each random 4 KiB read into
+  // a 1 MiB one. vixfs.cache.fileTransport = 1 puts it there anyway.
+  if (dev->transport_name() == "file") {
+    VIX_ASSIGN_OR_RETURN(int64_t files, int_in_range(config, "vixfs.cache.fileTransport", 0, 0, 1));
+    if (files == 0) return dev;
+  }
   VIX_ASSIGN_OR_RETURN(int64_t max_mb, int_in_range(config, "vixfs.cache.maxMB", 256, 1, 1 << 20));
   VIX_ASSIGN_OR_RETURN(int64_t threads, int_in_range(config, "vixfs.cache.threads", 8, 1, 64));
   VIX_ASSIGN_OR_RETURN(ReadaheadOptions opt, readahead_options(config, dev->transport_name()));

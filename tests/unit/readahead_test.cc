@@ -495,7 +495,8 @@ class ReadaheadVmdkTest : public ::testing::Test {
 
 TEST_F(ReadaheadVmdkTest, CachedDiskReadsTheBytesQemuReads) {
   ASSERT_NO_FATAL_FAILURE(
-      init("vixDiskLib.disklib.EnableCache = \"1\"\nvixfs.cache.chunkKB = \"256\"\n"));
+      init("vixDiskLib.disklib.EnableCache = \"1\"\nvixfs.cache.chunkKB = \"256\"\n"
+           "vixfs.cache.fileTransport = \"1\"\n"));
   std::string img = dir_.file("d.vmdk");
   vixtest::run_ok("qemu-img create -q -f vmdk " + vixtest::sh_quote(img) + " 24M");
   vixtest::run_ok(
@@ -542,6 +543,19 @@ TEST_F(ReadaheadVmdkTest, CachedDiskReadsTheBytesQemuReads) {
 
 TEST_F(ReadaheadVmdkTest, CacheIsOffWithoutEnableCache) {
   ASSERT_NO_FATAL_FAILURE(init("vixDiskLib.disklib.EnableCache = \"0\"\n"));
+  std::string img = dir_.file("d.vmdk");
+  vixtest::run_ok("qemu-img create -q -f vmdk " + vixtest::sh_quote(img) + " 4M");
+  auto conn = vix::Connection::connect({}, true, "", "");
+  ASSERT_TRUE(conn.ok());
+  auto disk = (*conn)->open(img, 0);
+  ASSERT_TRUE(disk.ok()) << disk.error().message;
+  EXPECT_FALSE(vix::readahead_stats(&(*disk)->device()).has_value());
+}
+
+// Local files already have the kernel's page cache: EnableCache leaves them alone unless
+// vixfs.cache.fileTransport asks for the cache in front of them too.
+TEST_F(ReadaheadVmdkTest, FileTransportIsNotCachedUnlessAsked) {
+  ASSERT_NO_FATAL_FAILURE(init("vixDiskLib.disklib.EnableCache = \"1\"\n"));
   std::string img = dir_.file("d.vmdk");
   vixtest::run_ok("qemu-img create -q -f vmdk " + vixtest::sh_quote(img) + " 4M");
   auto conn = vix::Connection::connect({}, true, "", "");
