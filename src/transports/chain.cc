@@ -16,12 +16,9 @@ struct ModeEntry {
 // The one list of transport modes, in VDDK's default order. A mode gets its factory here when
 // its transport lands; ListTransportModes and the default chain follow automatically.
 constexpr ModeEntry kModes[] = {
-    {"file", &make_file_transport},
-    {"san", &make_san_transport},
-    {"hotadd", &make_hotadd_transport},
-    {"nbdssl", &make_nbdssl_transport},
-    {"nbd", &make_nbd_transport},
-    {"https", &make_https_transport},
+    {"file", &make_file_transport},     {"san", &make_san_transport},
+    {"hotadd", &make_hotadd_transport}, {"nbdssl", &make_nbdssl_transport},
+    {"nbd", &make_nbd_transport},       {"https", &make_https_transport},
 };
 
 const ModeEntry* find_mode(const std::string& name) {
@@ -117,10 +114,11 @@ Result<std::unique_ptr<BlockDevice>> open_through_chain(const std::vector<std::s
     }
   }
   if (failures.size() == 1) return std::move(failures.front());
-  // The most telling code is the first failure of a mode that applied at all.
+  // The most telling code is the first failure of a mode that applied at all. san's NEEDVMFS
+  // says only that a datastore disk is not a LUN: it did not apply either.
   VixError code = VIX_E_NOT_SUPPORTED;
   for (const Error& e : failures) {
-    if (e.code != VIX_E_NOT_SUPPORTED) {
+    if (e.code != VIX_E_NOT_SUPPORTED && e.code != VIX_E_DISK_NEEDVMFS) {
       code = e.code;
       break;
     }

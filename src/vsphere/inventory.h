@@ -21,6 +21,10 @@ struct DiskBacking {
   std::string disk_mode;  // persistent, independent_nonpersistent, ...
   std::string uuid;       // "" when absent
   std::string type;       // VirtualDiskFlatVer2BackingInfo, ... ("" for untyped parents)
+  // VirtualDiskRawDiskMappingVer1BackingInfo (RDM) only: the LUN behind the mapping file.
+  std::string lun_uuid;            // vSphere's ScsiLun uuid (hex, encodes the NAA identifier)
+  std::string device_name;         // the ESXi host's device path, "/vmfs/devices/disks/naa.*"
+  std::string compatibility_mode;  // physicalMode or virtualMode
 };
 
 struct VirtualDisk {

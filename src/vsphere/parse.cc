@@ -139,6 +139,9 @@ Result<std::vector<VirtualDisk>> parse_disks(const pugi::xml_node& val) {
       link.disk_mode = child_text(b, "diskMode");
       link.uuid = child_text(b, "uuid");
       link.type = xsi_type(b);
+      link.lun_uuid = child_text(b, "lunUuid");
+      link.device_name = child_text(b, "deviceName");
+      link.compatibility_mode = child_text(b, "compatibilityMode");
       disk.chain.push_back(std::move(link));
     }
     disks.push_back(std::move(disk));

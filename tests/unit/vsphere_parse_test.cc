@@ -235,3 +235,32 @@ TEST(VsphereParse, ServerUrlsAreValidatedAndHttpIsRefused) {
 }
 
 }  // namespace
+
+TEST(VsphereParse, RawDiskMappingBackingKeepsTheLun) {
+  std::string xml =
+      std::string("<val ") + kXsi +
+      " XMLSchema-instance:type=\"ArrayOfVirtualDevice\">"
+      "<VirtualDevice XMLSchema-instance:type=\"VirtualDisk\"><key>2001</key>"
+      "<backing XMLSchema-instance:type=\"VirtualDiskRawDiskMappingVer1BackingInfo\">"
+      "<fileName>[ds1] vm/vm_1.vmdk</fileName><deviceName>/vmfs/devices/disks/"
+      "naa.600508b1001c3a7e1cd4b6f0e0a3e9b1</deviceName>"
+      "<lunUuid>0200000000600508b1001c3a7e1cd4b6f0e0a3e9b14c4f47494341</lunUuid>"
+      "<compatibilityMode>physicalMode</compatibilityMode><diskMode>independent_persistent"
+      "</diskMode><uuid>U9</uuid></backing><controllerKey>1000</controllerKey>"
+      "<unitNumber>1</unitNumber><capacityInBytes>1048576</capacityInBytes></VirtualDevice>" +
+      disk("2000", "1000", "0", "") + "</val>";
+  pugi::xml_document doc;
+  auto disks = vs::parse_disks(load(doc, xml));
+  ASSERT_TRUE(disks.ok()) << disks.error().message;
+  ASSERT_EQ(disks->size(), 2u);
+  const vs::DiskBacking& rdm = (*disks)[0].chain.at(0);
+  EXPECT_EQ(rdm.type, "VirtualDiskRawDiskMappingVer1BackingInfo");
+  EXPECT_EQ(rdm.file_name, "[ds1] vm/vm_1.vmdk");
+  EXPECT_EQ(rdm.lun_uuid, "0200000000600508b1001c3a7e1cd4b6f0e0a3e9b14c4f47494341");
+  EXPECT_EQ(rdm.device_name, "/vmfs/devices/disks/naa.600508b1001c3a7e1cd4b6f0e0a3e9b1");
+  EXPECT_EQ(rdm.compatibility_mode, "physicalMode");
+  EXPECT_EQ(rdm.disk_mode, "independent_persistent");
+  // A flat disk has none of them.
+  const vs::DiskBacking& flat = (*disks)[1].chain.at(0);
+  EXPECT_TRUE(flat.lun_uuid.empty() && flat.device_name.empty() && flat.compatibility_mode.empty());
+}

@@ -251,6 +251,9 @@ func main() {
 		}
 		add("VCSIM_SAMPLES", *samples)
 	}
+	if err := addRDMs(); err != nil {
+		fatal("%v", err)
+	}
 	add("VCSIM_PID", fmt.Sprint(os.Getpid()))
 	add("VCSIM_READY", "1")
 
