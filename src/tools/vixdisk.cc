@@ -21,6 +21,8 @@ const char kUsage[] =
     "  create DISK --parent PARENT              new empty disk, or a delta child of PARENT\n"
     "  bench DISK [--block-size 1M] [--random-count N] [--json]\n"
     "                                           sequential MB/s and random 4 KiB IOPS\n"
+    "  cleanup --server HOST [--port N] [--user U --password-file F] [--thumbprint HEX]\n"
+    "          [--name ALIAS] [--json]          detach disks killed processes left hot-added\n"
     "\n"
     "TYPE: monolithicSparse (default), monolithicFlat, twoGbMaxExtentSparse,\n"
     "      twoGbMaxExtentFlat, streamOptimized. Sizes take K, M, G, T suffixes (x1024).\n"
@@ -92,5 +94,6 @@ int main(int argc, char** argv) {
   if (command == "map") return vixdisk::cmd_map(rest);
   if (command == "create") return vixdisk::cmd_create(rest);
   if (command == "bench") return vixdisk::cmd_bench(rest);
+  if (command == "cleanup") return vixdisk::cmd_cleanup(rest);
   return vixdisk::usage_error("unknown command '" + command + "'");
 }

@@ -1,6 +1,7 @@
 #include "vix/connection.h"
 
 #include "common/byte_source.h"
+#include "transports/hotadd.h"
 #include "transports/transport.h"
 #include "vix/library.h"
 #include "vix/metered.h"
@@ -35,8 +36,10 @@ static std::string config_scope_of(const ConnectSpec& spec) {
 }
 
 Result<CleanupResult> cleanup(const ConnectSpec& spec) {
-  (void)spec;  // hotadd (the one mode that leaves state on a server) keeps its journal here
-  return CleanupResult{};
+  Library* lib = Library::get();
+  if (lib == nullptr) return fail(VIX_E_DISK_NOINIT, "Cleanup: library not initialized");
+  // hotadd is the one mode that leaves state on a server (disks attached to the proxy VM).
+  return hotadd::cleanup(spec, lib->config().scoped(config_scope_of(spec)));
 }
 
 Result<void> Connection::disconnect() {

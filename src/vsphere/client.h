@@ -59,6 +59,30 @@ struct TaskOutcome {
   std::string result;  // info.result as text (a moRef value for CreateSnapshot_Task), "" if none
 };
 
+// One device of a VM's config.hardware.device, as hot-add needs it: disks with their backing,
+// controllers with their bus and own unit, every other device with the unit it occupies.
+struct VmDevice {
+  std::string type;  // xsi type: VirtualDisk, ParaVirtualSCSIController, VirtualCdrom, ...
+  int32_t key = 0;
+  int32_t controller_key = -1;  // -1 when the device sits on no controller
+  int32_t unit = -1;
+  // Controllers only: busNumber, and scsiCtlrUnitNumber (the unit a SCSI controller reserves).
+  int32_t bus = -1;
+  int32_t scsi_ctlr_unit = -1;
+  // Disks only.
+  std::string file_name, disk_mode, uuid, backing_type;
+  bool is_disk() const { return type == "VirtualDisk"; }
+  bool is_scsi_controller() const;
+};
+
+// An existing disk file to add to a VM (ReconfigVM_Task add, no fileOperation).
+struct DiskAttachSpec {
+  std::string file_name;  // "[ds] dir/disk.vmdk"
+  std::string disk_mode;  // independent_nonpersistent, independent_persistent
+  int32_t controller_key = 0;
+  int32_t unit = 0;
+};
+
 class Client {
  public:
   // Over libcurl (TLS verified as ConnectOptions says).
@@ -106,6 +130,14 @@ class Client {
   Result<void> power_off(const std::string& vm);
   // Destroy_Task: the VM and its files go (it must be powered off).
   Result<void> destroy_vm(const std::string& vm);
+
+  // Hot-add (client_devices.cc). The devices of a VM (at most kMaxDevices).
+  static constexpr size_t kMaxDevices = 4096;
+  Result<std::vector<VmDevice>> devices_of(const std::string& vm);
+  // Adds an existing disk file to `vm`; the file is neither created nor copied.
+  Result<void> attach_disk(const std::string& vm, const DiskAttachSpec& disk);
+  // Removes a disk device from `vm` without fileOperation: the file stays on the datastore.
+  Result<void> detach_disk(const std::string& vm, const VmDevice& disk);
 
   // One SOAP call: `method_body` is the inner XML of the method element (after _this). Retries
   // once after re-login on NotAuthenticated.

@@ -78,21 +78,7 @@ class FsServer : public ::testing::Test {
     vixtest::write_file(dir_.file("pw"), std::string("p\n"));
   }
 
-  static std::unique_ptr<vix::vsphere::Client> client() {
-    vix::vsphere::ConnectOptions o;
-    o.url = sim_->get("VCSIM_URL");
-    o.thumbprint = sim_->get("VCSIM_SHA1");
-    auto c = vix::vsphere::Client::connect(o);
-    if (!c.ok()) {
-      error_ = c.error().message;
-      return nullptr;
-    }
-    if (auto r = (*c)->login("u", "p"); !r.ok()) {
-      error_ = r.error().message;
-      return nullptr;
-    }
-    return std::move(c).value();
-  }
+  static std::unique_ptr<vix::vsphere::Client> client() { return sim_->login("u", "p", &error_); }
 
   std::vector<std::string> args(const std::string& transports = "") {
     std::vector<std::string> a = {
@@ -135,13 +121,14 @@ class FsServer : public ::testing::Test {
     EXPECT_NE(log.find("closed every disk"), std::string::npos) << log;
     // Disconnect, then Cleanup, then logout, then the library's exit.
     const size_t disconnected = log.find("/current: disconnected");
-    const size_t cleaned = log.find("sim: cleanup: 0 cleaned up, 0 remaining");
+    // The mount's own Cleanup wrote the same line earlier: the unmount's is the last one.
+    const size_t cleaned = log.rfind("sim: Cleanup: cleaned 0, remaining 0");
     const size_t logged_out = log.find("sim: logged out");
     EXPECT_NE(disconnected, std::string::npos) << log;
     EXPECT_NE(cleaned, std::string::npos) << log;
     EXPECT_NE(logged_out, std::string::npos) << log;
-    EXPECT_LT(disconnected, cleaned);
-    EXPECT_LT(cleaned, logged_out);
+    EXPECT_LT(disconnected, cleaned) << log;
+    EXPECT_LT(cleaned, logged_out) << log;
     EXPECT_NE(log.find("library exit"), std::string::npos) << log;
   }
 

@@ -290,7 +290,7 @@ TEST_F(RemoteDisk, BorrowedSessionCookieWorksAndIsNotLoggedOut) {
 TEST_F(RemoteDisk, DefaultModesFollowVddksOrder) {
   auto modes = vix::parse_transport_modes("");
   ASSERT_TRUE(modes.ok());
-  EXPECT_EQ(*modes, (std::vector<std::string>{"file", "nbdssl", "nbd", "https"}));
+  EXPECT_EQ(*modes, (std::vector<std::string>{"file", "san", "hotadd", "nbdssl", "nbd", "https"}));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "support/fixtures.h"
+#include "vsphere/client.h"
 
 namespace vixtest {
 
@@ -69,6 +70,24 @@ Simulator::~Simulator() {
 std::string Simulator::get(const std::string& key) const {
   auto it = vars_.find(key);
   return it == vars_.end() ? std::string() : it->second;
+}
+
+std::unique_ptr<vix::vsphere::Client> Simulator::login(const std::string& user,
+                                                       const std::string& password,
+                                                       std::string* error) const {
+  vix::vsphere::ConnectOptions o;
+  o.url = get("VCSIM_URL");
+  o.thumbprint = get("VCSIM_SHA1");
+  auto c = vix::vsphere::Client::connect(o);
+  if (!c.ok()) {
+    *error = c.error().message;
+    return nullptr;
+  }
+  if (auto r = (*c)->login(user, password); !r.ok()) {
+    *error = r.error().message;
+    return nullptr;
+  }
+  return std::move(c).value();
 }
 
 }  // namespace vixtest

@@ -8,6 +8,10 @@
 #include <memory>
 #include <string>
 
+namespace vix::vsphere {
+class Client;
+}
+
 namespace vixtest {
 
 class Simulator {
@@ -24,6 +28,9 @@ class Simulator {
   const std::map<std::string, std::string>& vars() const { return vars_; }
   // Stops it now (idempotent); later connections are refused.
   void stop();
+  // A vSphere client logged in as user/password, its thumbprint pinned; null with *error set.
+  std::unique_ptr<vix::vsphere::Client> login(const std::string& user, const std::string& password,
+                                              std::string* error) const;
 
  private:
   Simulator() = default;
