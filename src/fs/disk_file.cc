@@ -57,14 +57,41 @@ bool DiskFile::is_open() const {
   return disk_ != nullptr;
 }
 
+void DiskFile::set_write_policy(WritePolicy policy) {
+  std::lock_guard lock(mu_);
+  policy_ = std::move(policy);
+}
+
+std::string DiskFile::read_only_reason_locked() const {
+  if (!policy_) return "the mount is read-only";
+  if (std::string why = policy_(); !why.empty()) return why;
+  return device_read_only_;
+}
+
+bool DiskFile::writable() const {
+  std::lock_guard lock(mu_);
+  return read_only_reason_locked().empty();
+}
+
 vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
   if (disk_) return disk_;
   if (!conn_) {
     if (!source_) return vix::fail(VIX_E_FAIL, name_ + ": no connection");
     VIX_ASSIGN_OR_RETURN(conn_, source_());
   }
-  VIX_ASSIGN_OR_RETURN(std::unique_ptr<vix::Disk> disk,
-                       conn_->open(path_, VIXDISKLIB_FLAG_OPEN_READ_ONLY));
+  // One vix::Disk serves every handle, so a file that may be written opens read-write even for
+  // a reader: a writer arriving later then needs no second open of the same VMDK.
+  const bool want_rw = policy_ && policy_().empty();
+  std::string rw_failure;
+  auto opened = conn_->open(path_, want_rw ? 0 : VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  if (!opened.ok() && want_rw) {
+    // A file this user may only read (or a transport that opens read-only disks alone) still
+    // reads; only writes are refused, with this reason.
+    rw_failure = "it does not open read-write: " + describe(opened.error());
+    opened = conn_->open(path_, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  }
+  if (!opened.ok()) return std::move(opened).error();
+  std::unique_ptr<vix::Disk> disk = std::move(opened).value();
   const uint64_t capacity = disk->info().capacity_sectors * vix::kSectorSize;
   if (capacity != capacity_bytes_) {
     log_info(name_ + ": capacity " + std::to_string(capacity) + " bytes (listed as " +
@@ -74,8 +101,28 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
   disk_ = std::move(disk);
   transport_ = std::string(disk_->transport_name());
   cached_ = vix::readahead_stats(&disk_->device()).has_value();
-  log_info(name_ + ": opened " + path_ + " with transport " + std::string(disk_->transport_name()));
-  if (on_open_) on_open_(std::string(disk_->transport_name()), capacity_bytes_);
+  opened_rw_ = false;
+  device_read_only_.clear();
+  if (want_rw) {
+    if (!rw_failure.empty()) {
+      device_read_only_ = rw_failure;
+    } else if (conn_->read_only()) {
+      device_read_only_ =
+          "its connection was made read-only (writes were not allowed when it was first "
+          "connected; remount to write)";
+    } else if (disk_->read_only()) {
+      device_read_only_ = "the " + transport_ + " transport is read-only";
+    } else if (disk_->info().create_type == "streamOptimized") {
+      device_read_only_ = "streamOptimized (compressed) disks cannot be written";
+    } else {
+      opened_rw_ = true;
+    }
+  }
+  log_info(name_ + ": opened " + path_ + " with transport " + transport_ +
+           (opened_rw_ ? " (read-write)"
+            : want_rw  ? " (read-only: " + device_read_only_ + ")"
+                       : std::string()));
+  if (on_open_) on_open_(transport_, capacity_bytes_);
   return disk_;
 }
 
@@ -130,12 +177,29 @@ void DiskFile::learn_allocation() {
   if (!was_open) drop_disk_locked();  // only the metadata was needed; open() opens it again
 }
 
-int DiskFile::acquire() {
+int DiskFile::acquire(bool for_write) {
   std::lock_guard lock(mu_);
+  auto refuse = [&](const std::string& why) {
+    log_error(name_ + ": open for writing refused (EROFS): " + why);
+    return -EROFS;
+  };
+  if (for_write) {
+    if (std::string why = read_only_reason_locked(); !why.empty()) return refuse(why);
+    if (disk_ && !opened_rw_) {
+      // Opened read-only while writes were not allowed; reopen unless a reader holds it.
+      if (users_ > 0) return refuse("it is open read-only by another handle; close that first");
+      drop_disk_locked();
+    }
+  }
   auto disk = open_locked();
   if (!disk.ok()) {
     log_error(name_ + ": open " + path_ + " failed: " + describe(disk.error()));
     return -EIO;
+  }
+  if (for_write && !opened_rw_) {
+    const std::string why = read_only_reason_locked();
+    if (users_ == 0) drop_disk_locked();
+    return refuse(why.empty() ? "the disk opened read-only" : why);
   }
   ++users_;
   return 0;
@@ -160,10 +224,19 @@ void DiskFile::close_now() {
 
 void DiskFile::drop_disk_locked() {
   if (disk_) {
+    // Closing makes written data durable, as VixDiskLib_Close does.
+    if (opened_rw_ && dirty_.exchange(false)) {
+      if (auto r = disk_->flush(); !r.ok()) {
+        log_error(name_ + ": flush at close failed: " + describe(r.error()));
+      } else {
+        flushes_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
     closed_io_.add(disk_->transport_stats());
     if (auto c = vix::readahead_stats(&disk_->device())) closed_cache_.add(*c);
   }
   disk_.reset();
+  opened_rw_ = false;
 }
 
 DiskFile::Stats DiskFile::stats() const {
@@ -171,6 +244,9 @@ DiskFile::Stats DiskFile::stats() const {
   s.reads = reads_.load();
   s.bytes = bytes_.load();
   s.errors = errors_.load();
+  s.writes = writes_.load();
+  s.bytes_written = bytes_written_.load();
+  s.flushes = flushes_.load();
   std::lock_guard lock(mu_);
   s.transport = transport_;
   s.transport_io = closed_io_;
@@ -219,6 +295,156 @@ ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
   }
   bytes_.fetch_add(length, std::memory_order_relaxed);
   return static_cast<ssize_t>(length);
+}
+
+namespace {
+
+int errno_of_write(VixError code) {
+  switch (code) {
+    case VIX_E_FILE_READ_ONLY:
+    case VIX_E_NOT_SUPPORTED:
+      return EROFS;
+    case VIX_E_DISK_FULL:
+      return ENOSPC;
+    case VIX_E_OUT_OF_MEMORY:
+      return ENOMEM;
+    default:
+      return EIO;
+  }
+}
+
+// Written ranges are recorded in whole 64 KiB grains (VMware's and qemu's default), so the map
+// errs towards data: a SEEK_DATA that lands on zeros costs a copy, a hole over data loses it.
+constexpr uint64_t kMarkSectors = 128;
+
+}  // namespace
+
+vix::Result<void> DiskFile::write_sectors(vix::Disk& disk, uint64_t offset, size_t length,
+                                          const uint8_t* buf) {
+  constexpr uint64_t kS = vix::kSectorSize;
+  const uint64_t first = offset / kS;
+  const uint64_t end = (offset + length + kS - 1) / kS;
+  const uint64_t head = offset % kS;  // bytes of the first sector kept
+  const bool tail_partial = (offset + length) % kS != 0;
+  if (head == 0 && !tail_partial) return disk.write(first, end - first, buf);
+  // Edge sectors are read under the read-ahead cache: through it, each would bring in a whole
+  // chunk that the write then drops. Writes go through it, so it never holds newer bytes.
+  vix::BlockDevice* edges = &disk.device();
+  if (auto* cache = dynamic_cast<vix::ReadaheadDevice*>(edges)) edges = &cache->inner();
+  uint8_t sector[kS];
+  if (end - first == 1) {
+    VIX_TRY(edges->read(first, 1, sector));
+    memcpy(sector + head, buf, length);
+    return disk.write(first, 1, sector);
+  }
+  const uint64_t mid_first = head ? first + 1 : first;
+  const uint64_t mid_end = tail_partial ? end - 1 : end;
+  if (head) {
+    VIX_TRY(edges->read(first, 1, sector));
+    memcpy(sector + head, buf, kS - head);
+    VIX_TRY(disk.write(first, 1, sector));
+  }
+  if (mid_end > mid_first) {
+    VIX_TRY(disk.write(mid_first, mid_end - mid_first, buf + (mid_first * kS - offset)));
+  }
+  if (tail_partial) {
+    const uint64_t tail_at = (end - 1) * kS;
+    VIX_TRY(edges->read(end - 1, 1, sector));
+    memcpy(sector, buf + (tail_at - offset), offset + length - tail_at);
+    VIX_TRY(disk.write(end - 1, 1, sector));
+  }
+  return vix::ok();
+}
+
+void DiskFile::mark_allocated_locked(uint64_t start, uint64_t count) {
+  if (!allocation_known_ || count == 0) return;
+  const uint64_t capacity = capacity_bytes_ / vix::kSectorSize;
+  uint64_t s = start / kMarkSectors * kMarkSectors;
+  uint64_t t = std::min(capacity, (start + count + kMarkSectors - 1) / kMarkSectors * kMarkSectors);
+  if (s >= t) return;
+  // First extent that ends at or after s: it and the ones up to t merge with [s, t).
+  auto lo = std::lower_bound(
+      allocated_.begin(), allocated_.end(), s,
+      [](const vix::SectorExtent& e, uint64_t v) { return e.start + e.count < v; });
+  auto hi = lo;
+  uint64_t removed = 0;
+  for (; hi != allocated_.end() && hi->start <= t; ++hi) {
+    s = std::min(s, hi->start);
+    t = std::max(t, hi->start + hi->count);
+    removed += hi->count;
+  }
+  lo = allocated_.erase(lo, hi);
+  allocated_.insert(lo, vix::SectorExtent{s, t - s});
+  allocated_sectors_ += (t - s) - removed;
+}
+
+ssize_t DiskFile::write(uint64_t offset, size_t length, const uint8_t* buf) {
+  std::shared_ptr<vix::Disk> disk;
+  uint64_t size;
+  {
+    std::lock_guard lock(mu_);
+    if (std::string why = read_only_reason_locked(); !why.empty() || !opened_rw_) {
+      log_error(name_ + ": write refused (EROFS): " +
+                (why.empty() ? std::string("the disk is not open read-write") : why));
+      return -EROFS;
+    }
+    disk = disk_;
+    size = capacity_bytes_;
+  }
+  if (!disk) return -EBADF;
+  if (length == 0) return 0;
+  if (offset >= size) {
+    log_error(name_ + ": write at offset " + std::to_string(offset) +
+              " refused (EFBIG): the disk's size is fixed at " + std::to_string(size) + " bytes");
+    return -EFBIG;
+  }
+  length = static_cast<size_t>(std::min<uint64_t>(length, size - offset));
+  const uint64_t first = offset / vix::kSectorSize;
+  const uint64_t end = (offset + length + vix::kSectorSize - 1) / vix::kSectorSize;
+  vix::Result<void> r;
+  {
+    // Every write holds its sectors, not only read-modify-writes: an aligned write landing
+    // between another writer's read and write-back of a shared sector would be undone.
+    auto guard = range_lock_.lock(first, end);
+    r = write_sectors(*disk, offset, length, buf);
+  }
+  writes_.fetch_add(1, std::memory_order_relaxed);
+  // Even a failed write may have changed sectors (and allocated grains).
+  dirty_ = true;
+  {
+    std::lock_guard lock(mu_);
+    mark_allocated_locked(first, end - first);
+  }
+  if (!r.ok()) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    log_error(name_ + ": write of " + std::to_string(length) + " bytes at offset " +
+              std::to_string(offset) + " failed: " + describe(r.error()));
+    return -errno_of_write(r.error().code);
+  }
+  bytes_written_.fetch_add(length, std::memory_order_relaxed);
+  return static_cast<ssize_t>(length);
+}
+
+int DiskFile::flush(bool only_if_dirty) {
+  std::shared_ptr<vix::Disk> disk;
+  {
+    std::lock_guard lock(mu_);
+    if (!opened_rw_) return 0;
+    disk = disk_;
+  }
+  if (!disk) return 0;
+  // Cleared first: a write that lands during the flush sets it again.
+  const bool was_dirty = dirty_.exchange(false);
+  if (only_if_dirty && !was_dirty) return 0;
+  auto r = disk->flush();
+  if (!r.ok()) {
+    dirty_ = true;
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    log_error(name_ + ": flush failed: " + describe(r.error()));
+    return -EIO;
+  }
+  flushes_.fetch_add(1, std::memory_order_relaxed);
+  return 0;
 }
 
 off_t DiskFile::seek(off_t offset, int whence) {

@@ -1,6 +1,8 @@
 // One disk shown as a raw image file: opened lazily on the first open(), one vix::Disk shared by
 // every handle, closed on the last release. Size and allocation are learned once (on lookup) and
-// cached for the mount's life: snapshot disks are immutable.
+// cached for the mount's life; this mount's own writes update the cached allocation map. A
+// writable file (its write policy allows it) opens its disk read-write for every handle, since
+// the one vix::Disk serves readers and writers alike.
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +17,7 @@
 
 #include "common/block_device.h"
 #include "common/result.h"
+#include "fs/range_lock.h"
 #include "vix/connection.h"
 #include "vix/readahead.h"
 
@@ -33,9 +36,17 @@ class DiskFile {
     on_open_ = std::move(fn);
   }
 
+  // "" when writes are allowed, else why not ("the VM is poweredOn"). Asked at each open and
+  // write, so a policy that follows the inventory takes effect without a remount. Unset: never
+  // writable.
+  using WritePolicy = std::function<std::string()>;
+  void set_write_policy(WritePolicy policy);
+
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
-  bool writable() const { return false; }
+  // The policy allows writes and the disk, when it was opened, did not turn out read-only (the
+  // https transport, a read-only connection, a streamOptimized disk).
+  bool writable() const;
   uint64_t size() const;
   // 512-byte blocks allocated (0 until learn_allocation ran); never below the truth once learned.
   uint64_t allocated_blocks() const;
@@ -44,13 +55,20 @@ class DiskFile {
   // failure is logged and leaves the file looking fully allocated (the safe side for cp/tar).
   void learn_allocation();
 
-  // FUSE open/release: -errno on failure.
-  int acquire();
+  // FUSE open/release: -errno on failure; for_write refused with -EROFS and a log line why.
+  int acquire(bool for_write = false);
   void release();
   bool is_open() const;
 
   // Bytes read into buf (short at end of file), or -errno (a log line says why).
   ssize_t read(uint64_t offset, size_t length, uint8_t* buf);
+  // Bytes written, or -errno (a log line says why). Partial edge sectors are read, changed and
+  // written back under a range lock; whole sectors go straight from buf. A write that starts at
+  // or past the end is -EFBIG; one that crosses the end is cut short there.
+  ssize_t write(uint64_t offset, size_t length, const uint8_t* buf);
+  // VixDiskLib_Flush: on success what was written is durable at the source. only_if_dirty skips
+  // it when nothing was written since the last flush (close(2) of a handle).
+  int flush(bool only_if_dirty);
   // SEEK_DATA / SEEK_HOLE from the cached map; -ENXIO at or past the end.
   off_t seek(off_t offset, int whence);
 
@@ -62,6 +80,7 @@ class DiskFile {
   struct Stats {
     std::string transport;  // "" until first opened
     uint64_t reads = 0, bytes = 0, errors = 0;
+    uint64_t writes = 0, bytes_written = 0, flushes = 0;
     vix::IoSnapshot transport_io;
     bool cached = false;  // the read-ahead cache was on when last opened
     vix::ReadaheadStats cache;
@@ -73,6 +92,14 @@ class DiskFile {
   vix::Result<std::shared_ptr<vix::Disk>> open_locked();
   // Drops disk_, keeping its transport counters; the caller holds mu_.
   void drop_disk_locked();
+  // Why this file cannot be written now ("" when it can); the caller holds mu_.
+  std::string read_only_reason_locked() const;
+  // Adds [start, start+count) to the cached allocation map; the caller holds mu_.
+  void mark_allocated_locked(uint64_t start, uint64_t count);
+  // One device write of sectors [first, end) built from whole sectors of buf plus, for partial
+  // edges, the sectors' old bytes; the caller holds the range lock of [first, end).
+  vix::Result<void> write_sectors(vix::Disk& disk, uint64_t offset, size_t length,
+                                  const uint8_t* buf);
 
   vix::Connection* conn_;
   ConnectionSource source_;
@@ -90,6 +117,12 @@ class DiskFile {
   bool cached_ = false;
   vix::ReadaheadStats closed_cache_;  // cache counters of disks already closed
   std::atomic<uint64_t> reads_{0}, bytes_{0}, errors_{0};
+  WritePolicy policy_;
+  std::string device_read_only_;  // why the disk, as last opened, refuses writes ("" if not)
+  bool opened_rw_ = false;        // disk_ is open read-write
+  RangeLock range_lock_;
+  std::atomic<bool> dirty_{false};
+  std::atomic<uint64_t> writes_{0}, bytes_written_{0}, flushes_{0};
 };
 
 }  // namespace vixfs

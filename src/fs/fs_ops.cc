@@ -48,6 +48,9 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->max_write = kMaxRead;
   conn->max_readahead = kMaxRead;
   conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+  // Write-through only: a write returns once it reached the disk library, so fsync has nothing
+  // left in the kernel to push and a daemon crash loses no acknowledged write.
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -79,8 +82,25 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
-  (void)ino, (void)attr, (void)to_set, (void)fi;
-  fuse_reply_err(req, EROFS);
+  (void)fi;
+  guarded(req, "setattr", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (!node.disk || !node.disk->writable()) return (void)fuse_reply_err(req, EROFS);
+    // A disk's capacity is fixed (truncate, O_TRUNC, ftruncate): resizing is not a write.
+    if ((to_set & FUSE_SET_ATTR_SIZE) &&
+        static_cast<uint64_t>(attr->st_size) != node.disk->size()) {
+      log_error(node.disk->name() + ": size change to " + std::to_string(attr->st_size) +
+                " refused (EPERM): a disk's capacity is fixed");
+      return (void)fuse_reply_err(req, EPERM);
+    }
+    if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+      return (void)fuse_reply_err(req, EPERM);
+    }
+    // Times are not stored; accepting them keeps cp -p and touch from failing.
+    struct stat st = node_stat(node);
+    fuse_reply_attr(req, &st, ctx(req).attr_timeout);
+  });
 }
 
 void op_readlink(fuse_req_t req, fuse_ino_t ino) {
@@ -136,14 +156,17 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     Node node;
     if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
     if (node.kind == NodeKind::kDir) return (void)fuse_reply_err(req, EISDIR);
-    if (writes(fi->flags) && !(node.disk && node.disk->writable())) {
-      return (void)fuse_reply_err(req, EROFS);
-    }
+    if (writes(fi->flags) && !node.disk) return (void)fuse_reply_err(req, EROFS);
     if (node.disk) {
       apply_kernel_readahead();
-      if (int rc = node.disk->acquire(); rc < 0) return (void)fuse_reply_err(req, -rc);
-      // A read-only disk is immutable for the mount's life: let the page cache keep it.
-      fi->keep_cache = 1;
+      if (int rc = node.disk->acquire(writes(fi->flags)); rc < 0) {
+        return (void)fuse_reply_err(req, -rc);
+      }
+      // A read-only disk is immutable for the mount's life: let the page cache keep it. A
+      // writable one is not kept across opens (pages are written through while open).
+      fi->keep_cache = node.disk->writable() ? 0 : 1;
+      // FUSE's flush (close) carries no open flags: the handle remembers that it may write.
+      fi->fh = writes(fi->flags) ? 1 : 0;
     } else {
       // snapshot.json changes once a disk opens (transport, capacity): no stale page cache.
       fi->direct_io = 1;
@@ -183,8 +206,47 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 
 void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
               fuse_file_info* fi) {
-  (void)ino, (void)buf, (void)size, (void)off, (void)fi;
-  fuse_reply_err(req, EROFS);
+  (void)fi;
+  guarded(req, "write", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    if (!node.disk) return (void)fuse_reply_err(req, EROFS);
+    if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+    ssize_t n =
+        node.disk->write(static_cast<uint64_t>(off), size, reinterpret_cast<const uint8_t*>(buf));
+    if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+    fuse_reply_write(req, static_cast<size_t>(n));
+  });
+}
+
+// fsync and fdatasync alike: the disk library's flush makes written data durable at the source.
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  (void)datasync, (void)fi;
+  guarded(req, "fsync", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    fuse_reply_err(req, node.disk ? -node.disk->flush(false) : 0);
+  });
+}
+
+// close(2) of a handle: what it wrote is flushed, so close reports a failure fsync would see.
+void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  guarded(req, "flush", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    fuse_reply_err(req, node.disk && fi->fh == 1 ? -node.disk->flush(true) : 0);
+  });
+}
+
+// No transport discards blocks yet (PUNCH_HOLE) and a disk's size is fixed (the other modes).
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                  fuse_file_info* fi) {
+  (void)mode, (void)offset, (void)length, (void)fi;
+  guarded(req, "fallocate", [&] {
+    Node node;
+    if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+    fuse_reply_err(req, node.disk ? EOPNOTSUPP : EROFS);
+  });
 }
 
 void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
@@ -213,7 +275,7 @@ void op_statfs(fuse_req_t req, fuse_ino_t ino) {
   st.f_bsize = 4096;
   st.f_frsize = 512;
   st.f_namemax = 255;
-  st.f_flag = ST_RDONLY;
+  st.f_flag = ctx(req).read_write ? 0 : ST_RDONLY;
   fuse_reply_statfs(req, &st);
 }
 
@@ -253,6 +315,9 @@ fuse_lowlevel_ops make_ops() {
   ops.release = op_release;
   ops.read = op_read;
   ops.write = op_write;
+  ops.fsync = op_fsync;
+  ops.flush = op_flush;
+  ops.fallocate = op_fallocate;
   ops.lseek = op_lseek;
   ops.statfs = op_statfs;
   ops.mknod = op_mknod;

@@ -24,6 +24,8 @@ struct FsContext {
   std::function<void()> refresh;
   // Lets the kernel cache directory listings across opens.
   bool cache_dirs = true;
+  // -o rw: disk files whose write policy allows it take writes (statfs drops ST_RDONLY).
+  bool read_write = false;
 };
 
 const fuse_lowlevel_ops& fs_operations();

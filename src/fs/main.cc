@@ -49,7 +49,8 @@ struct Options {
   std::vector<ServerArgs> servers;  // what gets mounted
   std::vector<std::string> fuse_opts;
   bool foreground = false, debug = false;
-  int cache = -1;  // --cache 1, --no-cache 0, else the config's (vixfs's default: on)
+  bool read_write = false;  // -o rw
+  int cache = -1;           // --cache 1, --no-cache 0, else the config's (vixfs's default: on)
 };
 
 // Where log lines go: stderr until the daemon has its log file.
@@ -88,7 +89,7 @@ void error(const std::string& msg) {
 const char kUsage[] =
     "usage: vixfs --local PATH [options] MOUNTPOINT\n"
     "       vixfs --server https://HOST[:PORT] --user USER [options] MOUNTPOINT\n"
-    "Mounts VMDK disks as raw image files, read-only.\n"
+    "Mounts VMDK disks as raw image files, read-only unless -o rw.\n"
     "\n"
     "  --local PATH        a .vmdk file or a folder of them (each disk as NAME.img)\n"
     "  --server URL        a vCenter/ESXi: MOUNTPOINT/SERVER/VM/SNAPSHOT/scsi0-0.img ...\n"
@@ -106,6 +107,8 @@ const char kUsage[] =
     "  --log-file FILE     log here when not in the foreground\n"
     "                      (default <tmpDirectory>/vixfs.log)\n"
     "  -o OPT[,OPT...]     mount options: ro (default), allow_other, default_permissions, ...\n"
+    "  -o rw               --local disks, and current/ disks of powered-off VMs, take writes\n"
+    "                      (fsync makes them durable); snapshot disks stay read-only\n"
     "  -f                  stay in the foreground, log to stderr\n"
     "  -d                  foreground with FUSE debug output\n"
     "  -h, --help          this text\n"
@@ -296,8 +299,10 @@ int parse(int argc, char** argv, Options* o) {
     while (start <= opts.size()) {
       size_t comma = opts.find(',', start);
       std::string one = opts.substr(start, comma == std::string::npos ? comma : comma - start);
-      if (one == "rw") {
-        fputs("vixfs: -o rw: read-write mounts are not yet built; mounting is read-only\n", stderr);
+      if (one == "rw" || one == "ro") o->read_write = one == "rw";  // the last one wins
+      if (one == "redo" || one == "noredo" || one.rfind("keep-redo", 0) == 0) {
+        fprintf(stderr, "vixfs: -o %s: redo logs are not yet built; snapshot disks are read-only\n",
+                one.c_str());
         return 2;
       }
       if (comma == std::string::npos) break;
@@ -482,6 +487,7 @@ std::string start_servers(const Options& o, Daemon* d) {
     so.alias = s.name;
     so.transports = s.transports;
     so.config_scope = s.config_scope;
+    so.read_write = o.read_write;
     auto st = vixfs::ServerTree::mount(so, &d->fs->tree);
     if (!st.ok()) {
       std::string what = vix::error_text(st.error().code);
@@ -503,7 +509,7 @@ std::string start_servers(const Options& o, Daemon* d) {
 
 std::string start_local(const Options& o, Daemon* d) {
   info("mounting " + o.local + " on " + o.mountpoint);
-  auto conn = vix::Connection::connect(vix::ConnectSpec{}, true, "", o.transports);
+  auto conn = vix::Connection::connect(vix::ConnectSpec{}, !o.read_write, "", o.transports);
   if (!conn.ok()) return "connect: " + conn.error().message;
   d->conn = std::move(conn).value();
 
@@ -526,6 +532,7 @@ std::string start_local(const Options& o, Daemon* d) {
     disk->reset();
     auto file =
         std::make_shared<vixfs::DiskFile>(d->conn.get(), ld.path, ld.name + ".img", capacity);
+    if (o.read_write) file->set_write_policy([] { return std::string(); });
     tree.add_disk(tree.root(), ld.name + ".img", std::move(file), ld.mtime);
     info(ld.name + ".img: " + ld.path + ", " + std::to_string(capacity) + " bytes");
   }
@@ -533,8 +540,11 @@ std::string start_local(const Options& o, Daemon* d) {
 }
 
 std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
+  d->fs->read_write = o.read_write;
   std::vector<std::string> args = {
-      argv0, "-o", "ro,fsname=vixfs,subtype=vixfs,max_read=" + std::to_string(vixfs::kMaxRead)};
+      argv0, "-o",
+      std::string(o.read_write ? "rw" : "ro") +
+          ",fsname=vixfs,subtype=vixfs,max_read=" + std::to_string(vixfs::kMaxRead)};
   for (const auto& opt : o.fuse_opts) {
     args.push_back("-o");
     args.push_back(opt);
@@ -560,7 +570,7 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
     }
     vixfs::arm_kernel_readahead(o.mountpoint, static_cast<uint32_t>(*kb));
   }
-  info("mounted " + o.mountpoint);
+  info("mounted " + o.mountpoint + (o.read_write ? " read-write" : " read-only"));
   // From now on the kernel caches what it is shown; what a refresh changes it is told about.
   d->fs->tree.record_changes(true);
   fuse_session* se = d->se;

@@ -20,6 +20,28 @@ void log_error(const std::string& msg) {
   if (auto* lib = vix::Library::get()) lib->error(msg);
 }
 
+// VixDiskLib_Cleanup for one server: disks a killed vixfs left hot-added to the proxy VM.
+void run_cleanup(const std::string& folder, const vix::ConnectSpec& spec) {
+  if (auto r = vix::cleanup(spec); !r.ok()) {
+    log_error(folder + ": Cleanup: " + r.error().message);
+  } else {
+    log_info(folder + ": Cleanup: cleaned " + std::to_string(r->cleaned_up) + ", remaining " +
+             std::to_string(r->remaining));
+  }
+}
+
+vix::ConnectSpec cleanup_spec(const ServerAddress& address, const ServerOptions& options) {
+  vix::ConnectSpec spec;
+  spec.server = address.host;
+  spec.port = address.port;
+  spec.thumbprint = options.thumbprint;
+  spec.cred_type = VIXDISKLIB_CRED_UID;
+  spec.user = options.user;
+  spec.password = options.password;
+  spec.config_scope = options.config_scope;
+  return spec;
+}
+
 timespec from_ns(int64_t ns) {
   timespec t{};
   if (ns > 0) {
@@ -135,6 +157,7 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   st->by_name_ = tree->add_dir(st->server_dir_, "by-name");
   st->apply_inventory();
   log_info(st->folder_ + ": " + std::to_string(st->inventory_.vms.size()) + " VMs");
+  run_cleanup(st->folder_, cleanup_spec(st->address_, options));  // leftovers of a killed vixfs
   return st;
 }
 
@@ -181,6 +204,17 @@ void ServerTree::refresh() {
 void ServerTree::apply_inventory() {
   std::set<std::string> vms;
   std::set<std::pair<std::string, std::string>> snaps;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& vm : inventory_.vms) {
+      std::string& state = power_[vm.moref];
+      if (options_.read_write && !state.empty() && state != vm.power_state) {
+        log_info(folder_ + "/" + vm.moref + ": power state " + state + " -> " + vm.power_state +
+                 (vm.power_state == "poweredOff" ? "" : "; its current/ disks are read-only"));
+      }
+      state = vm.power_state;
+    }
+  }
   for (const auto& vm : inventory_.vms) {
     vms.insert(vm.moref);
     auto it = vm_dirs_.find(vm.moref);
@@ -319,6 +353,15 @@ void ServerTree::add_snapshot(fuse_ino_t vm_dir, const vs::VirtualMachine& vm,
       }
       tree_->set_text(e->json, std::move(json));
     });
+    if (options_.read_write) {
+      if (snap) {
+        file->set_write_policy([] {
+          return std::string("snapshot disks are never written (redo logs are not built yet)");
+        });
+      } else {
+        file->set_write_policy([this, vm_ref] { return current_write_policy(vm_ref); });
+      }
+    }
     tree_->add_disk(dir, de.file, std::move(file), mtime);
   }
   e->json = tree_->add_text(dir, "snapshot.json", render_json(*e));
@@ -349,6 +392,14 @@ std::string ServerTree::render_json(const SnapshotEntry& e) const {
   return j;
 }
 
+std::string ServerTree::current_write_policy(const std::string& vm) {
+  std::lock_guard lock(mu_);
+  auto it = power_.find(vm);
+  const std::string state = it == power_.end() || it->second.empty() ? "unknown" : it->second;
+  if (state == "poweredOff") return "";
+  return "the VM's power state is " + state + " (only a powered-off VM's disks are written)";
+}
+
 vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
                                                      const std::string& snapshot) {
   std::lock_guard lock(mu_);
@@ -363,14 +414,18 @@ vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
   spec.password = options_.password;
   spec.vmx_spec = "moref=" + vm;
   spec.config_scope = options_.config_scope;
-  auto conn = vix::Connection::connect(spec, true, snapshot, options_.transports);
+  // Read-write only for what may be written: a powered-off VM's live disks.
+  auto power = power_.find(vm);
+  const bool read_write = options_.read_write && snapshot.empty() && power != power_.end() &&
+                          power->second == "poweredOff";
+  auto conn = vix::Connection::connect(spec, !read_write, snapshot, options_.transports);
   const std::string what = folder_ + "/" + vm + "/" + (snapshot.empty() ? "current" : snapshot);
   if (!conn.ok()) {
     log_error(what + ": connect failed: " + vix::error_text(conn.error().code) + " (" +
               conn.error().message + ")");
     return std::move(conn).error();
   }
-  log_info(what + ": connected");
+  log_info(what + (read_write ? ": connected read-write" : ": connected"));
   vix::Connection* raw = conn->get();
   connections_[key] = std::move(conn).value();
   return raw;
@@ -379,6 +434,7 @@ vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
 void ServerTree::shutdown() {
   {
     std::lock_guard lock(state_mu_);
+    if (stopping_) return;  // the destructor calls it again after the unmount did
     stopping_ = true;
   }
   // At most one SOAP timeout (vixfs.soap.timeoutMs) when the server went silent mid-refresh.
@@ -398,15 +454,7 @@ void ServerTree::shutdown() {
     }
     conn.reset();
   }
-  vix::ConnectSpec spec;
-  spec.server = address_.host;
-  spec.port = address_.port;
-  if (auto r = vix::cleanup(spec); !r.ok()) {
-    log_error(folder_ + ": cleanup: " + r.error().message);
-  } else {
-    log_info(folder_ + ": cleanup: " + std::to_string(r->cleaned_up) + " cleaned up, " +
-             std::to_string(r->remaining) + " remaining");
-  }
+  run_cleanup(folder_, cleanup_spec(address_, options_));
   if (client_) {
     if (auto r = client_->logout(); !r.ok()) {
       log_error(folder_ + ": logout: " + r.error().message);

@@ -4,7 +4,8 @@
 // when a lookup or listing comes after vixfs.inventory.ttlSeconds (default 30; 0: never): new
 // VMs and snapshots appear, removed ones leave their folders (open files keep working).
 // Disks connect lazily: one library connection per (VM, snapshot), shared by its disks and kept
-// until shutdown().
+// until shutdown(). On a rw mount, a VM's current/ connection is read-write when the VM was
+// powered off as it was made; its disks take writes while the inventory still shows it off.
 #pragma once
 
 #include <chrono>
@@ -33,6 +34,9 @@ struct ServerOptions {
   std::string alias;         // folder name; "" means the URL's host
   std::string transports;    // colon-separated; "" for the library default
   std::string config_scope;  // vixfs.server.<scope>.nbd.* / .datastore.* apply (Config::scoped)
+  // -o rw: current/ disks of a VM the inventory shows powered off are opened on a read-write
+  // connection and take writes; snapshot disks and other VMs' disks stay read-only.
+  bool read_write = false;
 };
 
 // https://HOST[:PORT][/PATH] -> host and port (443 when absent); an error names what is wrong.
@@ -96,6 +100,8 @@ class ServerTree {
                     const std::vector<vix::vsphere::VirtualDisk>& disks);
   std::string render_json(const SnapshotEntry& e) const;
   vix::Result<vix::Connection*> connection(const std::string& vm, const std::string& snapshot);
+  // The write policy of a current/ disk of `vm` ("" when writable, else why not).
+  std::string current_write_policy(const std::string& vm);
 
   ServerOptions options_;
   ServerAddress address_;
@@ -119,6 +125,7 @@ class ServerTree {
   std::mutex mu_;  // guards the fields below
   std::vector<std::unique_ptr<SnapshotEntry>> snapshots_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> connections_;
+  std::map<std::string, std::string> power_;  // vm moRef -> runtime.powerState of the inventory
 };
 
 }  // namespace vixfs

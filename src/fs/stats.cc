@@ -36,7 +36,7 @@ std::string cache_json(bool cached, const vix::ReadaheadStats& c) {
 }
 
 struct Totals {
-  uint64_t reads = 0, bytes = 0, errors = 0;
+  uint64_t reads = 0, bytes = 0, errors = 0, writes = 0, bytes_written = 0, flushes = 0;
   std::map<std::string, vix::IoSnapshot> by_transport;
 };
 
@@ -52,6 +52,9 @@ std::string render_stats(const Tree& tree) {
     totals.reads += s.reads;
     totals.bytes += s.bytes;
     totals.errors += s.errors;
+    totals.writes += s.writes;
+    totals.bytes_written += s.bytes_written;
+    totals.flushes += s.flushes;
     if (!s.transport.empty()) totals.by_transport[s.transport].add(s.transport_io);
     disks += disks.empty() ? "\n" : ",\n";
     disks += "    " + vix::json_string(disk->name()) +
@@ -59,7 +62,10 @@ std::string render_stats(const Tree& tree) {
              ", \"reads\": " + std::to_string(s.reads) + ", \"bytes\": " + std::to_string(s.bytes) +
              ", \"errors\": " + std::to_string(s.errors) +
              ", \"transportIo\": " + io_json(s.transport_io) +
-             ", \"cache\": " + cache_json(s.cached, s.cache) + "}";
+             ", \"cache\": " + cache_json(s.cached, s.cache) +
+             ", \"writes\": " + std::to_string(s.writes) +
+             ", \"bytesWritten\": " + std::to_string(s.bytes_written) +
+             ", \"flushes\": " + std::to_string(s.flushes) + "}";
   }
   std::string modes;
   for (const auto& [mode, io] : totals.by_transport) {
@@ -75,7 +81,10 @@ std::string render_stats(const Tree& tree) {
   }
   return "{\n  \"mount\": {\"reads\": " + std::to_string(totals.reads) +
          ", \"bytes\": " + std::to_string(totals.bytes) +
-         ", \"errors\": " + std::to_string(totals.errors) + ", \"cacheMemory\": " + memory +
+         ", \"errors\": " + std::to_string(totals.errors) +
+         ", \"writes\": " + std::to_string(totals.writes) +
+         ", \"bytesWritten\": " + std::to_string(totals.bytes_written) +
+         ", \"flushes\": " + std::to_string(totals.flushes) + ", \"cacheMemory\": " + memory +
          ", \"transports\": {" + modes + "}},\n  \"disks\": {" + disks +
          (disks.empty() ? "}\n}\n" : "\n  }\n}\n");
 }

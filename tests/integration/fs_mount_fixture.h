@@ -69,9 +69,16 @@ class VixfsDaemon {
   bool mounted() { return !exited() && vixfs_mounted(mountpoint_); }
   std::string log() const { return read_text(log_); }
 
-  // Lazily unmounts and waits up to `limit` for the daemon's exit; false if it had to be
-  // killed or exited non-zero.
-  bool stop(std::chrono::milliseconds limit) {
+  // The daemon dies at once (its mount stays until stop() clears it); for crash tests.
+  void kill9() {
+    if (!exited()) kill(pid_, SIGKILL);
+    waitpid(pid_, &status_, 0);
+    done_ = true;
+  }
+
+  // Lazily unmounts (also a dead daemon's mount) and waits up to `limit` for the daemon's
+  // exit; false if it had to be killed or exited non-zero.
+  bool stop(std::chrono::milliseconds limit = std::chrono::seconds(10)) {
     if (vixfs_mounted(mountpoint_)) run("fusermount3 -u -z " + sh_quote(mountpoint_));
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (!exited() && std::chrono::steady_clock::now() < deadline) {
