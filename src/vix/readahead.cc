@@ -316,14 +316,15 @@ void release_behind(State& st, Stream& s, uint64_t first) {
   if (first < kSlack) return;
   const uint64_t upto = first - kSlack;
   if (upto > s.trail + kMaxPerCall) s.trail = upto - kMaxPerCall;
-  for (uint64_t c = s.trail; c < upto; ++c) {
-    auto it = st.table.find(c);
-    if (it != st.table.end() && it->second->state == ChunkState::kReady && it->second->used) {
-      ++st.released_behind;
-      drop_entry(*st.impl, st, it);
-    }
+  for (; s.trail < upto; ++s.trail) {
+    auto it = st.table.find(s.trail);
+    if (it == st.table.end()) continue;
+    // A chunk still loading is released by a later call, once it is ready: stepping past it
+    // would leave it in the LRU, where a long scan piles such chunks up.
+    if (it->second->state != ChunkState::kReady) break;
+    if (it->second->used) ++st.released_behind;
+    drop_entry(*st.impl, st, it);  // a skipped prefetch counts as wasted there
   }
-  s.trail = std::max(s.trail, upto);
 }
 
 // Stream detection and the prefetch plan for a read of bytes [b, end) (lock held). Queued entries

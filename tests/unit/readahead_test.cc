@@ -202,8 +202,9 @@ TEST(ReadaheadTest, SequentialSmallReadsBecomeFewLargeTransportReads) {
 // A long sequential copy releases the chunks it leaves behind: its memory stays at about its
 // window, and the chunks random readers keep coming back to are not pushed out of the LRU.
 TEST(ReadaheadTest, ASequentialCopyLeavesRandomReadersChunksCached) {
-  // A window of at most 16 / 4 chunks, so the scan holds about 4 ahead + 4 behind + 1.
-  auto budget = std::make_shared<vix::CacheBudget>(16 * kMiB, 4);
+  // A window of at most 24 / 4 chunks, so the scan holds about 6 ahead + 4 behind + 1 (and a
+  // few still loading); without the release it would cycle all 40 through the LRU.
+  auto budget = std::make_shared<vix::CacheBudget>(24 * kMiB, 4);
   Cached c = make_cached(64 * kMiB, 1 * kMiB, budget);
   const std::vector<uint64_t> hot = {56, 58, 60, 62};  // chunks, never adjacent
   for (uint64_t chunk : hot) ASSERT_TRUE(read_matches(*c.dev, chunk * kMiB + 8192, 4096));
@@ -214,11 +215,11 @@ TEST(ReadaheadTest, ASequentialCopyLeavesRandomReadersChunksCached) {
   const vix::ReadaheadStats s = c.dev->snapshot();
   EXPECT_GE(s.released_behind, 30u);
   // The scan read each of its chunks once (plus at most its prefetch window past the end).
-  EXPECT_LE(c.mem->reads() - before_scan, 40u + 4u);
+  EXPECT_LE(c.mem->reads() - before_scan, 40u + 6u);
   const uint64_t after_scan = c.mem->reads();
   for (uint64_t chunk : hot) ASSERT_TRUE(read_matches(*c.dev, chunk * kMiB + 4096, 4096));
   EXPECT_EQ(c.mem->reads(), after_scan) << "the scan evicted the random readers' chunks";
-  EXPECT_LE(budget->peak(), 16 * kMiB);
+  EXPECT_LE(budget->peak(), 24 * kMiB);
 }
 
 TEST(ReadaheadTest, RandomReadsDoNotPrefetch) {
