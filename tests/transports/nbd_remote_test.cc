@@ -82,13 +82,7 @@ class NbdTransportRemote : public ::testing::Test {
   void TearDown() override { vix::Library::exit(); }
 
   void init(const std::string& config) {
-    nbdtest::clear_captured();
-    const std::string file = dir_.file("vixfs.conf");
-    vixtest::write_file(file, config);
-    vix::LogCallbacks cb;
-    cb.log = nbdtest::capture_log;
-    cb.warn = nbdtest::capture_log;
-    auto r = vix::Library::init(cb, "", file);
+    auto r = nbdtest::init_library_capturing_log(dir_.file("vixfs.conf"), config);
     ASSERT_TRUE(r.ok()) << r.error().message;
   }
 

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "support/fixtures.h"
+#include "vix/library.h"
 
 namespace nbdtest {
 
@@ -44,6 +45,18 @@ inline std::string captured() {
 inline void clear_captured() {
   std::lock_guard lock(captured_mutex());
   captured_text().clear();
+}
+
+// Writes `config` to `config_file` and initialises the library with it, its log and warnings
+// going to capture_log (cleared first).
+inline vix::Result<void> init_library_capturing_log(const std::string& config_file,
+                                                    const std::string& config) {
+  clear_captured();
+  vixtest::write_file(config_file, config);
+  vix::LogCallbacks cb;
+  cb.log = capture_log;
+  cb.warn = capture_log;
+  return vix::Library::init(cb, "", config_file);
 }
 
 inline int free_port() {
