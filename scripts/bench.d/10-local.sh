@@ -121,7 +121,8 @@ c5_fio() {
   local tool=$1 disk=$2 mnt="$W/mnt" img out="$W/fio.json"
   if [ "$tool" = vixfs ]; then
     img="$mnt/$(basename "$disk" .vmdk).img"
-    vixfs_up "$mnt" "$img" --local "$disk" || { SKIP_WHY="vixfs --local did not mount"; return 1; }
+    # shellcheck disable=SC2086  # C5_VIXFS_ARGS: e.g. "--config FILE" to try a setting; words wanted
+    vixfs_up "$mnt" "$img" --local "$disk" ${C5_VIXFS_ARGS:-} || { SKIP_WHY="vixfs --local did not mount"; return 1; }
   else
     command -v vmdkmount >/dev/null || { SKIP_WHY="vmdkmount is not installed (libvmdk-utils)"; return 1; }
     img="$mnt/vmdk1"

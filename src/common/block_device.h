@@ -52,6 +52,15 @@ class BlockDevice {
   virtual Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) = 0;
   virtual Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) = 0;
   virtual Result<void> flush() = 0;
+  // Discards [sector, sector+count): afterwards the range reads back as zeros, and the device may
+  // release its storage (fallocate PUNCH_HOLE semantics; nbd: NBD_CMD_WRITE_ZEROES without
+  // NO_HOLE). A device that can only discard advisorily (NBD TRIM, which may leave the old bytes
+  // readable) or not at all fails with VIX_E_NOT_SUPPORTED, and callers report EOPNOTSUPP. A count
+  // of 0 discards nothing but fails the same way: callers use it to ask before changing anything.
+  virtual Result<void> unmap(uint64_t sector, uint64_t count) {
+    (void)sector, (void)count;
+    return fail(VIX_E_NOT_SUPPORTED, "this disk cannot discard blocks");
+  }
 
   // Allocated ranges inside [sector, sector+count): sorted, non-overlapping, clipped to the range,
   // at the device's native granularity (a VMDK grain). Zeroed grains and holes are not included.

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "vix/errors.h"
 #include "vix/library.h"
@@ -62,6 +63,18 @@ void DiskFile::set_write_policy(WritePolicy policy) {
   policy_ = std::move(policy);
 }
 
+void DiskFile::set_redo_log(RedoLog log) {
+  std::lock_guard lock(mu_);
+  redo_ = std::move(log);
+}
+
+bool DiskFile::use_redo_log_locked(bool for_write) const {
+  if (!redo_) return false;
+  if (for_write || redo_made_) return true;
+  std::error_code ec;
+  return std::filesystem::exists(redo_->path, ec);
+}
+
 std::string DiskFile::read_only_reason_locked() const {
   if (!policy_) return "the mount is read-only";
   if (std::string why = policy_(); !why.empty()) return why;
@@ -73,21 +86,35 @@ bool DiskFile::writable() const {
   return read_only_reason_locked().empty();
 }
 
-vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
+vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked(bool for_write) {
   if (disk_) return disk_;
   if (!conn_) {
     if (!source_) return vix::fail(VIX_E_FAIL, name_ + ": no connection");
     VIX_ASSIGN_OR_RETURN(conn_, source_());
   }
   // One vix::Disk serves every handle, so a file that may be written opens read-write even for
-  // a reader: a writer arriving later then needs no second open of the same VMDK.
-  const bool want_rw = policy_ && policy_().empty();
+  // a reader: a writer arriving later then needs no second open of the same VMDK. A redo-log
+  // file is the exception: its log is made only once someone writes, so that listing or
+  // reading a snapshot leaves no file behind.
+  const bool policy_allows = policy_ && policy_().empty();
+  const bool over_log = policy_allows && use_redo_log_locked(for_write);
+  const bool want_rw = policy_allows && (!redo_ || over_log);
   std::string rw_failure;
-  auto opened = conn_->open(path_, want_rw ? 0 : VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  vix::Result<std::unique_ptr<vix::Disk>> opened = vix::fail(VIX_E_FAIL, "not opened");
+  if (over_log) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(redo_->path).parent_path(), ec);
+    opened = conn_->open_with_redo_log(path_, 0, redo_->path);
+    if (opened.ok()) redo_made_ = true;
+  } else {
+    opened = conn_->open(path_, want_rw ? 0 : VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  }
   if (!opened.ok() && want_rw) {
     // A file this user may only read (or a transport that opens read-only disks alone) still
     // reads; only writes are refused, with this reason.
-    rw_failure = "it does not open read-write: " + describe(opened.error());
+    rw_failure = (over_log ? "its redo log " + redo_->path + " cannot be used: "
+                           : std::string("it does not open read-write: ")) +
+                 describe(opened.error());
     opened = conn_->open(path_, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
   }
   if (!opened.ok()) return std::move(opened).error();
@@ -106,6 +133,9 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked() {
   if (want_rw) {
     if (!rw_failure.empty()) {
       device_read_only_ = rw_failure;
+    } else if (over_log) {
+      opened_rw_ = !disk_->read_only();
+      if (!opened_rw_) device_read_only_ = "its redo log opened read-only";
     } else if (conn_->read_only()) {
       device_read_only_ =
           "its connection was made read-only (writes were not allowed when it was first "
@@ -186,12 +216,16 @@ int DiskFile::acquire(bool for_write) {
   if (for_write) {
     if (std::string why = read_only_reason_locked(); !why.empty()) return refuse(why);
     if (disk_ && !opened_rw_) {
-      // Opened read-only while writes were not allowed; reopen unless a reader holds it.
-      if (users_ > 0) return refuse("it is open read-only by another handle; close that first");
+      // Opened read-only while writes were not allowed; reopen unless a reader holds it. A
+      // redo-log file swaps under its readers: nothing was written yet, so the log over the
+      // disk reads the same bytes as the disk alone.
+      if (users_ > 0 && !redo_) {
+        return refuse("it is open read-only by another handle; close that first");
+      }
       drop_disk_locked();
     }
   }
-  auto disk = open_locked();
+  auto disk = open_locked(for_write);
   if (!disk.ok()) {
     log_error(name_ + ": open " + path_ + " failed: " + describe(disk.error()));
     return -EIO;
@@ -220,6 +254,16 @@ void DiskFile::close_now() {
     log_info(name_ + ": closed");
   }
   users_ = 0;
+  if (redo_ && redo_made_) {
+    if (redo_->keep) {
+      log_info(name_ + ": redo log kept at " + redo_->path);
+    } else if (unlink(redo_->path.c_str()) != 0 && errno != ENOENT) {
+      log_error(name_ + ": cannot remove redo log " + redo_->path + ": " + strerror(errno));
+    } else {
+      log_info(name_ + ": redo log " + redo_->path + " dropped");
+    }
+    redo_made_ = false;
+  }
 }
 
 void DiskFile::drop_disk_locked() {
@@ -423,6 +467,67 @@ ssize_t DiskFile::write(uint64_t offset, size_t length, const uint8_t* buf) {
   }
   bytes_written_.fetch_add(length, std::memory_order_relaxed);
   return static_cast<ssize_t>(length);
+}
+
+int DiskFile::punch_hole(uint64_t offset, uint64_t length) {
+  constexpr uint64_t kS = vix::kSectorSize;
+  std::shared_ptr<vix::Disk> disk;
+  uint64_t size;
+  {
+    std::lock_guard lock(mu_);
+    if (std::string why = read_only_reason_locked(); !why.empty() || !opened_rw_) {
+      log_error(name_ + ": punch hole refused (EROFS): " +
+                (why.empty() ? std::string("the disk is not open read-write") : why));
+      return -EROFS;
+    }
+    disk = disk_;
+    size = capacity_bytes_;
+  }
+  if (!disk) return -EBADF;
+  if (offset >= size || length == 0) return 0;
+  length = std::min<uint64_t>(length, size - offset);
+  const uint64_t stop = offset + length;
+  const uint64_t first = offset / kS, end = (stop + kS - 1) / kS;
+  const uint64_t whole_first = (offset + kS - 1) / kS, whole_end = stop / kS;
+  auto failed = [&](const vix::Error& e) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    const bool unsupported = e.code == VIX_E_NOT_SUPPORTED;
+    log_error(name_ + ": punch hole of " + std::to_string(length) + " bytes at offset " +
+              std::to_string(offset) + " failed" + (unsupported ? " (EOPNOTSUPP)" : "") + ": " +
+              describe(e));
+    return unsupported ? -EOPNOTSUPP : -errno_of_write(e.code);
+  };
+  auto guard = range_lock_.lock(first, end);
+  // Asked first, so a device that cannot discard leaves even the edge sectors untouched and
+  // every punch on it fails alike, whatever its size.
+  if (auto can = disk->unmap(whole_first, 0); !can.ok()) return failed(can.error());
+  dirty_ = true;
+  if (whole_end > whole_first) {
+    if (auto r = disk->unmap(whole_first, whole_end - whole_first); !r.ok()) {
+      return failed(r.error());
+    }
+  }
+  // Edge sectors keep their bytes outside the range: read-modify-write with zeros.
+  auto zero_edge = [&](uint64_t from, uint64_t to) -> vix::Result<void> {
+    const std::vector<uint8_t> zeros(to - from, 0);
+    VIX_TRY(write_sectors(*disk, from, to - from, zeros.data()));
+    std::lock_guard lock(mu_);
+    mark_allocated_locked(from / kS, 1);
+    return vix::ok();
+  };
+  if (whole_first > whole_end) {  // the range lies inside one sector
+    if (auto r = zero_edge(offset, stop); !r.ok()) return failed(r.error());
+  } else {
+    if (offset < whole_first * kS) {
+      if (auto r = zero_edge(offset, whole_first * kS); !r.ok()) return failed(r.error());
+    }
+    if (stop > whole_end * kS) {
+      if (auto r = zero_edge(whole_end * kS, stop); !r.ok()) return failed(r.error());
+    }
+  }
+  // The cached allocation map keeps the discarded range: it means "may hold data", still true
+  // of zeros, and SEEK_DATA landing on them costs a reader only a copy of zeros.
+  return 0;
 }
 
 int DiskFile::flush(bool only_if_dirty) {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,16 @@ class DiskFile {
   using WritePolicy = std::function<std::string()>;
   void set_write_policy(WritePolicy policy);
 
+  // Writes go to a local redo log at `path` instead of the disk (a snapshot's disk, which is
+  // never written). The log is made at the first open for writing, or when it already exists
+  // (kept by an earlier mount); until then readers read the disk alone. close_now() deletes it
+  // unless keep. Needs a write policy that allows writes.
+  struct RedoLog {
+    std::string path;
+    bool keep = false;
+  };
+  void set_redo_log(RedoLog log);
+
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
   // The policy allows writes and the disk, when it was opened, did not turn out read-only (the
@@ -66,6 +77,11 @@ class DiskFile {
   // written back under a range lock; whole sectors go straight from buf. A write that starts at
   // or past the end is -EFBIG; one that crosses the end is cut short there.
   ssize_t write(uint64_t offset, size_t length, const uint8_t* buf);
+  // fallocate PUNCH_HOLE / ZERO_RANGE: afterwards [offset, offset+length) reads as zeros (the
+  // range is cut at the end of the file). Whole sectors are discarded (BlockDevice::unmap), the
+  // partial sectors at either edge written as zeros. 0 or -errno: -EROFS as for write,
+  // -EOPNOTSUPP when the device cannot discard to zeros (nothing is changed then).
+  int punch_hole(uint64_t offset, uint64_t length);
   // VixDiskLib_Flush: on success what was written is durable at the source. only_if_dirty skips
   // it when nothing was written since the last flush (close(2) of a handle).
   int flush(bool only_if_dirty);
@@ -88,8 +104,11 @@ class DiskFile {
   Stats stats() const;
 
  private:
-  // Opens (or reuses) the disk; the caller holds mu_.
-  vix::Result<std::shared_ptr<vix::Disk>> open_locked();
+  // Opens (or reuses) the disk; the caller holds mu_. for_write: a redo-log file opens over its
+  // log even when the log does not exist yet.
+  vix::Result<std::shared_ptr<vix::Disk>> open_locked(bool for_write = false);
+  // The redo log is (or is to be) used by the next open; the caller holds mu_.
+  bool use_redo_log_locked(bool for_write) const;
   // Drops disk_, keeping its transport counters; the caller holds mu_.
   void drop_disk_locked();
   // Why this file cannot be written now ("" when it can); the caller holds mu_.
@@ -120,6 +139,8 @@ class DiskFile {
   WritePolicy policy_;
   std::string device_read_only_;  // why the disk, as last opened, refuses writes ("" if not)
   bool opened_rw_ = false;        // disk_ is open read-write
+  std::optional<RedoLog> redo_;
+  bool redo_made_ = false;  // this mount wrote the redo log into being (close_now removes it)
   RangeLock range_lock_;
   std::atomic<bool> dirty_{false};
   std::atomic<uint64_t> writes_{0}, bytes_written_{0}, flushes_{0};

@@ -50,7 +50,11 @@ struct Options {
   std::vector<std::string> fuse_opts;
   bool foreground = false, debug = false;
   bool read_write = false;  // -o rw
-  int cache = -1;           // --cache 1, --no-cache 0, else the config's (vixfs's default: on)
+  // -o redo / noredo (-1: neither given). On -o rw, snapshot disks of a server default to redo;
+  // a --local mount writes its disks in place unless redo is asked for.
+  int redo = -1;
+  std::string keep_redo;  // -o keep-redo=DIR: redo logs are made there and kept
+  int cache = -1;         // --cache 1, --no-cache 0, else the config's (vixfs's default: on)
 };
 
 // Where log lines go: stderr until the daemon has its log file.
@@ -108,7 +112,10 @@ const char kUsage[] =
     "                      (default <tmpDirectory>/vixfs.log)\n"
     "  -o OPT[,OPT...]     mount options: ro (default), allow_other, default_permissions, ...\n"
     "  -o rw               --local disks, and current/ disks of powered-off VMs, take writes\n"
-    "                      (fsync makes them durable); snapshot disks stay read-only\n"
+    "                      (fsync makes them durable)\n"
+    "  -o redo, noredo     snapshot disks (with --local: every disk) write into local redo\n"
+    "                      logs dropped at unmount (default on rw for servers)\n"
+    "  -o keep-redo=DIR    make the redo logs in DIR and keep them\n"
     "  -f                  stay in the foreground, log to stderr\n"
     "  -d                  foreground with FUSE debug output\n"
     "  -h, --help          this text\n"
@@ -300,18 +307,55 @@ int parse(int argc, char** argv, Options* o) {
       size_t comma = opts.find(',', start);
       std::string one = opts.substr(start, comma == std::string::npos ? comma : comma - start);
       if (one == "rw" || one == "ro") o->read_write = one == "rw";  // the last one wins
-      if (one == "redo" || one == "noredo" || one.rfind("keep-redo", 0) == 0) {
-        fprintf(stderr, "vixfs: -o %s: redo logs are not yet built; snapshot disks are read-only\n",
-                one.c_str());
-        return 2;
+      if (one == "redo" || one == "noredo") o->redo = one == "redo";
+      if (one.rfind("keep-redo", 0) == 0) {
+        if (one.size() <= 10 || one[9] != '=') {
+          fputs("vixfs: -o keep-redo=DIR needs a folder\n", stderr);
+          return 2;
+        }
+        o->keep_redo = one.substr(10);
       }
       if (comma == std::string::npos) break;
       start = comma + 1;
     }
   }
+  // FUSE does not know the redo options: they are vixfs's alone.
+  for (std::string& opts : o->fuse_opts) {
+    std::string kept;
+    size_t start = 0;
+    while (start <= opts.size()) {
+      size_t comma = opts.find(',', start);
+      std::string one = opts.substr(start, comma == std::string::npos ? comma : comma - start);
+      if (one != "redo" && one != "noredo" && one.rfind("keep-redo", 0) != 0) {
+        kept += (kept.empty() ? "" : ",") + one;
+      }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+    opts = kept;
+  }
+  std::erase_if(o->fuse_opts, [](const std::string& s) { return s.empty(); });
+  if (!o->keep_redo.empty()) {
+    if (o->redo == 0) {
+      fputs("vixfs: -o keep-redo and -o noredo contradict each other\n", stderr);
+      return 2;
+    }
+    o->redo = 1;
+    struct stat st {};
+    if (stat(o->keep_redo.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        access(o->keep_redo.c_str(), W_OK | X_OK) != 0) {
+      fprintf(stderr, "vixfs: -o keep-redo=%s: not a folder this user can write\n",
+              o->keep_redo.c_str());
+      return 2;
+    }
+  }
+  if (o->redo == 1 && !o->read_write) {
+    fputs("vixfs: -o redo and keep-redo= need -o rw (a read-only mount writes nothing)\n", stderr);
+    return 2;
+  }
   // The daemon changes to /, so every path is made absolute now.
   std::error_code ec;
-  for (std::string* p : {&o->local, &o->config, &o->log_file, &o->mountpoint}) {
+  for (std::string* p : {&o->local, &o->config, &o->log_file, &o->mountpoint, &o->keep_redo}) {
     if (!p->empty()) *p = std::filesystem::absolute(*p, ec).lexically_normal().string();
   }
   if (o->config.empty() && access("/etc/vixfs/vixfs.conf", R_OK) == 0) {
@@ -341,6 +385,8 @@ struct Daemon {
   std::unique_ptr<vixfs::FsContext> fs;
   fuse_session* se = nullptr;
   bool mounted = false, signals = false;
+  std::string redo_dir;          // where redo logs go ("" without redo)
+  bool remove_redo_dir = false;  // a folder of this mount's own, deleted at unmount
 
   void teardown() {
     if (signals && se) fuse_remove_signal_handlers(se);
@@ -360,6 +406,13 @@ struct Daemon {
     if (fs) fs->refresh = nullptr;
     for (auto& server : servers) server->shutdown();
     servers.clear();
+    if (remove_redo_dir) {
+      // Logs of disks that left the tree (a snapshot deleted while mounted) go with the rest.
+      std::error_code ec;
+      std::filesystem::remove_all(redo_dir, ec);
+      if (ec) error("cannot remove redo folder " + redo_dir + ": " + ec.message());
+      remove_redo_dir = false;
+    }
     if (se) fuse_session_destroy(se);
     se = nullptr;
     fs.reset();
@@ -373,6 +426,35 @@ struct Daemon {
 
 std::string start_servers(const Options& o, Daemon* d);
 std::string start_local(const Options& o, Daemon* d);
+
+bool redo_wanted(const Options& o) {
+  if (!o.read_write) return false;
+  return o.local.empty() ? o.redo != 0 : o.redo == 1;
+}
+
+// keep-redo=DIR, else a fresh folder under tmpDirectory, made after the fork so it is the
+// daemon's and removed at its unmount.
+std::string make_redo_dir(const Options& o, Daemon* d) {
+  if (!redo_wanted(o)) return "";
+  if (!o.keep_redo.empty()) {
+    d->redo_dir = o.keep_redo;
+  } else {
+    std::string base = vix::Library::get()->config().get("tmpDirectory");
+    if (base.empty()) {
+      const char* t = std::getenv("TMPDIR");
+      base = t && *t ? t : "/tmp";
+    }
+    std::string templ = base + "/vixfs-redo-XXXXXX";
+    if (mkdtemp(templ.data()) == nullptr) {
+      return "redo logs: cannot make a folder in " + base + ": " + strerror(errno);
+    }
+    d->redo_dir = templ;
+    d->remove_redo_dir = true;
+  }
+  info("writes go to redo logs in " + d->redo_dir +
+       (o.keep_redo.empty() ? " (dropped at unmount)" : " (kept)"));
+  return "";
+}
 std::string do_mount(const Options& o, Daemon* d, const char* argv0);
 
 // Sets up library, tree and mount; "" on success, else the one-line reason.
@@ -409,6 +491,7 @@ std::string start(const Options& o, Daemon* d, const char* argv0) {
     return "init" + (o.config.empty() ? "" : " " + o.config) + ": " + r.error().message;
   }
   d->library = true;
+  if (std::string failure = make_redo_dir(o, d); !failure.empty()) return failure;
   if (!o.servers.empty()) {
     if (std::string failure = start_servers(o, d); !failure.empty()) return failure;
   } else {
@@ -488,6 +571,8 @@ std::string start_servers(const Options& o, Daemon* d) {
     so.transports = s.transports;
     so.config_scope = s.config_scope;
     so.read_write = o.read_write;
+    so.redo_dir = d->redo_dir;
+    so.keep_redo = !o.keep_redo.empty();
     auto st = vixfs::ServerTree::mount(so, &d->fs->tree);
     if (!st.ok()) {
       std::string what = vix::error_text(st.error().code);
@@ -533,6 +618,9 @@ std::string start_local(const Options& o, Daemon* d) {
     auto file =
         std::make_shared<vixfs::DiskFile>(d->conn.get(), ld.path, ld.name + ".img", capacity);
     if (o.read_write) file->set_write_policy([] { return std::string(); });
+    if (!d->redo_dir.empty()) {
+      file->set_redo_log({d->redo_dir + "/" + ld.name + ".redo.vmdk", !o.keep_redo.empty()});
+    }
     tree.add_disk(tree.root(), ld.name + ".img", std::move(file), ld.mtime);
     info(ld.name + ".img: " + ld.path + ", " + std::to_string(capacity) + " bytes");
   }

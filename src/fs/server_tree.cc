@@ -354,10 +354,17 @@ void ServerTree::add_snapshot(fuse_ino_t vm_dir, const vs::VirtualMachine& vm,
       tree_->set_text(e->json, std::move(json));
     });
     if (options_.read_write) {
-      if (snap) {
+      if (snap && options_.redo_dir.empty()) {
         file->set_write_policy([] {
-          return std::string("snapshot disks are never written (redo logs are not built yet)");
+          return std::string("snapshot disks are never written (the mount has -o noredo)");
         });
+      } else if (snap) {
+        // The snapshot itself is never written: a redo log takes the writes.
+        file->set_write_policy([] { return std::string(); });
+        const std::string stem = de.file.substr(0, de.file.rfind(".img"));
+        file->set_redo_log({options_.redo_dir + "/" + folder_ + "/" + vm.moref + "/" + snap_ref +
+                                "/" + stem + ".redo.vmdk",
+                            options_.keep_redo});
       } else {
         file->set_write_policy([this, vm_ref] { return current_write_policy(vm_ref); });
       }

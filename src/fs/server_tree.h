@@ -37,6 +37,10 @@ struct ServerOptions {
   // -o rw: current/ disks of a VM the inventory shows powered off are opened on a read-write
   // connection and take writes; snapshot disks and other VMs' disks stay read-only.
   bool read_write = false;
+  // With read_write: snapshot disks take writes into redo logs under this folder
+  // (<redo_dir>/<server folder>/<vm>/<snapshot>/<disk>.redo.vmdk); "" leaves them read-only.
+  std::string redo_dir;
+  bool keep_redo = false;  // the logs outlive the mount (-o keep-redo=DIR)
 };
 
 // https://HOST[:PORT][/PATH] -> host and port (443 when absent); an error names what is wrong.

@@ -15,6 +15,8 @@ std::string io_json(const vix::IoSnapshot& io) {
          ", \"writeRequests\": " + std::to_string(io.write_requests) +
          ", \"writeBytes\": " + std::to_string(io.write_bytes) +
          ", \"flushes\": " + std::to_string(io.flushes) +
+         ", \"unmaps\": " + std::to_string(io.unmaps) +
+         ", \"unmapBytes\": " + std::to_string(io.unmap_bytes) +
          ", \"errors\": " + std::to_string(io.errors) +
          ", \"reconnects\": " + std::to_string(io.reconnects) +
          ", \"readLatencyUs\": {\"p50\": " + std::to_string(io.p50_us) +

@@ -210,6 +210,7 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
   VIX_ASSIGN_OR_RETURN(int64_t max_kb, settings.get_int("maxRequestKB", 2048, 4, 32768));
   s.max_request = static_cast<uint32_t>(max_kb * 1024);
   s.read_only = ctx.read_only || (flags & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0;
+  s.fua = (flags & VIXDISKLIB_FLAG_OPEN_UNBUFFERED) != 0;
   s.min_capacity_bytes = inventory_capacity(ctx, path);
 
   // Whom to trust (nbdssl): the first source that applies, most specific first.

@@ -42,6 +42,9 @@ struct NbdSettings {
   unsigned connections = 4;             // used only when the server sets CAN_MULTI_CONN
   uint32_t max_request = 2u << 20;      // bytes per NBD request
   bool read_only = false;               // the connection or the open flags ask for it
+  // VIXDISKLIB_FLAG_OPEN_UNBUFFERED: every write is durable when it returns (NBD FUA, or a FLUSH
+  // after it on servers without FUA), as O_DIRECT|O_DSYNC would make it on a local disk.
+  bool fua = false;
   // The endpoint is the VM's ESXi host from the inventory, not a configured server: most such
   // hosts run no NBD server and drop the packets, so the TCP connect gets at most
   // guessed_connect_ms and a host that did not answer is skipped for a while.

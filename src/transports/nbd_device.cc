@@ -167,12 +167,47 @@ class NbdDevice final : public BlockDevice {
                                             (info_.read_only() ? " (read-only export)" : ""));
     }
     VIX_TRY(check_range(sector, count));
-    // VixDiskLib_Write has no FUA: durability is Flush's job.
+    // A disk opened UNBUFFERED is write-through: each write carries FUA (or, on a server
+    // without it, is followed by a FLUSH of its connection), so it is durable on return.
+    // Otherwise durability is Flush's job.
     return spread(sector * kSectorSize, count * kSectorSize, "write",
                   [&](nbd::Connection& c, uint64_t off, uint64_t len) {
-                    return c.write(off, len, buf + (off - sector * kSectorSize), false,
+                    return c.write(off, len, buf + (off - sector * kSectorSize), s_.fua,
                                    s_.write_timeout_ms);
                   });
+  }
+
+  // Discard that reads back as zeros: NBD_CMD_WRITE_ZEROES without NO_HOLE, which lets the
+  // server punch a hole. A server with TRIM alone is not used: TRIM may leave the old bytes
+  // readable, and a punched range must read as zeros.
+  Result<void> unmap(uint64_t sector, uint64_t count) override {
+    if (read_only()) {
+      return fail(VIX_E_FILE_READ_ONLY, where() + ": cannot discard, the disk is open read-only" +
+                                            (info_.read_only() ? " (read-only export)" : ""));
+    }
+    VIX_TRY(check_range(sector, count));
+    if (!info_.can_write_zeroes()) {
+      return fail(VIX_E_NOT_SUPPORTED,
+                  where() + ": the server cannot discard to zeros (no NBD_CMD_WRITE_ZEROES" +
+                      (info_.can_trim() ? "; its TRIM may leave the old bytes readable)" : ")"));
+    }
+    if (count == 0) return ok();
+    const uint64_t off = sector * kSectorSize, end = off + count * kSectorSize;
+    const uint64_t mb = std::max<uint64_t>(info_.min_block, kSectorSize);
+    // The middle, in whole minimum blocks, is zeroed (and perhaps deallocated) by the server;
+    // the partial blocks at either end are written as zero sectors, as write() would.
+    const uint64_t a_start = (off + mb - 1) / mb * mb;
+    const uint64_t a_end = end == info_.size ? end : end / mb * mb;
+    if (a_start >= a_end) return write_zero_sectors(off, end);
+    if (off < a_start) VIX_TRY(write_zero_sectors(off, a_start));
+    VIX_TRY(spread(a_start, a_end - a_start, "write zeroes",
+                   [&](nbd::Connection& c, uint64_t o, uint64_t l) {
+                     return c.write_zeroes(o, l, true, s_.write_timeout_ms);
+                   }));
+    if (a_end < end) VIX_TRY(write_zero_sectors(a_end, end));
+    // WRITE_ZEROES carries no FUA here: a write-through disk flushes instead.
+    if (s_.fua) VIX_TRY(flush());
+    return ok();
   }
 
   Result<void> flush() override {
@@ -259,6 +294,12 @@ class NbdDevice final : public BlockDevice {
     return spread(off, len, "read", [&](nbd::Connection& c, uint64_t o, uint64_t l) {
       return c.read(o, l, buf + (o - off), s_.read_timeout_ms);
     });
+  }
+
+  // [off, end) is sector-aligned and spans at most two minimum blocks (at most 128 KiB).
+  Result<void> write_zero_sectors(uint64_t off, uint64_t end) {
+    const std::vector<uint8_t> zeros(end - off, 0);
+    return write(off / kSectorSize, (end - off) / kSectorSize, zeros.data());
   }
 
   // [off, end) spans at most two of the server's minimum blocks (at most 64 KiB each).
@@ -538,6 +579,9 @@ Result<std::unique_ptr<BlockDevice>> open_nbd_device(const NbdSettings& s) {
   log_info(where + ": opened, " + std::to_string(info.size) + " bytes, " +
            std::to_string(pool.size()) + " connection(s)" +
            (info.read_only() ? ", read-only" : "") +
+           (s.fua && !s.read_only && !info.read_only()
+                ? (info.can_fua() ? ", write-through (FUA)" : ", write-through (FLUSH per write)")
+                : "") +
            (info.base_allocation ? ", base:allocation" : ""));
   return std::unique_ptr<BlockDevice>(new NbdDevice(s, std::move(pool)));
 }

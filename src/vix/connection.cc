@@ -1,5 +1,7 @@
 #include "vix/connection.h"
 
+#include <filesystem>
+
 #include "common/byte_source.h"
 #include "transports/hotadd.h"
 #include "transports/transport.h"
@@ -88,6 +90,61 @@ Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t
              (ro ? " (read-only)" : " (read-write)"));
   auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
   disk->transport_meter_ = meter;
+  return disk;
+}
+
+Result<std::unique_ptr<Disk>> Connection::open_with_redo_log(const std::string& path,
+                                                             uint32_t flags,
+                                                             const std::string& redo_path) {
+  Library* lib = Library::get();
+  if (lib == nullptr) return fail(VIX_E_DISK_NOINIT, "Open: library not initialized");
+  if (path.empty() || redo_path.empty()) {
+    return fail(VIX_E_INVALID_ARG, "Open: empty disk or redo log path");
+  }
+  flags &= ~static_cast<uint32_t>(VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  auto opener = make_local_opener();
+  std::error_code ec;
+  const bool reuse = std::filesystem::exists(redo_path, ec);
+  std::unique_ptr<BlockDevice> dev;
+  const MeteredDevice* meter = nullptr;
+  if (spec_.is_local()) {
+    // A local disk's log is an ordinary child: the engine opens the whole chain and checks the
+    // parent's CID, so a kept log is also readable by qemu-img and VMware's tools.
+    if (!reuse)
+      VIX_TRY(vmdk::create_child(*opener, path, redo_path, VIXDISKLIB_DISK_MONOLITHIC_SPARSE));
+    vmdk::OpenOptions o;
+    o.read_only = false;
+    VIX_ASSIGN_OR_RETURN(dev, vmdk::open(*opener, redo_path, o));
+    const std::string parent = opener->resolve(redo_path, dev->info().parent_file_name_hint);
+    if (std::filesystem::weakly_canonical(parent, ec) !=
+        std::filesystem::weakly_canonical(path, ec)) {
+      return fail(VIX_E_DISK_INVALIDCHAIN,
+                  redo_path + ": this redo log belongs to " + parent + ", not to " + path);
+    }
+    auto metered = std::make_unique<MeteredDevice>(std::move(dev));
+    meter = metered.get();
+    dev = std::move(metered);
+  } else {
+    TransportContext ctx{spec_, true, snapshot_, config_, remote_.get()};
+    VIX_ASSIGN_OR_RETURN(
+        dev, open_through_chain(modes_, ctx, path, flags | VIXDISKLIB_FLAG_OPEN_READ_ONLY));
+    auto metered = std::make_unique<MeteredDevice>(std::move(dev));
+    meter = metered.get();
+    dev = std::move(metered);
+    if (!reuse) VIX_TRY(vmdk::create_redo_log(*opener, redo_path, dev->capacity_sectors(), path));
+    VIX_ASSIGN_OR_RETURN(dev, vmdk::open_redo_log(*opener, redo_path, std::move(dev)));
+    if (dev->info().parent_file_name_hint != path) {
+      return fail(VIX_E_DISK_INVALIDCHAIN, redo_path + ": this redo log belongs to " +
+                                               dev->info().parent_file_name_hint + ", not to " +
+                                               path);
+    }
+  }
+  VIX_ASSIGN_OR_RETURN(dev, wrap_readahead_if_enabled(std::move(dev), config_));
+  lib->info(path + ": " + (reuse ? "reusing" : "writing to") + " redo log " + redo_path +
+            " (the disk itself is read only, through " + std::string(dev->transport_name()) + ")");
+  auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
+  disk->transport_meter_ = meter;
+  disk->over_redo_log_ = true;
   return disk;
 }
 

@@ -49,6 +49,13 @@ class Connection {
 
   // flags: VIXDISKLIB_FLAG_OPEN_*. Walks the transport list; logs why each mode was skipped.
   Result<std::unique_ptr<Disk>> open(const std::string& path, uint32_t flags);
+  // Opens path read-only and layers the redo log at redo_path over it: the Disk is writable,
+  // writes land in the log, sectors never written read from the disk, which is never written
+  // (even on a read-only connection). A missing log is created: for a local disk a child as
+  // CreateChild makes one, for a remote disk a sparse log naming the datastore path as its
+  // parent. An existing log is reused (one kept by an earlier mount) if it belongs to path.
+  Result<std::unique_ptr<Disk>> open_with_redo_log(const std::string& path, uint32_t flags,
+                                                   const std::string& redo_path);
   Result<void> create(const std::string& path, const VixDiskLibCreateParams& params);
 
   const ConnectSpec& spec() const { return spec_; }
@@ -105,6 +112,9 @@ class Disk {
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf);
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf);
   Result<void> flush();
+  // BlockDevice::unmap: the range reads back as zeros afterwards; VIX_E_NOT_SUPPORTED when the
+  // device cannot promise that (asked with count 0 as well).
+  Result<void> unmap(uint64_t sector, uint64_t count);
   // Queues the I/O on the library's workers; done is called exactly once, from any thread.
   Result<void> read_async(uint64_t sector, uint64_t count, uint8_t* buf, CompletionFn done);
   Result<void> write_async(uint64_t sector, uint64_t count, const uint8_t* buf, CompletionFn done);
@@ -128,6 +138,7 @@ class Disk {
   uint32_t flags_;
   std::unique_ptr<BlockDevice> dev_;
   const MeteredDevice* transport_meter_ = nullptr;  // inside dev_'s stack; set by Connection::open
+  bool over_redo_log_ = false;  // writes go to a local redo log, so a read-only connection is fine
   friend class Connection;
   std::mutex async_mu_;
   std::condition_variable async_cv_;

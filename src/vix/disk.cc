@@ -19,8 +19,8 @@ Disk::~Disk() {
 }
 
 bool Disk::read_only() const {
-  return (flags_ & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0 || (conn_ && conn_->read_only()) ||
-         dev_->read_only();
+  return (flags_ & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0 ||
+         (!over_redo_log_ && conn_ && conn_->read_only()) || dev_->read_only();
 }
 
 namespace {
@@ -55,6 +55,12 @@ Result<void> Disk::write(uint64_t sector, uint64_t count, const uint8_t* buf) {
 Result<void> Disk::flush() {
   if (read_only()) return ok();
   return dev_->flush();
+}
+
+Result<void> Disk::unmap(uint64_t sector, uint64_t count) {
+  if (read_only()) return fail(VIX_E_FILE_READ_ONLY, path_ + ": disk is open read-only");
+  VIX_TRY(check_range(path_, dev_->capacity_sectors(), sector, count));
+  return dev_->unmap(sector, count);  // count 0 too: it answers whether the device can
 }
 
 Result<void> Disk::read_async(uint64_t sector, uint64_t count, uint8_t* buf, CompletionFn done) {

@@ -22,6 +22,8 @@ void IoSnapshot::add(const IoSnapshot& o) {
   write_requests += o.write_requests;
   write_bytes += o.write_bytes;
   flushes += o.flushes;
+  unmaps += o.unmaps;
+  unmap_bytes += o.unmap_bytes;
   errors += o.errors;
   reconnects += o.reconnects;
   p50_us = std::max(p50_us, o.p50_us);
@@ -59,6 +61,15 @@ void IoMeter::record_flush(bool ok) {
   if (!ok) errors_.fetch_add(1, std::memory_order_relaxed);
 }
 
+void IoMeter::record_unmap(uint64_t bytes, bool ok) {
+  unmaps_.fetch_add(1, std::memory_order_relaxed);
+  if (ok) {
+    unmap_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  } else {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 IoSnapshot IoMeter::snapshot() const {
   IoSnapshot s;
   s.read_requests = read_requests_.load();
@@ -66,6 +77,8 @@ IoSnapshot IoMeter::snapshot() const {
   s.write_requests = write_requests_.load();
   s.write_bytes = write_bytes_.load();
   s.flushes = flushes_.load();
+  s.unmaps = unmaps_.load();
+  s.unmap_bytes = unmap_bytes_.load();
   s.errors = errors_.load();
   s.max_us = max_us_.load();
   std::array<uint64_t, kBuckets> counts{};
@@ -104,6 +117,14 @@ Result<void> MeteredDevice::write(uint64_t sector, uint64_t count, const uint8_t
 Result<void> MeteredDevice::flush() {
   Result<void> r = inner_->flush();
   meter_.record_flush(r.ok());
+  return r;
+}
+
+Result<void> MeteredDevice::unmap(uint64_t sector, uint64_t count) {
+  Result<void> r = inner_->unmap(sector, count);
+  // A device that cannot discard did no I/O: not a request, not an error of the transport.
+  if ((!r.ok() && r.error().code == VIX_E_NOT_SUPPORTED) || count == 0) return r;
+  meter_.record_unmap(count * kSectorSize, r.ok());
   return r;
 }
 

@@ -17,7 +17,8 @@ struct IoSnapshot {
   uint64_t read_requests = 0, read_bytes = 0;
   uint64_t write_requests = 0, write_bytes = 0;
   uint64_t flushes = 0, errors = 0;
-  uint64_t reconnects = 0;  // BlockDevice::reconnects() of the transport's device
+  uint64_t unmaps = 0, unmap_bytes = 0;  // BlockDevice::unmap calls, bytes discarded
+  uint64_t reconnects = 0;               // BlockDevice::reconnects() of the transport's device
   // Read latency in microseconds (upper bounds of log2 buckets: within 2x of the truth).
   uint64_t p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0;
   void add(const IoSnapshot& o);  // sums counts; percentiles keep the larger (an upper bound)
@@ -28,12 +29,14 @@ class IoMeter {
   void record_read(uint64_t bytes, uint64_t micros, bool ok);
   void record_write(uint64_t bytes, bool ok);
   void record_flush(bool ok);
+  void record_unmap(uint64_t bytes, bool ok);
   IoSnapshot snapshot() const;
 
  private:
   static constexpr int kBuckets = 40;  // 1 us .. ~2^39 us
   std::atomic<uint64_t> read_requests_{0}, read_bytes_{0}, write_requests_{0}, write_bytes_{0};
   std::atomic<uint64_t> flushes_{0}, errors_{0}, max_us_{0};
+  std::atomic<uint64_t> unmaps_{0}, unmap_bytes_{0};
   std::array<std::atomic<uint64_t>, kBuckets> latency_{};
 };
 
@@ -47,6 +50,7 @@ class MeteredDevice final : public BlockDevice {
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override;
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
   Result<void> flush() override;
+  Result<void> unmap(uint64_t sector, uint64_t count) override;
   Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
     return inner_->allocated(sector, count);
   }

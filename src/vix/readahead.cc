@@ -615,4 +615,28 @@ Result<void> ReadaheadDevice::write(uint64_t sector, uint64_t count, const uint8
   return r;
 }
 
+Result<void> ReadaheadDevice::unmap(uint64_t sector, uint64_t count) {
+  VIX_TRY(check_range(capacity_sectors(), sector, count, "unmap"));
+  if (count == 0) return inner_->unmap(sector, count);
+  // Before: a chunk read earlier is not served once the device may have discarded its bytes.
+  // After: a load that raced with the discard is detached and never installed (as for writes).
+  drop_chunks(sector, count);
+  Result<void> r = inner_->unmap(sector, count);
+  if (!r.ok() && r.error().code == VIX_E_NOT_SUPPORTED) return r;  // nothing changed
+  drop_chunks(sector, count);
+  return r;
+}
+
+void ReadaheadDevice::drop_chunks(uint64_t sector, uint64_t count) {
+  const uint64_t cb = st_->opt.chunk_bytes;
+  const uint64_t first = sector * kSectorSize / cb;
+  const uint64_t last = ((sector + count) * kSectorSize - 1) / cb;
+  std::lock_guard lock(st_->impl->mu);
+  for (auto it = st_->table.begin(); it != st_->table.end();) {
+    auto next = std::next(it);
+    if (it->first >= first && it->first <= last) drop_entry(*st_->impl, *st_, it);
+    it = next;
+  }
+}
+
 }  // namespace vix

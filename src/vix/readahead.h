@@ -90,6 +90,9 @@ class ReadaheadDevice final : public BlockDevice {
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override;
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
   Result<void> flush() override { return inner_->flush(); }
+  // Drops the cached chunks the range touches, before and after the device discards it, so no
+  // later read is served the bytes the discard removed.
+  Result<void> unmap(uint64_t sector, uint64_t count) override;
   Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
     return inner_->allocated(sector, count);
   }
@@ -105,6 +108,8 @@ class ReadaheadDevice final : public BlockDevice {
   struct State;  // shared with queued prefetch jobs, which may outlive the device
 
  private:
+  void drop_chunks(uint64_t sector, uint64_t count);
+
   std::unique_ptr<BlockDevice> inner_;
   std::shared_ptr<CacheBudget> budget_;
   std::shared_ptr<State> st_;

@@ -391,4 +391,20 @@ Result<void> create_child(SourceOpener& opener, const std::string& parent_path,
   return execute(opener, plan);
 }
 
+Result<void> create_redo_log(SourceOpener& opener, const std::string& path,
+                             uint64_t capacity_sectors, const std::string& parent_hint) {
+  if (parent_hint.empty() || parent_hint.find_first_of("\"\r\n") != std::string::npos) {
+    return fail(VIX_E_FILE_NAME_INVALID,
+                path + ": the disk's name cannot be written as a parent hint: " + parent_hint);
+  }
+  CreateOptions o;
+  o.capacity_sectors = capacity_sectors;
+  VIX_ASSIGN_OR_RETURN(Descriptor d, base_descriptor(o, path));
+  d.parent_cid = 0xffffffff;
+  d.parent_file_name_hint = parent_hint;
+  VIX_ASSIGN_OR_RETURN(DiskPlan plan, plan_disk(VIXDISKLIB_DISK_MONOLITHIC_SPARSE, path,
+                                                capacity_sectors, std::move(d)));
+  return execute(opener, plan);
+}
+
 }  // namespace vix::vmdk

@@ -147,4 +147,19 @@ Result<std::unique_ptr<BlockDevice>> open(SourceOpener& opener, const std::strin
       new VmdkDisk(std::move(links), options.read_only, std::string(options.transport)));
 }
 
+Result<std::unique_ptr<BlockDevice>> open_redo_log(SourceOpener& opener, const std::string& path,
+                                                   std::unique_ptr<BlockDevice> below) {
+  if (!below) return fail(VIX_E_INVALID_ARG, path + ": a redo log needs a disk under it");
+  VIX_ASSIGN_OR_RETURN(std::unique_ptr<Link> link, open_link(opener, path, true));
+  link->capacity = link->starts.back();
+  if (link->capacity != below->capacity_sectors()) {
+    return fail(VIX_E_DISK_CAPACITY_MISMATCH,
+                path + ": redo log of " + std::to_string(link->capacity) +
+                    " sectors over a disk of " + std::to_string(below->capacity_sectors()));
+  }
+  std::vector<std::unique_ptr<Link>> links;
+  links.push_back(std::move(link));
+  return std::unique_ptr<BlockDevice>(new VmdkDisk(std::move(links), std::move(below)));
+}
+
 }  // namespace vix::vmdk

@@ -428,14 +428,12 @@ Result<void> SparseExtent::write(uint64_t sector, uint64_t count, const uint8_t*
     return fail(VIX_E_DISK_OUTOFRANGE, src_->name() + ": write beyond the extent's capacity");
   const bool zero_flag = h_.flags & SparseHeader::kFlagZeroGrain;
   std::vector<uint8_t> grain_buf;
-  bool allocated = false;
   while (count > 0) {
     uint64_t gdi = sector / gt_cover_;
     if (gdi >= gd_.size()) return corrupt("sector beyond the grain directory");
     std::shared_ptr<Table> gt;
     if (gd_[gdi] == 0) {
       VIX_ASSIGN_OR_RETURN(gt, allocate_grain_table(gdi));
-      allocated = true;
     } else {
       VIX_ASSIGN_OR_RETURN(gt, grain_table(gdi));
     }
@@ -451,18 +449,21 @@ Result<void> SparseExtent::write(uint64_t sector, uint64_t count, const uint8_t*
     } else {
       if (next_sector_ + h_.grain_size > 0xffffffffu)
         return fail(VIX_E_DISK_FULL, src_->name() + ": no room for a grain below 2^32 sectors");
-      grain_buf.assign(grain_bytes_, 0);
-      uint64_t grain_start = grain * h_.grain_size;
-      uint64_t live_end = std::min(h_.grain_size, h_.capacity - grain_start);
-      if (!zeroed && in_grain > 0) VIX_TRY(below(grain_start, in_grain, grain_buf.data()));
-      uint64_t tail = in_grain + n;
-      if (!zeroed && tail < live_end)
-        VIX_TRY(below(grain_start + tail, live_end - tail, grain_buf.data() + tail * 512));
-      std::memcpy(grain_buf.data() + in_grain * 512, buf, n * 512);
+      const uint8_t* grain_data = buf;  // a write of the whole grain goes out as it came
+      if (n != h_.grain_size) {
+        grain_buf.assign(grain_bytes_, 0);
+        uint64_t grain_start = grain * h_.grain_size;
+        uint64_t live_end = std::min(h_.grain_size, h_.capacity - grain_start);
+        if (!zeroed && in_grain > 0) VIX_TRY(below(grain_start, in_grain, grain_buf.data()));
+        uint64_t tail = in_grain + n;
+        if (!zeroed && tail < live_end)
+          VIX_TRY(below(grain_start + tail, live_end - tail, grain_buf.data() + tail * 512));
+        std::memcpy(grain_buf.data() + in_grain * 512, buf, n * 512);
+        grain_data = grain_buf.data();
+      }
       uint64_t new_sec = next_sector_;
-      allocated = true;
       // Data first, then the primary GTE, then the redundant one: a crash leaks at most a grain.
-      VIX_TRY(src_->pwrite(grain_buf.data(), grain_buf.size(), new_sec * 512));
+      VIX_TRY(src_->pwrite(grain_data, grain_bytes_, new_sec * 512));
       next_sector_ += h_.grain_size;
       file_bytes_ = std::max<uint64_t>(file_bytes_, next_sector_ * 512);
       uint8_t le[4];
@@ -479,8 +480,6 @@ Result<void> SparseExtent::write(uint64_t sector, uint64_t count, const uint8_t*
     }
     sector += n, count -= n, buf += n * 512;
   }
-  // New grains and tables are durable before the caller rewrites the CID (qemu's order).
-  if (allocated) VIX_TRY(src_->flush());
   return ok();
 }
 

@@ -15,8 +15,8 @@ namespace vix::vmdk {
 
 struct OpenOptions {
   bool read_only = true;
-  bool single_link = false;  // open the leaf only; unallocated grains read as zeros
-  bool direct = false;       // O_DIRECT for extents where the source supports it
+  bool single_link = false;             // open the leaf only; unallocated grains read as zeros
+  bool direct = false;                  // O_DIRECT for extents where the source supports it
   std::string_view transport = "file";  // what BlockDevice::transport_name() reports
 };
 
@@ -25,6 +25,13 @@ struct OpenOptions {
 // during the call. Errors name the file and the field that is wrong.
 Result<std::unique_ptr<BlockDevice>> open(SourceOpener& opener, const std::string& path,
                                           const OpenOptions& options);
+
+// Opens the sparse redo log at path read-write over `below`, a disk opened elsewhere (a remote
+// disk read over nbd or https): grains the log holds are read from it, the rest from below,
+// and writes fill a new grain's untouched sectors from below. below is never written. The log's
+// capacity must equal below's.
+Result<std::unique_ptr<BlockDevice>> open_redo_log(SourceOpener& opener, const std::string& path,
+                                                   std::unique_ptr<BlockDevice> below);
 
 struct CreateOptions {
   VixDiskLibDiskType type = VIXDISKLIB_DISK_MONOLITHIC_SPARSE;
@@ -40,5 +47,11 @@ Result<void> create(SourceOpener& opener, const std::string& path, const CreateO
 // parentFileNameHint relative to the child's directory. type is MONOLITHIC_SPARSE or SPLIT_SPARSE.
 Result<void> create_child(SourceOpener& opener, const std::string& parent_path,
                           const std::string& child_path, VixDiskLibDiskType type);
+
+// Creates an empty monolithicSparse redo log for a disk this engine cannot open as a file: its
+// parentFileNameHint is parent_hint as the server names the disk ("[datastore1] vm/vm.vmdk")
+// and its parentCID ffffffff, VMware's "not checked". open_redo_log reads it over that disk.
+Result<void> create_redo_log(SourceOpener& opener, const std::string& path,
+                             uint64_t capacity_sectors, const std::string& parent_hint);
 
 }  // namespace vix::vmdk

@@ -161,20 +161,34 @@ Result<void> VmdkDisk::read_link(size_t li, uint64_t sector, uint64_t count, uin
                             std::memset(p, 0, run.count * 512);
                             return ok();
                           case RunKind::kHole:
-                            if (li + 1 < links_.size()) {
-                              VIX_TRY(check_parent(li));
-                              return read_link(li + 1, abs, run.count, p);
-                            }
-                            std::memset(p, 0, run.count * 512);
-                            return ok();
+                            return read_under(li, abs, run.count, p);
                         }
                         return ok();
                       });
 }
 
+Result<void> VmdkDisk::read_under(size_t li, uint64_t sector, uint64_t count, uint8_t* buf) {
+  if (li + 1 < links_.size()) {
+    VIX_TRY(check_parent(li));
+    return read_link(li + 1, sector, count, buf);
+  }
+  if (!below_) {
+    std::memset(buf, 0, count * 512);
+    return ok();
+  }
+  const uint64_t cap = below_->capacity_sectors();
+  const uint64_t inside = sector >= cap ? 0 : std::min(count, cap - sector);
+  if (inside < count) std::memset(buf + inside * 512, 0, (count - inside) * 512);
+  return inside == 0 ? ok() : below_->read(sector, inside, buf);
+}
+
 Result<void> VmdkDisk::rewrite_cid_once() {
   if (cid_rewritten_) return ok();
   Link& leaf = *links_[0];
+  // What was written is durable before the descriptor says the content changed (qemu's
+  // order). Once per open: later writes are made durable by flush(), not one fdatasync each
+  // (which halved sequential write speed on a real disk).
+  for (auto& ext : leaf.extents) VIX_TRY(ext->flush());
   VIX_ASSIGN_OR_RETURN(std::string text, leaf.read_descriptor_text());
   uint32_t cid = new_content_id();
   VIX_ASSIGN_OR_RETURN(std::string updated, rewrite_cid(text, cid, leaf.path));
@@ -190,6 +204,7 @@ Result<void> VmdkDisk::write(uint64_t sector, uint64_t count, const uint8_t* buf
   std::unique_lock lock(mu_);
   Link& leaf = *links_[0];
   const bool has_parent = links_.size() > 1;
+  const bool has_below = has_parent || below_ != nullptr;
   // Dry run: refuse or fail on a stale parent before a single byte is written.
   for (size_t ei = extent_index(leaf, sector);
        ei < leaf.extents.size() && leaf.starts[ei] < sector + count; ++ei) {
@@ -208,12 +223,11 @@ Result<void> VmdkDisk::write(uint64_t sector, uint64_t count, const uint8_t* buf
     uint64_t rel = sector - base;
     uint64_t n = std::min(count, ext.sectors() - rel);
     BelowReader below = [&](uint64_t s, uint64_t c, uint8_t* dst) -> Result<void> {
-      if (!has_parent) {
+      if (!has_below) {
         std::memset(dst, 0, c * 512);
         return ok();
       }
-      VIX_TRY(check_parent(0));
-      return read_link(1, base + s, c, dst);
+      return read_under(0, base + s, c, dst);
     };
     if (n > 0) VIX_TRY(ext.write(rel, n, buf, below));
     sector += n, count -= n, buf += n * 512;
@@ -243,21 +257,30 @@ Result<void> VmdkDisk::alloc_link(size_t li, uint64_t sector, uint64_t count,
   Link& link = *links_[li];
   if (sector >= link.capacity) return ok();
   count = std::min(count, link.capacity - sector);
+  auto add = [&](SectorExtent e) -> Result<void> {
+    if (!out.empty() && out.back().start + out.back().count == e.start) {
+      out.back().count += e.count;
+      return ok();
+    }
+    if (out.size() >= kMaxAllocatedExtents)
+      return fail(VIX_E_INVALID_ARG, link.path + ": more than " +
+                                         std::to_string(kMaxAllocatedExtents) +
+                                         " allocated extents; query a smaller range");
+    out.push_back(e);
+    return ok();
+  };
   return for_each_run(
       link, sector, count, [&](Extent&, uint64_t abs, const Run& run) -> Result<void> {
         if (run.kind == RunKind::kData || run.kind == RunKind::kCompressed) {
-          if (!out.empty() && out.back().start + out.back().count == abs) {
-            out.back().count += run.count;
-          } else {
-            if (out.size() >= kMaxAllocatedExtents)
-              return fail(VIX_E_INVALID_ARG, link.path + ": more than " +
-                                                 std::to_string(kMaxAllocatedExtents) +
-                                                 " allocated extents; query a smaller range");
-            out.push_back(SectorExtent{abs, run.count});
-          }
-        } else if (run.kind == RunKind::kHole && li + 1 < links_.size()) {
-          return alloc_link(li + 1, abs, run.count, out);
+          return add(SectorExtent{abs, run.count});
         }
+        if (run.kind != RunKind::kHole) return ok();
+        if (li + 1 < links_.size()) return alloc_link(li + 1, abs, run.count, out);
+        if (!below_ || abs >= below_->capacity_sectors()) return ok();
+        VIX_ASSIGN_OR_RETURN(
+            auto under,
+            below_->allocated(abs, std::min(run.count, below_->capacity_sectors() - abs)));
+        for (const SectorExtent& e : under) VIX_TRY(add(e));
         return ok();
       });
 }

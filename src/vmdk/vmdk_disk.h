@@ -38,6 +38,13 @@ class VmdkDisk final : public BlockDevice {
  public:
   VmdkDisk(std::vector<std::unique_ptr<Link>> links, bool read_only, std::string transport)
       : links_(std::move(links)), read_only_(read_only), transport_(std::move(transport)) {}
+  // A redo log over a disk opened elsewhere: holes of the last link read from `below`, which is
+  // never written. No CID check is possible against it: the caller vouches for the pairing.
+  VmdkDisk(std::vector<std::unique_ptr<Link>> links, std::unique_ptr<BlockDevice> below)
+      : links_(std::move(links)),
+        read_only_(false),
+        transport_(below->transport_name()),
+        below_(std::move(below)) {}
 
   uint64_t capacity_sectors() const override { return links_[0]->capacity; }
   DiskInfo info() const override;
@@ -48,6 +55,7 @@ class VmdkDisk final : public BlockDevice {
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
   Result<void> flush() override;
   Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override;
+  uint64_t reconnects() const override { return below_ ? below_->reconnects() : 0; }
   Result<std::map<std::string, std::string>> metadata() override;
   Result<void> write_metadata(const std::string& key, const std::string& value) override;
 
@@ -57,12 +65,16 @@ class VmdkDisk final : public BlockDevice {
   Result<void> alloc_link(size_t li, uint64_t sector, uint64_t count,
                           std::vector<SectorExtent>& out);
   Result<void> check_parent(size_t li);
+  // Reads [sector, sector+count) of what lies under link li: its parent link, else below_,
+  // else zeros.
+  Result<void> read_under(size_t li, uint64_t sector, uint64_t count, uint8_t* buf);
   Result<void> rewrite_cid_once();
 
   std::vector<std::unique_ptr<Link>> links_;
   bool read_only_;
   std::string transport_;
   bool cid_rewritten_ = false;
+  std::unique_ptr<BlockDevice> below_;
   mutable std::shared_mutex mu_;
 };
 

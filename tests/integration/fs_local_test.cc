@@ -406,8 +406,8 @@ TEST(FsLocalMount, StartupErrorsBeforeDaemonizing) {
   auto bad = run(std::string(VIXFS_BINARY) + " --local " + sh_quote(tmp.file("mnt")) + " --bogus " +
                  sh_quote(tmp.file("mnt")));
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
-  // Redo logs are not built yet: asking for them is a usage error, before anything mounts.
-  auto redo = run(std::string(VIXFS_BINARY) + " -o rw,redo --local " + sh_quote(tmp.file("mnt")) +
+  // Redo logs on a read-only mount make no sense: a usage error, before anything mounts.
+  auto redo = run(std::string(VIXFS_BINARY) + " -o ro,redo --local " + sh_quote(tmp.file("mnt")) +
                   " " + sh_quote(tmp.file("mnt")));
   EXPECT_EQ(redo.exit_code, 2) << redo.output;
   EXPECT_FALSE(vixfs_mounted(tmp.file("mnt")));

@@ -55,16 +55,8 @@ class FsServer : public ::testing::Test {
         "23M 4096' " +
         sh_quote(disk_));
     // A snapshot made through the API on the other VM (inventory is read at mount).
-    auto c = client();
-    if (!c) return;
-    auto snap = c->create_snapshot(sim_->get("VCSIM_VM_DC0_H0_VM1"), "nightly/1", "before \"it\"",
-                                   false, false);
-    if (!snap.ok()) {
-      error_ = "create_snapshot: " + snap.error().message;
-      return;
-    }
-    snapshot_ = *snap;
-    (void)c->logout();
+    snapshot_ = sim_->snapshot("u", "p", sim_->get("VCSIM_VM_DC0_H0_VM1"), "nightly/1",
+                               "before \"it\"", &error_);
   }
   static void TearDownTestSuite() {
     delete sim_;

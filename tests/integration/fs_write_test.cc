@@ -1,7 +1,7 @@
 // vixfs --local -o rw: writes through real mounts, checked against a model buffer and against
 // qemu-img (the oracle for a VMDK's bytes): random unaligned writes, concurrent writers sharing
 // sectors, a kill -9 after an fsync point, the refusals (truncate, fallocate, past the end,
-// read-only disks), and the nbd transport against qemu-nbd.
+// read-only disks), and the nbd transport against qemu-nbd (writes, FLUSH, punching holes).
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -53,6 +54,23 @@ class FsWriteLocal : public ::testing::Test {
     return a;
   }
   std::string img() const { return mnt_ + "/disk.img"; }
+  // qemu-nbd serving the VMDK (with `flags` added; its output in qemu-nbd.log), and the rw mount
+  // arguments that reach it through the nbd transport.
+  std::unique_ptr<nbdtest::Server> serve_over_nbd(const std::string& flags,
+                                                  std::vector<std::string>* mount_args) {
+    const int port = nbdtest::free_port();
+    auto server = std::make_unique<nbdtest::Server>(
+        "qemu-nbd -f vmdk -x disk -b 127.0.0.1 -p " + std::to_string(port) +
+            " --shared=4 --persistent " + flags + " " + sh_quote(vmdk_),
+        port, dir_.file("qemu-nbd.log"));
+    vixtest::write_file(dir_.file("vixfs.conf"),
+                        "vixfs.nbd.server = \"127.0.0.1:" + std::to_string(port) +
+                            "\"\nvixfs.nbd.export = \"disk\"\n");
+    *mount_args = args();
+    mount_args->insert(mount_args->end(),
+                       {"--transports", "nbd", "--config", dir_.file("vixfs.conf")});
+    return server;
+  }
 
   TempDir dir_;
   std::string disks_ = dir_.file("disks"), vmdk_ = disks_ + "/disk.vmdk";
@@ -284,26 +302,13 @@ TEST_F(FsWriteLocal, SizeIsFixedAndRefusalsAreErrnos) {
   EXPECT_EQ(errno, EROFS);
 }
 
-TEST_F(FsWriteLocal, RedoOptionsAreNotOfferedYet) {
-  auto r = run(std::string(VIXFS_BINARY) + " -f --local " + sh_quote(disks_) + " -o rw,redo " +
-               sh_quote(mnt_));
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("redo logs are not yet built"), std::string::npos) << r.output;
-}
-
 // --local over the nbd transport: qemu-nbd serves the VMDK, so qemu's own VMDK driver takes the
 // writes; fsync becomes NBD_CMD_FLUSH (counted in stats.json as the transport's flushes).
 TEST_F(FsWriteLocal, NbdWritesReachQemuNbdWithFlush) {
-  const int port = nbdtest::free_port();
-  nbdtest::Server server("qemu-nbd -f vmdk -x disk -b 127.0.0.1 -p " + std::to_string(port) +
-                             " --shared=4 --persistent " + sh_quote(vmdk_),
-                         port, dir_.file("qemu-nbd.log"));
+  std::vector<std::string> a;
+  auto server_owner = serve_over_nbd("", &a);
+  nbdtest::Server& server = *server_owner;
   ASSERT_TRUE(server.ready()) << server.log();
-  vixtest::write_file(dir_.file("vixfs.conf"),
-                      "vixfs.nbd.server = \"127.0.0.1:" + std::to_string(port) +
-                          "\"\nvixfs.nbd.export = \"disk\"\n");
-  auto a = args();
-  a.insert(a.end(), {"--transports", "nbd", "--config", dir_.file("vixfs.conf")});
   {
     RwMount m(a, mnt_, log_);
     ASSERT_TRUE(m.mounted()) << m.log();
@@ -332,6 +337,69 @@ TEST_F(FsWriteLocal, NbdWritesReachQemuNbdWithFlush) {
     EXPECT_TRUE(m.stop()) << m.log();
   }
   server.stop();
+  expect_check_clean(vmdk_);
+  EXPECT_EQ(first_difference(vixtest::qemu_raw(vmdk_), model_), -1) << "qemu-img";
+}
+
+// fallocate PUNCH_HOLE over nbd: NBD_CMD_WRITE_ZEROES that may punch (qemu-nbd --discard=unmap),
+// zeros exactly in the range, the bytes around it kept, at unaligned edges too; allocating is
+// still refused. qemu-img reads the VMDK afterwards, qemu-nbd's trace shows what was sent.
+TEST_F(FsWriteLocal, PunchHoleOverNbdReadsZerosAndKeepsNeighbours) {
+  const std::string trace = dir_.file("qemu-nbd.log");
+  std::vector<std::string> a;
+  auto server_owner = serve_over_nbd("--discard=unmap -T nbd_receive_request", &a);
+  nbdtest::Server& server = *server_owner;
+  ASSERT_TRUE(server.ready()) << server.log();
+  {
+    RwMount m(a, mnt_, log_);
+    ASSERT_TRUE(m.mounted()) << m.log();
+    const int fd = open(img().c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0) << strerror(errno) << m.log();
+    std::vector<uint8_t> data(3 << 20);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 5 + (i >> 9) + 1);
+    ASSERT_TRUE(pwrite_all(fd, data.data(), data.size(), 1 << 20)) << strerror(errno);
+    std::memcpy(model_.data() + (1 << 20), data.data(), data.size());
+    ASSERT_EQ(fsync(fd), 0) << strerror(errno) << m.log();
+    EXPECT_EQ(first_difference(pread_all(fd, kDiskBytes), model_), -1) << "before punching";
+
+    // fallocate(1), both edges inside sectors, as a user would run it.
+    const uint64_t off = (1 << 20) + 777, len = (1 << 20) + 1000;
+    auto r = run("fallocate -p -o " + std::to_string(off) + " -l " + std::to_string(len) + " " +
+                 sh_quote(img()));
+    ASSERT_EQ(r.exit_code, 0) << r.output << m.log();
+    std::memset(model_.data() + off, 0, len);
+    // Inside one sector: written as zeros.
+    ASSERT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (3 << 20) + 10, 100), 0)
+        << strerror(errno);
+    std::memset(model_.data() + (3 << 20) + 10, 0, 100);
+    // Past the end is cut there (POSIX: the size is kept).
+    ASSERT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, kDiskBytes - 1000, 8192), 0)
+        << strerror(errno);
+    std::memset(model_.data() + kDiskBytes - 1000, 0, 1000);
+    // ZERO_RANGE takes the same path; without KEEP_SIZE it may not grow the disk.
+    ASSERT_EQ(fallocate(fd, FALLOC_FL_ZERO_RANGE, (2 << 20) + 4096, 70000), 0) << strerror(errno);
+    std::memset(model_.data() + (2 << 20) + 4096, 0, 70000);
+    errno = 0;
+    EXPECT_EQ(fallocate(fd, FALLOC_FL_ZERO_RANGE, kDiskBytes - 512, 1024), -1);
+    EXPECT_EQ(errno, EFBIG);
+    errno = 0;
+    EXPECT_EQ(fallocate(fd, 0, 0, 65536), -1) << "allocating cannot be promised";
+    EXPECT_EQ(errno, EOPNOTSUPP);
+    EXPECT_EQ(first_difference(pread_all(fd, kDiskBytes), model_), -1) << "through the mount";
+    ASSERT_EQ(fsync(fd), 0) << strerror(errno);
+    close(fd);
+
+    const std::string stats = read_text(mnt_ + "/.vixfs/stats.json");
+    const size_t disk = stats.find("\"disk.img\"");
+    ASSERT_NE(disk, std::string::npos) << stats;
+    const size_t unmaps = stats.find("\"unmaps\": ", stats.find("\"transportIo\"", disk));
+    ASSERT_NE(unmaps, std::string::npos) << stats;
+    EXPECT_GE(std::stoul(stats.substr(unmaps + 10)), 1u) << stats;
+    EXPECT_TRUE(m.stop()) << m.log();
+  }
+  server.stop();
+  EXPECT_NE(server.log().find(".type = 0x6,"), std::string::npos)
+      << "no NBD_CMD_WRITE_ZEROES reached qemu-nbd";
   expect_check_clean(vmdk_);
   EXPECT_EQ(first_difference(vixtest::qemu_raw(vmdk_), model_), -1) << "qemu-img";
 }

@@ -90,4 +90,18 @@ std::unique_ptr<vix::vsphere::Client> Simulator::login(const std::string& user,
   return std::move(c).value();
 }
 
+std::string Simulator::snapshot(const std::string& user, const std::string& password,
+                                const std::string& vm, const std::string& name,
+                                const std::string& description, std::string* error) const {
+  auto c = login(user, password, error);
+  if (!c) return "";
+  auto snap = c->create_snapshot(vm, name, description, false, false);
+  (void)c->logout();
+  if (!snap.ok()) {
+    *error = "create_snapshot: " + snap.error().message;
+    return "";
+  }
+  return *snap;
+}
+
 }  // namespace vixtest

@@ -31,6 +31,11 @@ class Simulator {
   // A vSphere client logged in as user/password, its thumbprint pinned; null with *error set.
   std::unique_ptr<vix::vsphere::Client> login(const std::string& user, const std::string& password,
                                               std::string* error) const;
+  // Logs in as user/password, snapshots vm (no memory, not quiesced) and logs out: the
+  // snapshot's moRef, or "" with *error set.
+  std::string snapshot(const std::string& user, const std::string& password, const std::string& vm,
+                       const std::string& name, const std::string& description,
+                       std::string* error) const;
 
  private:
   Simulator() = default;

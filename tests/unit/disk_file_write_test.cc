@@ -110,4 +110,18 @@ TEST_F(DiskFileWrite, EndOfDiskAndPolicy) {
   EXPECT_EQ(vixtest::qemu_raw(vmdk_), model_);
 }
 
+// The file transport's VMDK cannot discard to zeros: every punch fails alike, even one inside a
+// single sector (which could have been done with a write), and changes nothing.
+TEST_F(DiskFileWrite, PunchHoleOnAVmdkIsNotSupportedAndChangesNothing) {
+  ASSERT_EQ(file_->acquire(true), 0);
+  EXPECT_EQ(file_->punch_hole(0, 65536), -EOPNOTSUPP);
+  EXPECT_EQ(file_->punch_hole(1000, 100), -EOPNOTSUPP);
+  EXPECT_EQ(file_->punch_hole(700, 5000), -EOPNOTSUPP);
+  EXPECT_EQ(file_->punch_hole(kSize, 4096), 0) << "past the end there is nothing to punch";
+  why_not_ = "the VM's power state is poweredOn";
+  EXPECT_EQ(file_->punch_hole(0, 512), -EROFS);
+  file_->release();
+  EXPECT_EQ(vixtest::qemu_raw(vmdk_), model_);
+}
+
 }  // namespace
