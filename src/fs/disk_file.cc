@@ -422,20 +422,22 @@ void DiskFile::mark_allocated_locked(uint64_t start, uint64_t count) {
   allocated_sectors_ += (t - s) - removed;
 }
 
+int DiskFile::disk_for_change(const char* what, std::shared_ptr<vix::Disk>* disk, uint64_t* size) {
+  std::lock_guard lock(mu_);
+  if (std::string why = read_only_reason_locked(); !why.empty() || !opened_rw_) {
+    log_error(name_ + ": " + what + " refused (EROFS): " +
+              (why.empty() ? std::string("the disk is not open read-write") : why));
+    return -EROFS;
+  }
+  *disk = disk_;
+  *size = capacity_bytes_;
+  return *disk ? 0 : -EBADF;
+}
+
 ssize_t DiskFile::write(uint64_t offset, size_t length, const uint8_t* buf) {
   std::shared_ptr<vix::Disk> disk;
-  uint64_t size;
-  {
-    std::lock_guard lock(mu_);
-    if (std::string why = read_only_reason_locked(); !why.empty() || !opened_rw_) {
-      log_error(name_ + ": write refused (EROFS): " +
-                (why.empty() ? std::string("the disk is not open read-write") : why));
-      return -EROFS;
-    }
-    disk = disk_;
-    size = capacity_bytes_;
-  }
-  if (!disk) return -EBADF;
+  uint64_t size = 0;
+  if (int e = disk_for_change("write", &disk, &size); e != 0) return e;
   if (length == 0) return 0;
   if (offset >= size) {
     log_error(name_ + ": write at offset " + std::to_string(offset) +
@@ -472,18 +474,8 @@ ssize_t DiskFile::write(uint64_t offset, size_t length, const uint8_t* buf) {
 int DiskFile::punch_hole(uint64_t offset, uint64_t length) {
   constexpr uint64_t kS = vix::kSectorSize;
   std::shared_ptr<vix::Disk> disk;
-  uint64_t size;
-  {
-    std::lock_guard lock(mu_);
-    if (std::string why = read_only_reason_locked(); !why.empty() || !opened_rw_) {
-      log_error(name_ + ": punch hole refused (EROFS): " +
-                (why.empty() ? std::string("the disk is not open read-write") : why));
-      return -EROFS;
-    }
-    disk = disk_;
-    size = capacity_bytes_;
-  }
-  if (!disk) return -EBADF;
+  uint64_t size = 0;
+  if (int e = disk_for_change("punch hole", &disk, &size); e != 0) return e;
   if (offset >= size || length == 0) return 0;
   length = std::min<uint64_t>(length, size - offset);
   const uint64_t stop = offset + length;

@@ -113,6 +113,9 @@ class DiskFile {
   void drop_disk_locked();
   // Why this file cannot be written now ("" when it can); the caller holds mu_.
   std::string read_only_reason_locked() const;
+  // The open disk and its size for a change (`what`: "write", "punch hole"): 0, or -EROFS with
+  // a log line why, or -EBADF when no disk is open.
+  int disk_for_change(const char* what, std::shared_ptr<vix::Disk>* disk, uint64_t* size);
   // Adds [start, start+count) to the cached allocation map; the caller holds mu_.
   void mark_allocated_locked(uint64_t start, uint64_t count);
   // One device write of sectors [first, end) built from whole sectors of buf plus, for partial

@@ -144,7 +144,6 @@ Result<std::unique_ptr<Disk>> Connection::open_with_redo_log(const std::string& 
             " (the disk itself is read only, through " + std::string(dev->transport_name()) + ")");
   auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
   disk->transport_meter_ = meter;
-  disk->over_redo_log_ = true;
   return disk;
 }
 

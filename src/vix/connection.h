@@ -138,7 +138,6 @@ class Disk {
   uint32_t flags_;
   std::unique_ptr<BlockDevice> dev_;
   const MeteredDevice* transport_meter_ = nullptr;  // inside dev_'s stack; set by Connection::open
-  bool over_redo_log_ = false;  // writes go to a local redo log, so a read-only connection is fine
   friend class Connection;
   std::mutex async_mu_;
   std::condition_variable async_cv_;

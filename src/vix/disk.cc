@@ -19,8 +19,9 @@ Disk::~Disk() {
 }
 
 bool Disk::read_only() const {
-  return (flags_ & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0 ||
-         (!over_redo_log_ && conn_ && conn_->read_only()) || dev_->read_only();
+  // Connection::open sets OPEN_READ_ONLY for a read-only connection; a disk over a redo log
+  // is writable on one because its flags do not say read-only.
+  return (flags_ & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0 || dev_->read_only();
 }
 
 namespace {

@@ -596,22 +596,7 @@ Result<void> ReadaheadDevice::write(uint64_t sector, uint64_t count, const uint8
   ++st_->writes;
   if (count == 0 || !check_range(capacity_sectors(), sector, count, "write").ok()) return r;
   // Even a failed write may have changed some sectors: the touched chunks go either way.
-  const uint64_t cb = st_->opt.chunk_bytes;
-  const uint64_t first = sector * kSectorSize / cb;
-  const uint64_t last = ((sector + count) * kSectorSize - 1) / cb;
-  std::lock_guard lock(st_->impl->mu);
-  if (last - first + 1 > st_->table.size()) {
-    for (auto it = st_->table.begin(); it != st_->table.end();) {
-      auto next = std::next(it);
-      if (it->first >= first && it->first <= last) drop_entry(*st_->impl, *st_, it);
-      it = next;
-    }
-  } else {
-    for (uint64_t c = first; c <= last; ++c) {
-      auto it = st_->table.find(c);
-      if (it != st_->table.end()) drop_entry(*st_->impl, *st_, it);
-    }
-  }
+  drop_chunks(sector, count);
   return r;
 }
 
@@ -632,10 +617,17 @@ void ReadaheadDevice::drop_chunks(uint64_t sector, uint64_t count) {
   const uint64_t first = sector * kSectorSize / cb;
   const uint64_t last = ((sector + count) * kSectorSize - 1) / cb;
   std::lock_guard lock(st_->impl->mu);
-  for (auto it = st_->table.begin(); it != st_->table.end();) {
-    auto next = std::next(it);
-    if (it->first >= first && it->first <= last) drop_entry(*st_->impl, *st_, it);
-    it = next;
+  if (last - first + 1 > st_->table.size()) {
+    for (auto it = st_->table.begin(); it != st_->table.end();) {
+      auto next = std::next(it);
+      if (it->first >= first && it->first <= last) drop_entry(*st_->impl, *st_, it);
+      it = next;
+    }
+  } else {
+    for (uint64_t c = first; c <= last; ++c) {
+      auto it = st_->table.find(c);
+      if (it != st_->table.end()) drop_entry(*st_->impl, *st_, it);
+    }
   }
 }
 

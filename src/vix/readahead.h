@@ -108,6 +108,7 @@ class ReadaheadDevice final : public BlockDevice {
   struct State;  // shared with queued prefetch jobs, which may outlive the device
 
  private:
+  // Drops the cached chunks [sector, sector+count) touches (a write or a discard changed them).
   void drop_chunks(uint64_t sector, uint64_t count);
 
   std::unique_ptr<BlockDevice> inner_;
