@@ -38,6 +38,15 @@ struct DiskInfo {
   uint32_t physical_sector_size = 512;
 };
 
+// A piece of a read as it lies on the host: `bytes` bytes at `offset` of the open file `fd`, or
+// zeros when fd is -1. Lets the FUSE daemon reply by splicing from the file instead of copying.
+struct HostPiece {
+  int fd = -1;
+  uint64_t offset = 0;
+  uint64_t bytes = 0;
+  bool operator==(const HostPiece&) const = default;
+};
+
 class BlockDevice {
  public:
   virtual ~BlockDevice() = default;
@@ -62,6 +71,14 @@ class BlockDevice {
     return fail(VIX_E_NOT_SUPPORTED, "this disk cannot discard blocks");
   }
 
+  // Where [sector, sector+count) lies on the host: appends pieces covering the range in order and
+  // returns true; returns false, appending nothing, when some of it is not plainly in a local file
+  // (compressed grains, a network transport, a cache in between). The fds stay valid while the
+  // device is open; a piece never reaches past its file's end. Callers fall back to read().
+  virtual Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) {
+    (void)sector, (void)count, (void)out;
+    return false;
+  }
   // Allocated ranges inside [sector, sector+count): sorted, non-overlapping, clipped to the range,
   // at the device's native granularity (a VMDK grain). Zeroed grains and holes are not included.
   virtual Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) = 0;

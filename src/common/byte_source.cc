@@ -40,7 +40,10 @@ Error sys_error(const std::string& what, const std::string& name, int err) {
 class LocalFile final : public ByteSource {
  public:
   LocalFile(int fd, std::string name, bool writable)
-      : fd_(fd), name_(std::move(name)), writable_(writable) {}
+      : fd_(fd),
+        name_(std::move(name)),
+        writable_(writable),
+        direct_((::fcntl(fd, F_GETFL) & O_DIRECT) != 0) {}
   ~LocalFile() override { ::close(fd_); }
 
   Result<size_t> pread(void* buf, size_t len, uint64_t off) override {
@@ -93,11 +96,13 @@ class LocalFile final : public ByteSource {
 
   bool writable() const override { return writable_; }
   const std::string& name() const override { return name_; }
+  int fd() const override { return direct_ ? -1 : fd_; }
 
  private:
   int fd_;
   std::string name_;
   bool writable_;
+  bool direct_;  // splicing would read through the page cache the opener asked to bypass
 };
 
 class LocalOpener final : public SourceOpener {
@@ -147,6 +152,8 @@ Result<void> ByteSource::read_exact(void* buf, size_t len, uint64_t off, const c
   return ok();
 }
 
-std::unique_ptr<SourceOpener> make_local_opener() { return std::make_unique<LocalOpener>(); }
+std::unique_ptr<SourceOpener> make_local_opener() {
+  return std::make_unique<LocalOpener>();
+}
 
 }  // namespace vix

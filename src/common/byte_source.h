@@ -27,6 +27,9 @@ class ByteSource {
   virtual bool writable() const = 0;
   // The path or URL, for error messages.
   virtual const std::string& name() const = 0;
+  // The open descriptor of a local file read through the page cache, for splicing its bytes;
+  // -1 for anything else (a network source, a file opened O_DIRECT).
+  virtual int fd() const { return -1; }
 
   // Reads exactly len bytes or fails with VIX_E_DISK_INVAL naming `what` (short read = corrupt).
   Result<void> read_exact(void* buf, size_t len, uint64_t off, const char* what);

@@ -288,6 +288,7 @@ DiskFile::Stats DiskFile::stats() const {
   s.reads = reads_.load();
   s.bytes = bytes_.load();
   s.errors = errors_.load();
+  s.spliced_bytes = spliced_bytes_.load();
   s.writes = writes_.load();
   s.bytes_written = bytes_written_.load();
   s.flushes = flushes_.load();
@@ -303,7 +304,7 @@ DiskFile::Stats DiskFile::stats() const {
   return s;
 }
 
-ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
+std::shared_ptr<vix::Disk> DiskFile::disk_for_read(uint64_t offset, size_t* length, ssize_t* rc) {
   std::shared_ptr<vix::Disk> disk;
   uint64_t size;
   {
@@ -311,9 +312,41 @@ ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
     disk = disk_;
     size = capacity_bytes_;
   }
-  if (!disk) return -EBADF;
-  if (offset >= size || length == 0) return 0;
-  length = static_cast<size_t>(std::min<uint64_t>(length, size - offset));
+  *rc = disk ? 0 : -EBADF;
+  if (!disk || offset >= size || *length == 0) return nullptr;
+  *length = static_cast<size_t>(std::min<uint64_t>(*length, size - offset));
+  return disk;
+}
+
+ssize_t DiskFile::count_read(uint64_t offset, size_t length, const vix::Result<void>& r) {
+  reads_.fetch_add(1, std::memory_order_relaxed);
+  if (!r.ok()) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    log_error(name_ + ": read of " + std::to_string(length) + " bytes at offset " +
+              std::to_string(offset) + " failed: " + describe(r.error()));
+    return -EIO;
+  }
+  bytes_.fetch_add(length, std::memory_order_relaxed);
+  return static_cast<ssize_t>(length);
+}
+
+ssize_t DiskFile::map_read(uint64_t offset, size_t length, std::vector<vix::HostPiece>* pieces) {
+  ssize_t rc;
+  std::shared_ptr<vix::Disk> disk = disk_for_read(offset, &length, &rc);
+  if (!disk) return rc;
+  if (offset % vix::kSectorSize != 0 || length % vix::kSectorSize != 0) return 0;
+  vix::Result<bool> mapped =
+      disk->map_to_host(offset / vix::kSectorSize, length / vix::kSectorSize, pieces);
+  if (mapped.ok() && !*mapped) return 0;
+  rc = count_read(offset, length, mapped.ok() ? vix::ok() : vix::Result<void>(mapped.error()));
+  if (rc > 0) spliced_bytes_.fetch_add(length, std::memory_order_relaxed);
+  return rc;
+}
+
+ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
+  ssize_t rc;
+  std::shared_ptr<vix::Disk> disk = disk_for_read(offset, &length, &rc);
+  if (!disk) return rc;
   const uint64_t first = offset / vix::kSectorSize;
   const uint64_t end = (offset + length + vix::kSectorSize - 1) / vix::kSectorSize;
   vix::Result<void> r;
@@ -330,15 +363,7 @@ ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
     r = disk->read(first, end - first, bounce.data());
     if (r.ok()) memcpy(buf, bounce.data() + (offset - first * vix::kSectorSize), length);
   }
-  reads_.fetch_add(1, std::memory_order_relaxed);
-  if (!r.ok()) {
-    errors_.fetch_add(1, std::memory_order_relaxed);
-    log_error(name_ + ": read of " + std::to_string(length) + " bytes at offset " +
-              std::to_string(offset) + " failed: " + describe(r.error()));
-    return -EIO;
-  }
-  bytes_.fetch_add(length, std::memory_order_relaxed);
-  return static_cast<ssize_t>(length);
+  return count_read(offset, length, r);
 }
 
 namespace {

@@ -73,6 +73,10 @@ class DiskFile {
 
   // Bytes read into buf (short at end of file), or -errno (a log line says why).
   ssize_t read(uint64_t offset, size_t length, uint8_t* buf);
+  // The read as pieces of host files, for a reply spliced from them: the bytes covered (short at
+  // end of file), 0 when the caller should read() instead (partial sectors, a cache in between,
+  // compressed grains, a network disk), or -errno. Counted as a read, and in spliced_bytes.
+  ssize_t map_read(uint64_t offset, size_t length, std::vector<vix::HostPiece>* pieces);
   // Bytes written, or -errno (a log line says why). Partial edge sectors are read, changed and
   // written back under a range lock; whole sectors go straight from buf. A write that starts at
   // or past the end is -EFBIG; one that crosses the end is cut short there.
@@ -96,6 +100,7 @@ class DiskFile {
   struct Stats {
     std::string transport;  // "" until first opened
     uint64_t reads = 0, bytes = 0, errors = 0;
+    uint64_t spliced_bytes = 0;  // of bytes: replied from host files by map_read
     uint64_t writes = 0, bytes_written = 0, flushes = 0;
     vix::IoSnapshot transport_io;
     bool cached = false;  // the read-ahead cache was on when last opened
@@ -107,6 +112,11 @@ class DiskFile {
   // Opens (or reuses) the disk; the caller holds mu_. for_write: a redo-log file opens over its
   // log even when the log does not exist yet.
   vix::Result<std::shared_ptr<vix::Disk>> open_locked(bool for_write = false);
+  // The open disk, with *length cut at the end of the file; nullptr with *rc = 0 when there is
+  // nothing to read, -EBADF when no disk is open.
+  std::shared_ptr<vix::Disk> disk_for_read(uint64_t offset, size_t* length, ssize_t* rc);
+  // Counts a finished read in the stats: its length, or -EIO with a log line saying why.
+  ssize_t count_read(uint64_t offset, size_t length, const vix::Result<void>& r);
   // The redo log is (or is to be) used by the next open; the caller holds mu_.
   bool use_redo_log_locked(bool for_write) const;
   // Drops disk_, keeping its transport counters; the caller holds mu_.
@@ -138,7 +148,7 @@ class DiskFile {
   vix::IoSnapshot closed_io_;  // transport counters of disks already closed
   bool cached_ = false;
   vix::ReadaheadStats closed_cache_;  // cache counters of disks already closed
-  std::atomic<uint64_t> reads_{0}, bytes_{0}, errors_{0};
+  std::atomic<uint64_t> reads_{0}, bytes_{0}, errors_{0}, spliced_bytes_{0};
   WritePolicy policy_;
   std::string device_read_only_;  // why the disk, as last opened, refuses writes ("" if not)
   bool opened_rw_ = false;        // disk_ is open read-write

@@ -10,7 +10,10 @@
 
 namespace vixfs {
 
-constexpr size_t kMaxRead = 1 << 20;
+// The largest read (and write) the kernel sends. Not 1 MiB: a spliced reply must fit in one pipe,
+// and libfuse sizes that pipe at the data plus a page per piece plus the header, which for 1 MiB
+// of data is past the 1 MiB an unprivileged process may give a pipe (fs.pipe-max-size).
+constexpr size_t kMaxRead = (1 << 20) - (64 << 10);
 
 struct FsContext {
   Tree tree;
@@ -26,6 +29,10 @@ struct FsContext {
   bool cache_dirs = true;
   // -o rw: disk files whose write policy allows it take writes (statfs drops ST_RDONLY).
   bool read_write = false;
+  // Reads of disks whose bytes lie in local files are replied by splicing from those files (one
+  // copy in the kernel instead of a copy out and a copy back in). Set at FUSE init when the kernel
+  // takes spliced replies and this process can size a pipe for a whole one.
+  bool splice_reads = false;
 };
 
 const fuse_lowlevel_ops& fs_operations();

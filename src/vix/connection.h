@@ -111,6 +111,9 @@ class Disk {
 
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf);
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf);
+  // BlockDevice::map_to_host, range-checked: where the bytes lie in local files, when they all
+  // do and no cache sits in between.
+  Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out);
   Result<void> flush();
   // BlockDevice::unmap: the range reads back as zeros afterwards; VIX_E_NOT_SUPPORTED when the
   // device cannot promise that (asked with count 0 as well).

@@ -45,6 +45,11 @@ Result<void> Disk::read(uint64_t sector, uint64_t count, uint8_t* buf) {
   return dev_->read(sector, count, buf);
 }
 
+Result<bool> Disk::map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) {
+  VIX_TRY(check_range(path_, dev_->capacity_sectors(), sector, count));
+  return dev_->map_to_host(sector, count, out);
+}
+
 Result<void> Disk::write(uint64_t sector, uint64_t count, const uint8_t* buf) {
   if (read_only()) return fail(VIX_E_FILE_READ_ONLY, path_ + ": disk is open read-only");
   VIX_TRY(check_range(path_, dev_->capacity_sectors(), sector, count));

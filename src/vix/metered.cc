@@ -108,6 +108,14 @@ Result<void> MeteredDevice::read(uint64_t sector, uint64_t count, uint8_t* buf) 
   return r;
 }
 
+Result<bool> MeteredDevice::map_to_host(uint64_t sector, uint64_t count,
+                                        std::vector<HostPiece>* out) {
+  const uint64_t t0 = now_us();
+  Result<bool> r = inner_->map_to_host(sector, count, out);
+  if (!r.ok() || *r) meter_.record_read(count * kSectorSize, now_us() - t0, r.ok());
+  return r;
+}
+
 Result<void> MeteredDevice::write(uint64_t sector, uint64_t count, const uint8_t* buf) {
   Result<void> r = inner_->write(sector, count, buf);
   meter_.record_write(count * kSectorSize, r.ok());

@@ -51,6 +51,8 @@ class MeteredDevice final : public BlockDevice {
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
   Result<void> flush() override;
   Result<void> unmap(uint64_t sector, uint64_t count) override;
+  // Counted as a read of the mapped bytes: the caller reads them from the host file itself.
+  Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) override;
   Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
     return inner_->allocated(sector, count);
   }

@@ -182,6 +182,91 @@ Result<void> VmdkDisk::read_under(size_t li, uint64_t sector, uint64_t count, ui
   return inside == 0 ? ok() : below_->read(sector, inside, buf);
 }
 
+namespace {
+
+// Appends a piece, joining it to the last one when it continues it (zeros after zeros, or the
+// next bytes of the same file), so that a dense disk's 1 MiB read is one splice.
+void add_piece(std::vector<HostPiece>* out, int fd, uint64_t offset, uint64_t bytes) {
+  if (!out->empty()) {
+    HostPiece& last = out->back();
+    if (last.fd == fd && (fd < 0 || last.offset + last.bytes == offset)) {
+      last.bytes += bytes;
+      return;
+    }
+  }
+  out->push_back({fd, offset, bytes});
+}
+
+}  // namespace
+
+Result<bool> VmdkDisk::map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) {
+  VIX_TRY(check_range(sector, count));
+  const size_t first_piece = out->size();
+  std::shared_lock lock(mu_);
+  Result<bool> mapped = map_link(0, sector, count, out);
+  if (!mapped.ok() || !*mapped) out->resize(first_piece);
+  return mapped;
+}
+
+Result<bool> VmdkDisk::map_link(size_t li, uint64_t sector, uint64_t count,
+                                std::vector<HostPiece>* out) {
+  Link& link = *links_[li];
+  if (sector >= link.capacity) {
+    add_piece(out, -1, 0, count * 512);
+    return true;
+  }
+  const uint64_t beyond = count > link.capacity - sector ? count - (link.capacity - sector) : 0;
+  bool mapped = true;
+  VIX_TRY(for_each_run(
+      link, sector, count - beyond, [&](Extent& ext, uint64_t abs, const Run& run) -> Result<void> {
+        if (!mapped) return ok();
+        const uint64_t bytes = run.count * 512;
+        switch (run.kind) {
+          case RunKind::kData: {
+            ByteSource* src = ext.source();
+            const int fd = src ? src->fd() : -1;
+            if (fd < 0) {
+              mapped = false;
+              return ok();
+            }
+            // read_run pads a run past the file's end with zeros; a splice would come up short
+            // and the kernel would take the short reply for the end of the disk.
+            VIX_ASSIGN_OR_RETURN(uint64_t file_size, src->size());
+            if (run.host > file_size || bytes > file_size - run.host) {
+              mapped = false;
+              return ok();
+            }
+            add_piece(out, fd, run.host, bytes);
+            return ok();
+          }
+          case RunKind::kCompressed:
+            mapped = false;
+            return ok();
+          case RunKind::kZero:
+            add_piece(out, -1, 0, bytes);
+            return ok();
+          case RunKind::kHole:
+            if (li + 1 < links_.size()) {
+              VIX_TRY(check_parent(li));
+              VIX_ASSIGN_OR_RETURN(mapped, map_link(li + 1, abs, run.count, out));
+            } else if (below_) {
+              const uint64_t cap = below_->capacity_sectors();
+              const uint64_t inside = abs >= cap ? 0 : std::min(run.count, cap - abs);
+              if (inside > 0) {
+                VIX_ASSIGN_OR_RETURN(mapped, below_->map_to_host(abs, inside, out));
+              }
+              if (mapped && inside < run.count) add_piece(out, -1, 0, (run.count - inside) * 512);
+            } else {
+              add_piece(out, -1, 0, bytes);
+            }
+            return ok();
+        }
+        return ok();
+      }));
+  if (mapped && beyond > 0) add_piece(out, -1, 0, beyond * 512);
+  return mapped;
+}
+
 Result<void> VmdkDisk::rewrite_cid_once() {
   if (cid_rewritten_) return ok();
   Link& leaf = *links_[0];

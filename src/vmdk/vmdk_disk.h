@@ -55,6 +55,10 @@ class VmdkDisk final : public BlockDevice {
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
   Result<void> flush() override;
   Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override;
+  // Data grains and flat runs map to their extent files, zeros and holes without a parent to
+  // zero pieces; false for compressed grains, non-local extent files, or a `below` device that
+  // cannot map.
+  Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) override;
   uint64_t reconnects() const override { return below_ ? below_->reconnects() : 0; }
   Result<std::map<std::string, std::string>> metadata() override;
   Result<void> write_metadata(const std::string& key, const std::string& value) override;
@@ -68,6 +72,8 @@ class VmdkDisk final : public BlockDevice {
   // Reads [sector, sector+count) of what lies under link li: its parent link, else below_,
   // else zeros.
   Result<void> read_under(size_t li, uint64_t sector, uint64_t count, uint8_t* buf);
+  // map_to_host of one link, the way read_link reads it; false as soon as a run cannot map.
+  Result<bool> map_link(size_t li, uint64_t sector, uint64_t count, std::vector<HostPiece>* out);
   Result<void> rewrite_cid_once();
 
   std::vector<std::unique_ptr<Link>> links_;

@@ -467,21 +467,25 @@ TEST(FsLocalMount, CorruptDiskIsEioNotACrash) {
 
 namespace {
 
-// reads and bytes of one disk in stats.json; -1 when absent.
-std::pair<long long, long long> disk_counts(const std::string& json, const std::string& name) {
+// One disk's counts in stats.json; all -1 when absent.
+struct DiskCounts {
+  long long reads = -1, bytes = -1, spliced = -1;
+};
+DiskCounts disk_counts(const std::string& json, const std::string& name) {
   // No std::regex: GCC 12 with ASan warns inside <regex>, and -Werror stops the build.
   const std::string head = "\"" + name + "\": {\"transport\": \"file\", \"reads\": ";
   const size_t at = json.find(head);
-  if (at == std::string::npos) return {-1, -1};
-  long long reads = -1, bytes = -1;
+  if (at == std::string::npos) return {};
+  DiskCounts c;
   int io = 0;
   if (std::sscanf(json.c_str() + at + head.size(),
-                  "%lld, \"bytes\": %lld, \"errors\": 0, \"transportIo\": {\"readRequests\": %d",
-                  &reads, &bytes, &io) != 3 ||
+                  "%lld, \"bytes\": %lld, \"errors\": 0, \"splicedBytes\": %lld, "
+                  "\"transportIo\": {\"readRequests\": %d",
+                  &c.reads, &c.bytes, &c.spliced, &io) != 4 ||
       io < 1) {
-    return {-1, -1};
+    return {};
   }
-  return {reads, bytes};
+  return c;
 }
 
 TEST_F(FsLocal, StatsJsonCountsReadsAndSigusr1LogsThem) {
@@ -493,15 +497,15 @@ TEST_F(FsLocal, StatsJsonCountsReadsAndSigusr1LogsThem) {
   ASSERT_EQ(pread(fd, buf.data(), 4096, 0), 4096);
   const std::string before_json = run_ok("cat " + sh_quote(stats));
   const auto before = disk_counts(before_json, "flat.img");
-  ASSERT_GE(before.first, 1) << before_json;
+  ASSERT_GE(before.reads, 1) << before_json;
   // Other tests read this disk: its pages go, so this read reaches the daemon.
   ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
   ASSERT_EQ(pread(fd, buf.data(), buf.size(), 0), static_cast<ssize_t>(buf.size()));
   close(fd);
   const std::string after_json = run_ok("cat " + sh_quote(stats));
   const auto after = disk_counts(after_json, "flat.img");
-  EXPECT_GT(after.first, before.first) << after_json;
-  EXPECT_GE(after.second - before.second, 1 << 20) << after_json;
+  EXPECT_GT(after.reads, before.reads) << after_json;
+  EXPECT_GE(after.bytes - before.bytes, 1 << 20) << after_json;
   EXPECT_NE(after_json.find("\"mount\": {\"reads\": "), std::string::npos) << after_json;
   // vixfs turns the read-ahead cache on, but not in front of local files (the page cache is).
   EXPECT_NE(after_json.find("\"cache\": null"), std::string::npos) << after_json;
@@ -568,6 +572,33 @@ std::string bdi_read_ahead_kb(const std::string& mnt) {
                             std::to_string(minor(st.st_dev)) + "/read_ahead_kb");
 }
 
+// Disks whose bytes lie plainly in the VMDK files (grains, flat extents, a parent's grains) are
+// replied by splicing from those files; compressed grains are inflated and copied. Both give
+// qemu-img's bytes.
+TEST_F(FsLocal, ReadsSpliceFromTheVmdkFiles) {
+  TempDir dir;
+  const std::string mnt = dir.file("mnt");
+  vixtest::VixfsDaemon d({"--local", env->disks}, mnt, dir.file("log"));
+  ASSERT_TRUE(d.mounted()) << d.log();
+  for (const std::string name : {"sparse", "child", "flat", "split", "stream"}) {
+    const std::string file = mnt + "/" + name + ".img";
+    const std::string raw = dir.file(name + ".raw");
+    run_ok("qemu-img convert -O raw " + sh_quote(env->disks + "/" + name + ".vmdk") + " " +
+           sh_quote(raw));
+    EXPECT_EQ(run_ok("sha256sum < " + sh_quote(file)), run_ok("sha256sum < " + sh_quote(raw)))
+        << name;
+    const std::string json = run_ok("cat " + sh_quote(mnt + "/.vixfs/stats.json"));
+    const DiskCounts c = disk_counts(json, name + ".img");
+    ASSERT_GT(c.bytes, 0) << name << ": " << json;
+    if (name == "stream") {  // only the requests that fall wholly in holes
+      EXPECT_LT(c.spliced, c.bytes - 2'000'000) << json;
+    } else {
+      EXPECT_EQ(c.spliced, c.bytes) << name << ": " << json;
+    }
+  }
+  EXPECT_TRUE(d.stop(std::chrono::seconds(10))) << d.log();
+}
+
 // FUSE starts a mount at the kernel's default read-ahead (128 KiB); vixfs raises it when a disk
 // opens (vixfs.fuse.readAheadKB), so a sequential copy reaches the daemon in 1 MiB requests.
 TEST_F(FsLocal, KernelReadAheadIsRaisedForDiskFiles) {
@@ -579,8 +610,8 @@ TEST_F(FsLocal, KernelReadAheadIsRaisedForDiskFiles) {
   EXPECT_EQ(bdi_read_ahead_kb(mnt), "4096\n") << d.log();
   const auto counts =
       disk_counts(run_ok("cat " + sh_quote(mnt + "/.vixfs/stats.json")), "sparse.img");
-  ASSERT_EQ(counts.second, 64 << 20);
-  EXPECT_LE(counts.first, 160) << "64 MiB in " << counts.first << " reads";
+  ASSERT_EQ(counts.bytes, 64 << 20);
+  EXPECT_LE(counts.reads, 160) << "64 MiB in " << counts.reads << " reads";
   EXPECT_TRUE(d.stop(std::chrono::seconds(10))) << d.log();
 
   // 0 leaves the kernel's setting alone.
