@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,13 +39,16 @@ struct DiskInfo {
   uint32_t physical_sector_size = 512;
 };
 
-// A piece of a read as it lies on the host: `bytes` bytes at `offset` of the open file `fd`, or
-// zeros when fd is -1. Lets the FUSE daemon reply by splicing from the file instead of copying.
+// A piece of a read as it lies on the host, for replies that need not copy it: `bytes` bytes at
+// `offset` of the open file `fd`; or, with fd -1, the bytes at `mem` (kept alive by `keep`), or
+// zeros when mem is null. The FUSE daemon splices file pieces and writes memory pieces straight
+// from where they are.
 struct HostPiece {
   int fd = -1;
   uint64_t offset = 0;
   uint64_t bytes = 0;
-  bool operator==(const HostPiece&) const = default;
+  const uint8_t* mem = nullptr;
+  std::shared_ptr<const void> keep;
 };
 
 class BlockDevice {
@@ -72,9 +76,9 @@ class BlockDevice {
   }
 
   // Where [sector, sector+count) lies on the host: appends pieces covering the range in order and
-  // returns true; returns false, appending nothing, when some of it is not plainly in a local file
-  // (compressed grains, a network transport, a cache in between). The fds stay valid while the
-  // device is open; a piece never reaches past its file's end. Callers fall back to read().
+  // returns true; returns false, appending nothing, when it cannot say (compressed grains, a
+  // network transport without a cache above it). File pieces stay valid while the device is open
+  // and never reach past their file's end. Callers fall back to read().
   virtual Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) {
     (void)sector, (void)count, (void)out;
     return false;

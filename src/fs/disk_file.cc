@@ -288,7 +288,7 @@ DiskFile::Stats DiskFile::stats() const {
   s.reads = reads_.load();
   s.bytes = bytes_.load();
   s.errors = errors_.load();
-  s.spliced_bytes = spliced_bytes_.load();
+  s.mapped_bytes = mapped_bytes_.load();
   s.writes = writes_.load();
   s.bytes_written = bytes_written_.load();
   s.flushes = flushes_.load();
@@ -339,7 +339,7 @@ ssize_t DiskFile::map_read(uint64_t offset, size_t length, std::vector<vix::Host
       disk->map_to_host(offset / vix::kSectorSize, length / vix::kSectorSize, pieces);
   if (mapped.ok() && !*mapped) return 0;
   rc = count_read(offset, length, mapped.ok() ? vix::ok() : vix::Result<void>(mapped.error()));
-  if (rc > 0) spliced_bytes_.fetch_add(length, std::memory_order_relaxed);
+  if (rc > 0) mapped_bytes_.fetch_add(length, std::memory_order_relaxed);
   return rc;
 }
 

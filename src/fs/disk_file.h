@@ -73,9 +73,10 @@ class DiskFile {
 
   // Bytes read into buf (short at end of file), or -errno (a log line says why).
   ssize_t read(uint64_t offset, size_t length, uint8_t* buf);
-  // The read as pieces of host files, for a reply spliced from them: the bytes covered (short at
-  // end of file), 0 when the caller should read() instead (partial sectors, a cache in between,
-  // compressed grains, a network disk), or -errno. Counted as a read, and in spliced_bytes.
+  // The read as pieces of where its bytes already are (BlockDevice::map_to_host: local files,
+  // zeros, read-ahead cache chunks), for a reply that need not copy them: the bytes covered (short
+  // at end of file), 0 when the caller should read() instead (partial sectors, compressed grains,
+  // a network disk without the cache), or -errno. Counted as a read, and in mapped_bytes.
   ssize_t map_read(uint64_t offset, size_t length, std::vector<vix::HostPiece>* pieces);
   // Bytes written, or -errno (a log line says why). Partial edge sectors are read, changed and
   // written back under a range lock; whole sectors go straight from buf. A write that starts at
@@ -100,7 +101,7 @@ class DiskFile {
   struct Stats {
     std::string transport;  // "" until first opened
     uint64_t reads = 0, bytes = 0, errors = 0;
-    uint64_t spliced_bytes = 0;  // of bytes: replied from host files by map_read
+    uint64_t mapped_bytes = 0;  // of bytes: replied from where they were, by map_read
     uint64_t writes = 0, bytes_written = 0, flushes = 0;
     vix::IoSnapshot transport_io;
     bool cached = false;  // the read-ahead cache was on when last opened
@@ -148,7 +149,7 @@ class DiskFile {
   vix::IoSnapshot closed_io_;  // transport counters of disks already closed
   bool cached_ = false;
   vix::ReadaheadStats closed_cache_;  // cache counters of disks already closed
-  std::atomic<uint64_t> reads_{0}, bytes_{0}, errors_{0}, spliced_bytes_{0};
+  std::atomic<uint64_t> reads_{0}, bytes_{0}, errors_{0}, mapped_bytes_{0};
   WritePolicy policy_;
   std::string device_read_only_;  // why the disk, as last opened, refuses writes ("" if not)
   bool opened_rw_ = false;        // disk_ is open read-write

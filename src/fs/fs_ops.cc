@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,9 +47,9 @@ bool writes(int flags) {
 }
 
 // libfuse splices a reply only through a pipe that holds all of it (the data, a page per piece,
-// the header) and otherwise copies it through a buffer it allocates per reply, which is slower
-// than read(). Without CAP_SYS_RESOURCE a pipe cannot grow past fs.pipe-max-size; the default,
-// 1 MiB, holds a kMaxRead reply of up to 14 pieces.
+// the header) and otherwise copies it through a buffer it allocates per reply. Without
+// CAP_SYS_RESOURCE a pipe cannot grow past fs.pipe-max-size; the default, 1 MiB, holds a kMaxRead
+// reply of up to 14 pieces.
 bool pipe_holds_a_reply() {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return false;
@@ -59,11 +60,9 @@ bool pipe_holds_a_reply() {
 }
 
 void op_init(void* userdata, fuse_conn_info* conn) {
-  auto* c = static_cast<FsContext*>(userdata);
-  if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && pipe_holds_a_reply()) {
+  (void)userdata;
+  if ((conn->capable & FUSE_CAP_SPLICE_WRITE) && pipe_holds_a_reply())
     conn->want |= FUSE_CAP_SPLICE_WRITE;
-    c->splice_reads = true;
-  }
   conn->max_read = kMaxRead;
   // max_pages follows max_write in libfuse: without it reads would stay at 128 KiB.
   conn->max_write = kMaxRead;
@@ -212,9 +211,10 @@ void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   });
 }
 
-// Replies to a disk read with pieces of the files that hold its bytes, which libfuse splices into
-// the reply; false when the read does not map (the caller reads it instead).
-bool reply_spliced(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
+// Replies to a disk read from where its bytes already are: pieces of local files, which libfuse
+// splices into the reply, or the read-ahead cache's chunks, written from there without a copy of
+// our own. False when the disk cannot say where they are (the caller reads them instead).
+bool reply_mapped(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
   // Holes go out as this, never written; .bss, so untouched pages cost no memory.
   static uint8_t zeros[kMaxRead];
   static thread_local std::vector<vix::HostPiece> pieces;
@@ -222,6 +222,16 @@ bool reply_spliced(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
   const ssize_t n = disk.map_read(static_cast<uint64_t>(off), std::min(size, kMaxRead), &pieces);
   if (n < 0) return fuse_reply_err(req, static_cast<int>(-n)), true;
   if (n == 0) return false;
+  const bool files = std::any_of(pieces.begin(), pieces.end(), [](auto& p) { return p.fd >= 0; });
+  if (!files) {
+    static thread_local std::vector<iovec> iov;
+    iov.clear();
+    for (const vix::HostPiece& p : pieces)
+      iov.push_back({const_cast<uint8_t*>(p.mem ? p.mem : zeros), p.bytes});
+    fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+    pieces.clear();  // lets go of the cache chunks
+    return true;
+  }
   using Bufvec = std::unique_ptr<fuse_bufvec, decltype(&free)>;
   Bufvec bufv(
       static_cast<fuse_bufvec*>(calloc(1, sizeof(fuse_bufvec) + pieces.size() * sizeof(fuse_buf))),
@@ -232,7 +242,7 @@ bool reply_spliced(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
     fuse_buf& b = bufv->buf[i];
     b.size = pieces[i].bytes;
     if (pieces[i].fd < 0) {
-      b.mem = zeros;
+      b.mem = const_cast<uint8_t*>(pieces[i].mem ? pieces[i].mem : zeros);
     } else {
       // FD_RETRY: a short splice is continued, not taken for the end of the file.
       b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY);
@@ -242,6 +252,7 @@ bool reply_spliced(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
   }
   // No SPLICE_F_MOVE: the pages belong to the VMDK's page cache, which later reads want kept.
   fuse_reply_data(req, bufv.get(), static_cast<fuse_buf_copy_flags>(0));
+  pieces.clear();
   return true;
 }
 
@@ -258,9 +269,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     }
     if (!node.disk) return (void)fuse_reply_err(req, EISDIR);
     // Small reads gain nothing from a splice's extra calls (libfuse copies under 8 KiB anyway).
-    constexpr size_t kSpliceMin = 64 << 10;
-    if (ctx(req).splice_reads && size >= kSpliceMin && reply_spliced(req, *node.disk, size, off))
-      return;
+    constexpr size_t kMappedMin = 64 << 10;
+    if (size >= kMappedMin && reply_mapped(req, *node.disk, size, off)) return;
     // One buffer per FUSE worker thread, kept: a fresh zero-filled vector per request cost a
     // memset and, for 1 MiB, page faults on every read (a fifth of the daemon's CPU under dd).
     static thread_local std::unique_ptr<uint8_t[]> buf;

@@ -29,10 +29,6 @@ struct FsContext {
   bool cache_dirs = true;
   // -o rw: disk files whose write policy allows it take writes (statfs drops ST_RDONLY).
   bool read_write = false;
-  // Reads of disks whose bytes lie in local files are replied by splicing from those files (one
-  // copy in the kernel instead of a copy out and a copy back in). Set at FUSE init when the kernel
-  // takes spliced replies and this process can size a pipe for a whole one.
-  bool splice_reads = false;
 };
 
 const fuse_lowlevel_ops& fs_operations();

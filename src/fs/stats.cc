@@ -63,7 +63,7 @@ std::string render_stats(const Tree& tree) {
              ": {\"transport\": " + (s.transport.empty() ? "null" : vix::json_string(s.transport)) +
              ", \"reads\": " + std::to_string(s.reads) + ", \"bytes\": " + std::to_string(s.bytes) +
              ", \"errors\": " + std::to_string(s.errors) +
-             ", \"splicedBytes\": " + std::to_string(s.spliced_bytes) +
+             ", \"mappedBytes\": " + std::to_string(s.mapped_bytes) +
              ", \"transportIo\": " + io_json(s.transport_io) +
              ", \"cache\": " + cache_json(s.cached, s.cache) +
              ", \"writes\": " + std::to_string(s.writes) +

@@ -490,8 +490,10 @@ namespace {
 
 // Copies bytes [begin, end) of the disk, all inside chunk c, to dst: from the cache, by waiting
 // for a load already in flight, or by loading the chunk in the caller's thread.
-Result<void> read_chunk_part(State& st, uint64_t c, uint64_t begin, uint64_t end, uint8_t* dst) {
-  const uint64_t chunk_start = c * st.opt.chunk_bytes;
+// Chunk c once its bytes are in: from the table, waited for while loading, or loaded here. nullptr
+// when the budget has no room for it; the caller then reads its part straight from the transport
+// (bypass_read).
+Result<std::shared_ptr<ChunkBuf>> ready_chunk(State& st, uint64_t c) {
   std::unique_lock lock(st.impl->mu);
   for (;;) {
     std::shared_ptr<Entry> e;
@@ -502,20 +504,14 @@ Result<void> read_chunk_part(State& st, uint64_t c, uint64_t begin, uint64_t end
         ++st.hits;
         e->used = true;
         if (e->in_lru) st.impl->lru.splice(st.impl->lru.end(), st.impl->lru, e->lru);
-        std::shared_ptr<ChunkBuf> buf = e->buf;
-        lock.unlock();
-        std::memcpy(dst, buf->data + (begin - chunk_start), end - begin);
-        return ok();
+        return e->buf;
       }
       e->used = true;
       if (e->state == ChunkState::kLoading) {
         st.cv.wait(lock, [&] { return e->state != ChunkState::kLoading; });
         if (e->state == ChunkState::kReady) {
           ++st.hits;
-          std::shared_ptr<ChunkBuf> buf = e->buf;
-          lock.unlock();
-          std::memcpy(dst, buf->data + (begin - chunk_start), end - begin);
-          return ok();
+          return e->buf;
         }
         // A failed prefetch is nobody's error yet: the caller tries for itself.
         if (e->prefetch) continue;
@@ -526,16 +522,7 @@ Result<void> read_chunk_part(State& st, uint64_t c, uint64_t begin, uint64_t end
       e->prefetch = false;
     } else {
       std::shared_ptr<ChunkBuf> buf = reserve(*st.impl, st.chunk_size(c));
-      if (!buf) {
-        lock.unlock();
-        ++st.misses;
-        ++st.bypass_reads;
-        ++st.transport_requests;
-        st.transport_bytes += end - begin;
-        Result<void> r = st.inner->read(begin / kSectorSize, (end - begin) / kSectorSize, dst);
-        if (!r.ok()) ++st.errors;
-        return r;
-      }
+      if (!buf) return std::shared_ptr<ChunkBuf>();
       e = std::make_shared<Entry>();
       e->chunk = c;
       e->bytes = st.chunk_size(c);
@@ -549,9 +536,19 @@ Result<void> read_chunk_part(State& st, uint64_t c, uint64_t begin, uint64_t end
     load(st, e);
     // Only this thread's load changes e->buf now (failure resets it): safe to read unlocked.
     if (e->state != ChunkState::kReady) return e->error;
-    std::memcpy(dst, e->buf->data + (begin - chunk_start), end - begin);
-    return ok();
+    return e->buf;
   }
+}
+
+// [begin, end) read from the transport into dst, past the cache (its budget is full).
+Result<void> bypass_read(State& st, uint64_t begin, uint64_t end, uint8_t* dst) {
+  ++st.misses;
+  ++st.bypass_reads;
+  ++st.transport_requests;
+  st.transport_bytes += end - begin;
+  Result<void> r = st.inner->read(begin / kSectorSize, (end - begin) / kSectorSize, dst);
+  if (!r.ok()) ++st.errors;
+  return r;
 }
 
 Result<void> check_range(uint64_t capacity, uint64_t sector, uint64_t count, const char* what) {
@@ -566,7 +563,8 @@ Result<void> check_range(uint64_t capacity, uint64_t sector, uint64_t count, con
 
 }  // namespace
 
-Result<void> ReadaheadDevice::read(uint64_t sector, uint64_t count, uint8_t* buf) {
+template <class Fn>
+Result<void> ReadaheadDevice::serve(uint64_t sector, uint64_t count, Fn&& part) {
   State& st = *st_;
   VIX_TRY(check_range(capacity_sectors(), sector, count, "read"));
   if (count == 0) return ok();
@@ -585,10 +583,50 @@ Result<void> ReadaheadDevice::read(uint64_t sector, uint64_t count, uint8_t* buf
   for (uint64_t c = b / cb; c <= (end - 1) / cb; ++c) {
     const uint64_t from = std::max(b, c * cb);
     const uint64_t to = std::min(end, (c + 1) * cb);
-    VIX_TRY(read_chunk_part(st, c, from, to, buf + (from - b)));
+    VIX_ASSIGN_OR_RETURN(std::shared_ptr<ChunkBuf> chunk, ready_chunk(st, c));
+    VIX_TRY(part(from, to, from - c * cb, std::move(chunk)));
   }
   st.bytes_read += end - b;
   return ok();
+}
+
+Result<void> ReadaheadDevice::read(uint64_t sector, uint64_t count, uint8_t* buf) {
+  return serve(sector, count,
+               [&](uint64_t from, uint64_t to, uint64_t off,
+                   std::shared_ptr<ChunkBuf> chunk) -> Result<void> {
+                 uint8_t* dst = buf + (from - sector * kSectorSize);
+                 if (!chunk) return bypass_read(*st_, from, to, dst);
+                 std::memcpy(dst, chunk->data + off, to - from);
+                 return ok();
+               });
+}
+
+Result<bool> ReadaheadDevice::map_to_host(uint64_t sector, uint64_t count,
+                                          std::vector<HostPiece>* out) {
+  const size_t first_piece = out->size();
+  Result<void> r =
+      serve(sector, count,
+            [&](uint64_t from, uint64_t to, uint64_t off,
+                std::shared_ptr<ChunkBuf> chunk) -> Result<void> {
+              if (!chunk) {
+                // No room in the budget: the part goes through a buffer of its own, as read()
+                // would.
+                std::shared_ptr<uint8_t[]> own(new (std::nothrow) uint8_t[to - from]);
+                if (!own)
+                  return fail(VIX_E_OUT_OF_MEMORY, "read-ahead cache: no memory for a read");
+                VIX_TRY(bypass_read(*st_, from, to, own.get()));
+                out->push_back({-1, 0, to - from, own.get(), own});
+                return ok();
+              }
+              const uint8_t* mem = chunk->data + off;
+              out->push_back({-1, 0, to - from, mem, std::move(chunk)});
+              return ok();
+            });
+  if (!r.ok()) {
+    out->resize(first_piece);
+    return r.error();
+  }
+  return true;
 }
 
 Result<void> ReadaheadDevice::write(uint64_t sector, uint64_t count, const uint8_t* buf) {

@@ -88,6 +88,9 @@ class ReadaheadDevice final : public BlockDevice {
   std::string_view transport_name() const override { return inner_->transport_name(); }
 
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override;
+  // Memory pieces of the cached chunks (kept alive by the pieces), loaded or waited for as read()
+  // would; counted as a read. Parts the budget has no room for come in buffers of their own.
+  Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) override;
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
   Result<void> flush() override { return inner_->flush(); }
   // Drops the cached chunks the range touches, before and after the device discards it, so no
@@ -110,6 +113,11 @@ class ReadaheadDevice final : public BlockDevice {
  private:
   // Drops the cached chunks [sector, sector+count) touches (a write or a discard changed them).
   void drop_chunks(uint64_t sector, uint64_t count);
+  // What read and map_to_host share: plans the prefetches, then calls
+  // part(from, to, offset in chunk, chunk) for each chunk the byte range [from, to) of the request
+  // falls in, in order; chunk is null when the budget has no room for it (read from the transport).
+  template <class Fn>
+  Result<void> serve(uint64_t sector, uint64_t count, Fn&& part);
 
   std::unique_ptr<BlockDevice> inner_;
   std::shared_ptr<CacheBudget> budget_;

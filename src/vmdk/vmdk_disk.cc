@@ -189,12 +189,12 @@ namespace {
 void add_piece(std::vector<HostPiece>* out, int fd, uint64_t offset, uint64_t bytes) {
   if (!out->empty()) {
     HostPiece& last = out->back();
-    if (last.fd == fd && (fd < 0 || last.offset + last.bytes == offset)) {
+    if (last.fd == fd && !last.mem && (fd < 0 || last.offset + last.bytes == offset)) {
       last.bytes += bytes;
       return;
     }
   }
-  out->push_back({fd, offset, bytes});
+  out->push_back({fd, offset, bytes, nullptr, nullptr});
 }
 
 }  // namespace

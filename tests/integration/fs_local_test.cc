@@ -469,7 +469,7 @@ namespace {
 
 // One disk's counts in stats.json; all -1 when absent.
 struct DiskCounts {
-  long long reads = -1, bytes = -1, spliced = -1;
+  long long reads = -1, bytes = -1, mapped = -1;
 };
 DiskCounts disk_counts(const std::string& json, const std::string& name) {
   // No std::regex: GCC 12 with ASan warns inside <regex>, and -Werror stops the build.
@@ -479,9 +479,9 @@ DiskCounts disk_counts(const std::string& json, const std::string& name) {
   DiskCounts c;
   int io = 0;
   if (std::sscanf(json.c_str() + at + head.size(),
-                  "%lld, \"bytes\": %lld, \"errors\": 0, \"splicedBytes\": %lld, "
+                  "%lld, \"bytes\": %lld, \"errors\": 0, \"mappedBytes\": %lld, "
                   "\"transportIo\": {\"readRequests\": %d",
-                  &c.reads, &c.bytes, &c.spliced, &io) != 4 ||
+                  &c.reads, &c.bytes, &c.mapped, &io) != 4 ||
       io < 1) {
     return {};
   }
@@ -591,9 +591,9 @@ TEST_F(FsLocal, ReadsSpliceFromTheVmdkFiles) {
     const DiskCounts c = disk_counts(json, name + ".img");
     ASSERT_GT(c.bytes, 0) << name << ": " << json;
     if (name == "stream") {  // only the requests that fall wholly in holes
-      EXPECT_LT(c.spliced, c.bytes - 2'000'000) << json;
+      EXPECT_LT(c.mapped, c.bytes - 2'000'000) << json;
     } else {
-      EXPECT_EQ(c.spliced, c.bytes) << name << ": " << json;
+      EXPECT_EQ(c.mapped, c.bytes) << name << ": " << json;
     }
   }
   EXPECT_TRUE(d.stop(std::chrono::seconds(10))) << d.log();

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "unit/vmdk_test_util.h"
 #include "vix/connection.h"
 #include "vix/library.h"
+#include "vix/readahead.h"
 #include "vmdk/vmdk.h"
 
 using vixtest::run_ok;
@@ -29,7 +31,10 @@ std::vector<uint8_t> bytes_of(const std::vector<vix::HostPiece>& pieces) {
     EXPECT_GT(p.bytes, 0u);
     const size_t at = out.size();
     out.resize(at + p.bytes, 0);
-    if (p.fd < 0) continue;
+    if (p.fd < 0) {
+      if (p.mem) std::memcpy(out.data() + at, p.mem, p.bytes);
+      continue;
+    }
     ssize_t got = pread(p.fd, out.data() + at, p.bytes, static_cast<off_t>(p.offset));
     EXPECT_EQ(got, static_cast<ssize_t>(p.bytes)) << "piece at " << p.offset << " reaches past EOF";
   }
@@ -119,7 +124,8 @@ TEST_F(MapToHost, CompressedGrainsDoNotMap) {
          sh_quote(img));
   auto disk = vmdktest::open_disk(img);
   ASSERT_TRUE(disk);
-  std::vector<vix::HostPiece> pieces{{-1, 0, 512}};  // something already there stays
+  std::vector<vix::HostPiece> pieces{
+      {-1, 0, 512, nullptr, nullptr}};  // something already there stays
   auto mapped = disk->map_to_host(0, 2048, &pieces);
   ASSERT_TRUE(mapped.ok()) << mapped.error().message;
   EXPECT_FALSE(*mapped);
@@ -177,6 +183,43 @@ TEST_F(MapToHost, LibraryDiskMapsAndCountsTheRead) {
     EXPECT_EQ((*disk)->transport_stats().read_requests, 1u);
   }
   vix::Library::exit();
+}
+
+// Under the read-ahead cache a range maps to the cache's chunks, kept alive by the pieces (a
+// chunk evicted while a reply is written must not be freed under it); with no room in the budget
+// the parts come in buffers of their own. Either way the bytes are qemu-img's.
+TEST_F(MapToHost, ReadaheadMapsToItsChunks) {
+  const std::string img = dir_.file("cached.vmdk");
+  make_patterned(img, "", 8, 30, 9);
+  const std::vector<uint8_t> model = vixtest::qemu_raw(img);
+  for (uint64_t limit : {uint64_t{64} << 20, uint64_t{0}}) {
+    auto budget = std::make_shared<vix::CacheBudget>(limit, 2);
+    vix::ReadaheadOptions opt;
+    opt.chunk_bytes = 256 << 10;
+    vix::ReadaheadDevice dev(vmdktest::open_disk(img), opt, budget);
+    for (uint64_t s = 0; s < dev.capacity_sectors(); s += 700) {
+      const uint64_t n = std::min<uint64_t>(700, dev.capacity_sectors() - s);
+      std::vector<vix::HostPiece> pieces;
+      auto mapped = dev.map_to_host(s, n, &pieces);
+      ASSERT_TRUE(mapped.ok()) << mapped.error().message;
+      ASSERT_TRUE(*mapped);
+      for (const auto& p : pieces) {
+        EXPECT_EQ(p.fd, -1);
+        EXPECT_NE(p.mem, nullptr);
+        EXPECT_TRUE(p.keep) << "a memory piece keeps its buffer";
+      }
+      const std::vector<uint8_t> got = bytes_of(pieces);
+      ASSERT_EQ(got.size(), n * 512);
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), model.begin() + static_cast<long>(s * 512)))
+          << "sectors " << s << "+" << n << " with a budget of " << limit;
+    }
+    const vix::ReadaheadStats st = dev.snapshot();
+    if (limit == 0) {
+      EXPECT_GT(st.bypass_reads, 0u);
+    } else {
+      EXPECT_GT(st.hits, 0u);
+    }
+  }
 }
 
 // A file opened O_DIRECT offers no descriptor to splice from: that would go through the page
