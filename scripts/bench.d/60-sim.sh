@@ -22,7 +22,8 @@ sim_mount() {  # sim_mount MNT WANT [vixfs args]
 
 c6_vixfs() {
   local rc=0 img="$W/mnt/sim/$C6_VM/current/scsi0-0.img"
-  sim_mount "$W/mnt" "$img" --transports https || { SKIP_WHY="vixfs --server did not mount (see the log)"; return 1; }
+  # shellcheck disable=SC2086  # C6_VIXFS_ARGS: e.g. "--config FILE" to try a setting; words wanted
+  sim_mount "$W/mnt" "$img" --transports https ${C6_VIXFS_ARGS:-} || { SKIP_WHY="vixfs --server did not mount (see the log)"; return 1; }
   timed dd if="$img" of=/dev/null bs=1M || rc=1
   vixfs_down "$W/mnt"
   return $rc
