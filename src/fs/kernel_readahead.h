@@ -1,7 +1,7 @@
 // The kernel's read-ahead for the mount. FUSE caps a mount's read-ahead at the kernel default
 // (128 KiB) when it starts, so sequential reads of a disk file reach the daemon as 128 KiB
 // requests, one or two in flight. Raising the mount's backing-device read_ahead_kb (root only)
-// lets the kernel ask for 1 MiB requests (max_pages) several at a time.
+// lets the kernel ask for max_read-sized requests (960 KiB) several at a time.
 #pragma once
 
 #include <cstdint>

@@ -600,7 +600,7 @@ TEST_F(FsLocal, ReadsSpliceFromTheVmdkFiles) {
 }
 
 // FUSE starts a mount at the kernel's default read-ahead (128 KiB); vixfs raises it when a disk
-// opens (vixfs.fuse.readAheadKB), so a sequential copy reaches the daemon in 1 MiB requests.
+// opens (vixfs.fuse.readAheadKB), so a sequential copy reaches the daemon in 960 KiB requests.
 TEST_F(FsLocal, KernelReadAheadIsRaisedForDiskFiles) {
   TempDir dir;
   const std::string mnt = dir.file("mnt");
