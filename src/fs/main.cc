@@ -81,6 +81,7 @@ struct Daemon {
   bool mounted = false, signals = false;
   std::string redo_dir;          // where redo logs go ("" without redo)
   bool remove_redo_dir = false;  // a folder of this mount's own, deleted at unmount
+  int fuse_threads = 16;         // vixfs.fuse.threads
 
   void teardown() {
     if (signals && se) fuse_remove_signal_handlers(se);
@@ -347,7 +348,22 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
     }
     vixfs::arm_kernel_readahead(o.mountpoint, static_cast<uint32_t>(*kb));
   }
-  info("mounted " + o.mountpoint + (o.read_write ? " read-write" : " read-only"));
+  {
+    // Local files are read on the CPU: workers beyond the cores only add wake-ups and lock
+    // contention (fio 4 KiB O_DIRECT on 2 cores: 16 workers 39k IOPS, p99 0.89 ms; 2 workers
+    // 51k, 0.25 ms). Network disks block workers on the server, and a listing or stats.json must
+    // not wait behind them.
+    const int64_t fallback =
+        o.local.empty() ? 16 : std::max<int64_t>(2, std::thread::hardware_concurrency());
+    auto n = vix::Library::get()->config().get_int("vixfs.fuse.threads", fallback);
+    if (!n.ok() || *n < 1 || *n > 256) {
+      return "vixfs.fuse.threads: " +
+             (n.ok() ? std::to_string(*n) + " is not in 1..256" : n.error().message);
+    }
+    d->fuse_threads = static_cast<int>(*n);
+  }
+  info("mounted " + o.mountpoint + (o.read_write ? " read-write" : " read-only") + ", up to " +
+       std::to_string(d->fuse_threads) + " FUSE worker threads");
   // From now on the kernel caches what it is shown; what a refresh changes it is told about.
   d->fs->tree.record_changes(true);
   fuse_session* se = d->se;
@@ -436,7 +452,7 @@ int main(int argc, char** argv) {
 
   auto stats_signal = std::make_unique<StatsSignal>(d.fs->tree);
   fuse_loop_config* cfg = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_max_threads(cfg, 16);
+  fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(d.fuse_threads));
   int rc = fuse_session_loop_mt(d.se, cfg);
   fuse_loop_cfg_destroy(cfg);
   info(rc == 0 ? "session ended" : "session ended with error " + std::to_string(rc));

@@ -413,6 +413,44 @@ TEST(FsLocalMount, StartupErrorsBeforeDaemonizing) {
   EXPECT_FALSE(vixfs_mounted(tmp.file("mnt")));
 }
 
+// vixfs.fuse.threads: checked before the daemon detaches, said in the log, and one worker still
+// serves concurrent readers the right bytes.
+TEST(FsLocalMount, FuseThreadsSetting) {
+  TempDir tmp;
+  const std::string disks = tmp.file("d"), mnt = tmp.file("mnt");
+  run_ok("mkdir -p " + sh_quote(disks) + " " + sh_quote(mnt));
+  run_ok("qemu-img create -q -f vmdk " + sh_quote(disks + "/a.vmdk") + " 8M");
+  run_ok("qemu-io -f vmdk -c 'write -P 0x3c 0 5M' " + sh_quote(disks + "/a.vmdk"));
+  vixtest::write_file(tmp.file("bad.conf"), "vixfs.fuse.threads = 0\n");
+  auto bad = run(std::string(VIXFS_BINARY) + " --local " + sh_quote(disks) + " --config " +
+                 sh_quote(tmp.file("bad.conf")) + " --log-file " + sh_quote(tmp.file("log")) + " " +
+                 sh_quote(mnt));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("vixfs.fuse.threads: 0 is not in 1..256"), std::string::npos)
+      << bad.output;
+  EXPECT_FALSE(vixfs_mounted(mnt));
+  {
+    vixtest::VixfsDaemon d({"--local", disks}, mnt, tmp.file("log-default"));
+    ASSERT_TRUE(d.mounted()) << d.log();
+    const unsigned cores = std::max(2u, std::thread::hardware_concurrency());
+    EXPECT_NE(d.log().find("up to " + std::to_string(cores) + " FUSE worker threads"),
+              std::string::npos)
+        << d.log();
+  }
+  vixtest::write_file(tmp.file("one.conf"), "vixfs.fuse.threads = 1\n");
+  vixtest::VixfsDaemon d({"--local", disks, "--config", tmp.file("one.conf")}, mnt,
+                         tmp.file("log-one"));
+  ASSERT_TRUE(d.mounted()) << d.log();
+  EXPECT_NE(d.log().find("up to 1 FUSE worker threads"), std::string::npos) << d.log();
+  const std::string want =
+      run_ok("qemu-img convert -O raw " + sh_quote(disks + "/a.vmdk") + " " +
+             sh_quote(tmp.file("a.raw")) + " && sha256sum < " + sh_quote(tmp.file("a.raw")));
+  const std::string img = sh_quote(mnt + "/a.img");
+  const std::string four = run_ok("for i in 1 2 3 4; do dd if=" + img +
+                                  " iflag=direct bs=64k status=none | sha256sum & done; wait");
+  EXPECT_EQ(four, want + want + want + want);
+}
+
 TEST(FsLocalMount, CorruptDiskIsEioNotACrash) {
   TempDir tmp;
   const std::string d = tmp.file("d");
