@@ -338,6 +338,10 @@ ssize_t DiskFile::map_read(uint64_t offset, size_t length, std::vector<vix::Host
   vix::Result<bool> mapped =
       disk->map_to_host(offset / vix::kSectorSize, length / vix::kSectorSize, pieces);
   if (mapped.ok() && !*mapped) return 0;
+  // A file piece's fd belongs to this disk: a redo-log swap or an unmount may drop the disk
+  // before the reply is spliced, and a closed fd number can be reused by another file.
+  for (vix::HostPiece& p : *pieces)
+    if (p.fd >= 0 && !p.keep) p.keep = disk;
   rc = count_read(offset, length, mapped.ok() ? vix::ok() : vix::Result<void>(mapped.error()));
   if (rc > 0) mapped_bytes_.fetch_add(length, std::memory_order_relaxed);
   return rc;

@@ -76,7 +76,9 @@ class DiskFile {
   // The read as pieces of where its bytes already are (BlockDevice::map_to_host: local files,
   // zeros, read-ahead cache chunks), for a reply that need not copy them: the bytes covered (short
   // at end of file), 0 when the caller should read() instead (partial sectors, compressed grains,
-  // a network disk without the cache), or -errno. Counted as a read, and in mapped_bytes.
+  // a network disk without the cache), or -errno. Counted as a read, and in mapped_bytes. Every
+  // piece keeps alive what it points into (file pieces: the disk), so the caller may use them
+  // after a concurrent swap or close.
   ssize_t map_read(uint64_t offset, size_t length, std::vector<vix::HostPiece>* pieces);
   // Bytes written, or -errno (a log line says why). Partial edge sectors are read, changed and
   // written back under a range lock; whole sectors go straight from buf. A write that starts at

@@ -218,7 +218,10 @@ bool reply_mapped(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
   // Holes go out as this, never written; .bss, so untouched pages cost no memory.
   static uint8_t zeros[kMaxRead];
   static thread_local std::vector<vix::HostPiece> pieces;
-  pieces.clear();
+  // The pieces keep chunks and disks alive: let go of them once replied, whichever way.
+  struct Release {
+    ~Release() { pieces.clear(); }
+  } release;
   const ssize_t n = disk.map_read(static_cast<uint64_t>(off), std::min(size, kMaxRead), &pieces);
   if (n < 0) return fuse_reply_err(req, static_cast<int>(-n)), true;
   if (n == 0) return false;
@@ -229,7 +232,6 @@ bool reply_mapped(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
     for (const vix::HostPiece& p : pieces)
       iov.push_back({const_cast<uint8_t*>(p.mem ? p.mem : zeros), p.bytes});
     fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
-    pieces.clear();  // lets go of the cache chunks
     return true;
   }
   using Bufvec = std::unique_ptr<fuse_bufvec, decltype(&free)>;
@@ -252,7 +254,6 @@ bool reply_mapped(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
   }
   // No SPLICE_F_MOVE: the pages belong to the VMDK's page cache, which later reads want kept.
   fuse_reply_data(req, bufv.get(), static_cast<fuse_buf_copy_flags>(0));
-  pieces.clear();
   return true;
 }
 

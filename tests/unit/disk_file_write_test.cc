@@ -1,10 +1,13 @@
 // vixfs::DiskFile's write path without a mount (the kernel serializes a FUSE file's writes, so
 // only here do writers really race): read-modify-write of shared edge sectors under the range
-// lock, the allocation map after writes into holes, the end of the disk, the write policy.
+// lock, the allocation map after writes into holes, the end of the disk, the write policy; and
+// the read map's pieces outliving a close.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -122,6 +125,28 @@ TEST_F(DiskFileWrite, PunchHoleOnAVmdkIsNotSupportedAndChangesNothing) {
   EXPECT_EQ(file_->punch_hole(0, 512), -EROFS);
   file_->release();
   EXPECT_EQ(vixtest::qemu_raw(vmdk_), model_);
+}
+
+// map_read's file pieces keep their disk open: after close_now (an unmount, or a redo-log swap)
+// their fds still read the disk's bytes, not a closed or reused descriptor.
+TEST_F(DiskFileWrite, MappedPiecesOutliveTheDiskFilesClose) {
+  ASSERT_EQ(file_->acquire(false), 0);
+  std::vector<vix::HostPiece> pieces;
+  ASSERT_EQ(file_->map_read(0, 1 << 20, &pieces), 1 << 20);
+  file_->close_now();
+  const int unrelated = open("/dev/zero", O_RDONLY | O_CLOEXEC);  // would take a freed fd number
+  std::vector<uint8_t> got;
+  for (const vix::HostPiece& p : pieces) {
+    const size_t at = got.size();
+    got.resize(at + p.bytes, 0);
+    if (p.fd < 0) continue;
+    EXPECT_TRUE(p.keep);
+    EXPECT_EQ(pread(p.fd, got.data() + at, p.bytes, static_cast<off_t>(p.offset)),
+              static_cast<ssize_t>(p.bytes));
+  }
+  close(unrelated);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), model_.begin()));
+  EXPECT_EQ(file_->stats().mapped_bytes, 1u << 20);
 }
 
 }  // namespace
