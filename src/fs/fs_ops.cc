@@ -225,12 +225,12 @@ bool reply_mapped(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
   const ssize_t n = disk.map_read(static_cast<uint64_t>(off), std::min(size, kMaxRead), &pieces);
   if (n < 0) return fuse_reply_err(req, static_cast<int>(-n)), true;
   if (n == 0) return false;
+  auto memory = [](const vix::HostPiece& p) { return const_cast<uint8_t*>(p.mem ? p.mem : zeros); };
   const bool files = std::any_of(pieces.begin(), pieces.end(), [](auto& p) { return p.fd >= 0; });
   if (!files) {
     static thread_local std::vector<iovec> iov;
     iov.clear();
-    for (const vix::HostPiece& p : pieces)
-      iov.push_back({const_cast<uint8_t*>(p.mem ? p.mem : zeros), p.bytes});
+    for (const vix::HostPiece& p : pieces) iov.push_back({memory(p), p.bytes});
     fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
     return true;
   }
@@ -244,7 +244,7 @@ bool reply_mapped(fuse_req_t req, DiskFile& disk, size_t size, off_t off) {
     fuse_buf& b = bufv->buf[i];
     b.size = pieces[i].bytes;
     if (pieces[i].fd < 0) {
-      b.mem = const_cast<uint8_t*>(pieces[i].mem ? pieces[i].mem : zeros);
+      b.mem = memory(pieces[i]);
     } else {
       // FD_RETRY: a short splice is continued, not taken for the end of the file.
       b.flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY);

@@ -488,11 +488,9 @@ ReadaheadStats ReadaheadDevice::snapshot() const {
 
 namespace {
 
-// Copies bytes [begin, end) of the disk, all inside chunk c, to dst: from the cache, by waiting
-// for a load already in flight, or by loading the chunk in the caller's thread.
-// Chunk c once its bytes are in: from the table, waited for while loading, or loaded here. nullptr
-// when the budget has no room for it; the caller then reads its part straight from the transport
-// (bypass_read).
+// Chunk c once its bytes are in: from the table, waited for while a load is in flight, or loaded
+// in the caller's thread. nullptr when the budget has no room for it; the caller then reads its
+// part straight from the transport (bypass_read).
 Result<std::shared_ptr<ChunkBuf>> ready_chunk(State& st, uint64_t c) {
   std::unique_lock lock(st.impl->mu);
   for (;;) {

@@ -217,6 +217,10 @@ Result<bool> VmdkDisk::map_link(size_t li, uint64_t sector, uint64_t count,
   }
   const uint64_t beyond = count > link.capacity - sector ? count - (link.capacity - sector) : 0;
   bool mapped = true;
+  // The last size seen of a file: a fragmented read maps many runs of the same extent, and its
+  // file only grows while open, so one fstat covers every run that ends inside it.
+  ByteSource* sized = nullptr;
+  uint64_t known_size = 0;
   VIX_TRY(for_each_run(
       link, sector, count - beyond, [&](Extent& ext, uint64_t abs, const Run& run) -> Result<void> {
         if (!mapped) return ok();
@@ -231,8 +235,11 @@ Result<bool> VmdkDisk::map_link(size_t li, uint64_t sector, uint64_t count,
             }
             // read_run pads a run past the file's end with zeros; a splice would come up short
             // and the kernel would take the short reply for the end of the disk.
-            VIX_ASSIGN_OR_RETURN(uint64_t file_size, src->size());
-            if (run.host > file_size || bytes > file_size - run.host) {
+            if (src != sized || run.host + bytes > known_size) {
+              VIX_ASSIGN_OR_RETURN(known_size, src->size());
+              sized = src;
+            }
+            if (run.host > known_size || bytes > known_size - run.host) {
               mapped = false;
               return ok();
             }

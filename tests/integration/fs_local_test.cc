@@ -572,11 +572,19 @@ TEST_F(FsLocal, CacheInFrontOfLocalFilesWhenAsked) {
   vixtest::VixfsDaemon d({"--local", env->disks, "--config", dir.file("conf")}, mnt,
                          dir.file("log"));
   ASSERT_TRUE(d.mounted()) << d.log();
-  run_ok("dd if=" + sh_quote(mnt + "/sparse.img") + " of=/dev/null bs=1M count=8 2>&1");
+  const std::string raw = dir.file("sparse.raw");
+  run_ok("qemu-img convert -O raw " + sh_quote(env->disks + "/sparse.vmdk") + " " + sh_quote(raw));
+  EXPECT_EQ(
+      run_ok("dd if=" + sh_quote(mnt + "/sparse.img") + " bs=1M count=8 status=none | sha256sum"),
+      run_ok("head -c 8M " + sh_quote(raw) + " | sha256sum"));
   const std::string json = run_ok("cat " + sh_quote(mnt + "/.vixfs/stats.json"));
   EXPECT_NE(json.find("\"cache\": {\"chunkBytes\": 1048576, \"reads\": "), std::string::npos)
       << json;
   EXPECT_NE(json.find("\"cacheMemory\": {\"usedBytes\": "), std::string::npos) << json;
+  // Large reads are answered from the cache's chunks, written to the kernel from where they are.
+  const DiskCounts c = disk_counts(json, "sparse.img");
+  EXPECT_GE(c.bytes, 8 << 20) << json;
+  EXPECT_EQ(c.mapped, c.bytes) << json;
   EXPECT_TRUE(d.stop(std::chrono::seconds(10))) << d.log();
 }
 
