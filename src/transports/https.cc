@@ -122,7 +122,7 @@ class Session {
     std::shared_ptr<Session> s(new Session());
     s->opt_ = options;
     if (s->opt_.connections == 0) s->opt_.connections = 1;
-    if (s->opt_.max_request == 0) s->opt_.max_request = 2u << 20;
+    if (s->opt_.max_request == 0) s->opt_.max_request = 4u << 20;
     if (!options.tls.thumbprint.empty()) {
       VIX_ASSIGN_OR_RETURN(s->pin_, vsphere::normalize_thumbprint(options.tls.thumbprint));
     }

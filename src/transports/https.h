@@ -30,7 +30,7 @@ struct HttpsOptions {
   std::string dc_path;
   std::string datastore;
   unsigned connections = 4;       // range requests in flight per pread
-  size_t max_request = 2u << 20;  // bytes per range request
+  size_t max_request = 4u << 20;  // bytes per range request
 };
 
 // Files of one datastore over HTTPS; paths are relative to the datastore root. Sibling names

@@ -1,7 +1,10 @@
 #include "vix/readahead.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <functional>
@@ -132,6 +135,27 @@ using readahead_detail::Entry;
 using readahead_detail::LruNode;
 using readahead_detail::Stream;
 
+namespace {
+
+constexpr uint64_t kHugePage = 2u << 20;
+
+// Memory for a chunk, or null. Chunks of whole 2 MiB go on transparent huge pages (asked for
+// with madvise: Debian's default THP mode). A 4 MiB chunk is then 2 TLB entries, not 1024; on
+// 4 KiB pages the copy from libcurl into https chunks, a page walk every 4 KiB, took 12% of the
+// daemon's CPU in benchmark case 6 and 4% on huge pages. Freed with free_chunk_memory.
+uint8_t* chunk_memory(uint64_t n) {
+  const bool huge = n % kHugePage == 0;
+  void* p = nullptr;
+  if (posix_memalign(&p, huge ? kHugePage : 64, n) != 0) return nullptr;
+  if (huge) madvise(p, n, MADV_HUGEPAGE);  // only advice: on failure the pages stay small
+  return static_cast<uint8_t*>(p);
+}
+void free_chunk_memory(uint8_t* p) {
+  free(p);
+}
+
+}  // namespace
+
 struct CacheBudget::Impl {
   std::atomic<uint64_t> limit{0};
   std::atomic<uint64_t> used{0};
@@ -166,7 +190,7 @@ struct CacheBudget::Impl {
       victim = free_bufs.front();
       free_bufs.erase(free_bufs.begin());
     }
-    delete[] victim.second;
+    free_chunk_memory(victim.second);
     used.fetch_sub(victim.first);
     return true;
   }
@@ -178,7 +202,7 @@ struct CacheBudget::Impl {
         return;
       }
     }
-    delete[] p;
+    free_chunk_memory(p);
     used.fetch_sub(n);
   }
   ~Impl() {
@@ -252,7 +276,7 @@ std::shared_ptr<ChunkBuf> reserve(CacheBudget::Impl& impl, uint64_t n) {
     LruNode victim = impl.lru.front();
     drop_entry(impl, *victim.st, victim.st->table.find(victim.chunk));
   }
-  auto* p = new (std::nothrow) uint8_t[n];
+  uint8_t* p = chunk_memory(n);
   if (p == nullptr) return nullptr;
   note_peak(impl.peak, impl.used.fetch_add(n) + n);
   return std::make_shared<ChunkBuf>(&impl, p, n);

@@ -1,7 +1,8 @@
 // The https ByteSource against a small HTTPS server of the test's own (Python's http.server over
-// TLS) that can misbehave: range reads split into requests of at most 2 MiB, several in flight,
-// one retry after a dropped connection, and every lie (ignored Range, wrong Content-Range, short
-// or long body) an error rather than wrong bytes.
+// TLS) that can misbehave: range reads split into requests (of at most 2 MiB here, 4 MiB by
+// default, so that a small file makes several), several in flight, one retry after a dropped
+// connection, and every lie (ignored Range, wrong Content-Range, short or long body) an error
+// rather than wrong bytes.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
@@ -143,6 +144,7 @@ class HttpsSource : public ::testing::Test {
     o.datastore = "ds";
     o.cookie = "abc";
     o.renew_cookie = std::move(renew);
+    o.max_request = 2u << 20;  // a 5 MiB read is then three requests
     return vix::make_https_opener(o);
   }
 

@@ -455,12 +455,19 @@ TEST(ReadaheadTest, OptionsComeFromTheConfig) {
   ASSERT_TRUE(o.ok());
   EXPECT_EQ(o->chunk_bytes, 1 * kMiB);
   EXPECT_EQ(o->max_window_chunks, 16u);
+  // https defaults to 4 MiB ranges: the server pays per request.
+  EXPECT_EQ(vix::readahead_options(*cfg, "https")->chunk_bytes, 4 * kMiB);
+  EXPECT_EQ(vix::readahead_options(*cfg, "https")->max_window_chunks, 16u);
   cfg->set("vixfs.cache.chunkKB", "4096");
   cfg->set("vixfs.cache.maxWindowKB", "16384");
   EXPECT_EQ(vix::readahead_options(*cfg, "file")->chunk_bytes, 4 * kMiB);
   EXPECT_EQ(vix::readahead_options(*cfg, "file")->max_window_chunks, 4u);
   EXPECT_EQ(vix::readahead_options(*cfg, "nbd")->chunk_bytes, 2 * kMiB);  // network cap
   EXPECT_EQ(vix::readahead_options(*cfg, "nbd")->max_window_chunks, 8u);
+  EXPECT_EQ(vix::readahead_options(*cfg, "https")->chunk_bytes, 4 * kMiB);  // its own cap
+  cfg->set("vixfs.cache.chunkKB", "16384");
+  EXPECT_EQ(vix::readahead_options(*cfg, "https")->chunk_bytes, 4 * kMiB);
+  EXPECT_EQ(vix::readahead_options(*cfg, "file")->chunk_bytes, 16 * kMiB);
   cfg->set("vixfs.cache.chunkKB", "1");
   auto bad = vix::readahead_options(*cfg, "file");
   ASSERT_FALSE(bad.ok());
