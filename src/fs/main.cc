@@ -81,7 +81,7 @@ struct Daemon {
   bool mounted = false, signals = false;
   std::string redo_dir;          // where redo logs go ("" without redo)
   bool remove_redo_dir = false;  // a folder of this mount's own, deleted at unmount
-  int fuse_threads = 16;         // vixfs.fuse.threads
+  int fuse_threads = 0;          // vixfs.fuse.threads, set by do_mount
 
   void teardown() {
     if (signals && se) fuse_remove_signal_handlers(se);
@@ -355,11 +355,8 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
     // not wait behind them.
     const int64_t fallback =
         o.local.empty() ? 16 : std::max<int64_t>(2, std::thread::hardware_concurrency());
-    auto n = vix::Library::get()->config().get_int("vixfs.fuse.threads", fallback);
-    if (!n.ok() || *n < 1 || *n > 256) {
-      return "vixfs.fuse.threads: " +
-             (n.ok() ? std::to_string(*n) + " is not in 1..256" : n.error().message);
-    }
+    auto n = vix::Library::get()->config().get_int_in("vixfs.fuse.threads", fallback, 1, 256);
+    if (!n.ok()) return n.error().message;
     d->fuse_threads = static_cast<int>(*n);
   }
   info("mounted " + o.mountpoint + (o.read_write ? " read-write" : " read-only") + ", up to " +

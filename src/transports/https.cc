@@ -122,7 +122,7 @@ class Session {
     std::shared_ptr<Session> s(new Session());
     s->opt_ = options;
     if (s->opt_.connections == 0) s->opt_.connections = 1;
-    if (s->opt_.max_request == 0) s->opt_.max_request = 4u << 20;
+    if (s->opt_.max_request == 0) s->opt_.max_request = HttpsOptions{}.max_request;
     if (!options.tls.thumbprint.empty()) {
       VIX_ASSIGN_OR_RETURN(s->pin_, vsphere::normalize_thumbprint(options.tls.thumbprint));
     }
@@ -527,11 +527,7 @@ Result<std::unique_ptr<BlockDevice>> HttpsTransport::open(const TransportContext
   o.renew_cookie = [remote](const std::string& rejected) { return remote->renew_cookie(rejected); };
   o.dc_path = loc.dc_path;
   o.datastore = loc.datastore;
-  VIX_ASSIGN_OR_RETURN(int64_t conns, ctx.config.get_int("vixfs.https.connections", 4));
-  if (conns < 1 || conns > 64) {
-    return fail(VIX_E_INVALID_ARG,
-                "vixfs.https.connections = " + std::to_string(conns) + ": expected 1..64");
-  }
+  VIX_ASSIGN_OR_RETURN(int64_t conns, ctx.config.get_int_in("vixfs.https.connections", 4, 1, 64));
   o.connections = static_cast<unsigned>(conns);
   VIX_ASSIGN_OR_RETURN(auto session, Session::make(o));
   HttpsOpener opener(std::move(session));

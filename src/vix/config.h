@@ -23,6 +23,9 @@ class Config {
   std::string get(const std::string& key, const std::string& fallback = "") const;
   // Integer value, or fallback when absent; a non-integer value is an error naming the key.
   Result<int64_t> get_int(const std::string& key, int64_t fallback) const;
+  // Same, and a value outside [lo, hi] is an error naming the key, the value and the range.
+  Result<int64_t> get_int_in(const std::string& key, int64_t fallback, int64_t lo,
+                             int64_t hi) const;
   // First key of `keys` that is set (for alternate spellings such as ReadTimeoutsMs).
   Result<int64_t> get_int_any(const std::vector<std::string>& keys, int64_t fallback) const;
   void set(const std::string& key, const std::string& value);  // command-line overrides

@@ -5,21 +5,6 @@
 
 namespace vix {
 
-namespace {
-
-Result<int64_t> int_in_range(const Config& config, const std::string& key, int64_t fallback,
-                             int64_t lo, int64_t hi) {
-  VIX_ASSIGN_OR_RETURN(int64_t v, config.get_int(key, fallback));
-  if (v < lo || v > hi) {
-    return fail(VIX_E_INVALID_ARG, "config: " + key + " = " + std::to_string(v) +
-                                       " is out of range [" + std::to_string(lo) + ", " +
-                                       std::to_string(hi) + "]");
-  }
-  return v;
-}
-
-}  // namespace
-
 Result<ReadaheadOptions> readahead_options(const Config& config, std::string_view transport) {
   ReadaheadOptions opt;
   // https pays a fixed cost per range request on the server (vcsim: about 0.7 ms more per
@@ -27,12 +12,12 @@ Result<ReadaheadOptions> readahead_options(const Config& config, std::string_vie
   // one stream, 1 MiB x 8 is 0.7x. For nbd, larger requests only add latency to a round trip;
   // the window gives the depth.
   const bool https = transport == "https";
-  VIX_ASSIGN_OR_RETURN(int64_t chunk_kb, int_in_range(config, "vixfs.cache.chunkKB",
-                                                      https ? 4096 : 1024, 4, 64 * 1024));
+  VIX_ASSIGN_OR_RETURN(int64_t chunk_kb,
+                       config.get_int_in("vixfs.cache.chunkKB", https ? 4096 : 1024, 4, 64 * 1024));
   if (transport != "file") chunk_kb = std::min<int64_t>(chunk_kb, https ? 4096 : 2048);
   opt.chunk_bytes = static_cast<uint64_t>(chunk_kb) * 1024;
-  VIX_ASSIGN_OR_RETURN(int64_t window_kb, int_in_range(config, "vixfs.cache.maxWindowKB",
-                                                       chunk_kb * 16, 4, 1024 * 1024));
+  VIX_ASSIGN_OR_RETURN(int64_t window_kb,
+                       config.get_int_in("vixfs.cache.maxWindowKB", chunk_kb * 16, 4, 1024 * 1024));
   opt.max_window_chunks = static_cast<uint32_t>(std::clamp<int64_t>(window_kb / chunk_kb, 1, 1024));
   return opt;
 }
@@ -51,11 +36,11 @@ Result<std::unique_ptr<BlockDevice>> wrap_readahead_if_enabled(std::unique_ptr<B
   // per chunk (0.37x the uncached speed for a 256 MiB dd) and turns each random 4 KiB read into
   // a 1 MiB one. vixfs.cache.fileTransport = 1 puts it there anyway.
   if (dev->transport_name() == "file") {
-    VIX_ASSIGN_OR_RETURN(int64_t files, int_in_range(config, "vixfs.cache.fileTransport", 0, 0, 1));
+    VIX_ASSIGN_OR_RETURN(int64_t files, config.get_int_in("vixfs.cache.fileTransport", 0, 0, 1));
     if (files == 0) return dev;
   }
-  VIX_ASSIGN_OR_RETURN(int64_t max_mb, int_in_range(config, "vixfs.cache.maxMB", 256, 1, 1 << 20));
-  VIX_ASSIGN_OR_RETURN(int64_t threads, int_in_range(config, "vixfs.cache.threads", 8, 1, 64));
+  VIX_ASSIGN_OR_RETURN(int64_t max_mb, config.get_int_in("vixfs.cache.maxMB", 256, 1, 1 << 20));
+  VIX_ASSIGN_OR_RETURN(int64_t threads, config.get_int_in("vixfs.cache.threads", 8, 1, 64));
   VIX_ASSIGN_OR_RETURN(ReadaheadOptions opt, readahead_options(config, dev->transport_name()));
   std::shared_ptr<CacheBudget> budget = CacheBudget::global(static_cast<size_t>(threads));
   budget->set_limit(static_cast<uint64_t>(max_mb) << 20);

@@ -56,11 +56,7 @@ Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& sp
   s->options_.url = server_url(spec);
   s->options_.thumbprint = spec.thumbprint;
   s->options_.ca_file = config.get("vixfs.tls.caFile");
-  VIX_ASSIGN_OR_RETURN(int64_t max_mb, config.get_int("vixfs.soap.maxResponseMB", 256));
-  if (max_mb <= 0 || max_mb > 4096) {
-    return fail(VIX_E_INVALID_ARG,
-                "vixfs.soap.maxResponseMB = " + std::to_string(max_mb) + ": expected 1..4096");
-  }
+  VIX_ASSIGN_OR_RETURN(int64_t max_mb, config.get_int_in("vixfs.soap.maxResponseMB", 256, 1, 4096));
   s->options_.max_response_bytes = static_cast<uint64_t>(max_mb) << 20;
   VIX_ASSIGN_OR_RETURN(s->options_.timeout_ms, soap_timeout_ms(config));
   if (!s->options_.ca_file.empty() && !std::filesystem::exists(s->options_.ca_file)) {

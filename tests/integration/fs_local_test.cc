@@ -426,7 +426,7 @@ TEST(FsLocalMount, FuseThreadsSetting) {
                  sh_quote(tmp.file("bad.conf")) + " --log-file " + sh_quote(tmp.file("log")) + " " +
                  sh_quote(mnt));
   EXPECT_NE(bad.exit_code, 0);
-  EXPECT_NE(bad.output.find("vixfs.fuse.threads: 0 is not in 1..256"), std::string::npos)
+  EXPECT_NE(bad.output.find("vixfs.fuse.threads = 0: expected 1..256"), std::string::npos)
       << bad.output;
   EXPECT_FALSE(vixfs_mounted(mnt));
   {

@@ -75,6 +75,23 @@ TEST(ConfigTest, AlternateSpellingsThroughGetIntAny) {
   EXPECT_EQ(*v, 1500);
 }
 
+TEST(ConfigTest, RangeCheckedIntegersNameKeyValueAndRange) {
+  auto cfg = Config::parse("a = 5\nb = 0\nc = 300\nd = many\n", "r.conf", nullptr);
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_EQ(*cfg->get_int_in("a", 1, 1, 256), 5);
+  EXPECT_EQ(*cfg->get_int_in("absent", 7, 1, 256), 7);
+  auto low = cfg->get_int_in("b", 1, 1, 256);
+  ASSERT_FALSE(low.ok());
+  EXPECT_EQ(low.error().code, VIX_E_INVALID_ARG);
+  EXPECT_EQ(low.error().message, "b = 0: expected 1..256");
+  auto high = cfg->get_int_in("c", 1, 1, 256);
+  ASSERT_FALSE(high.ok());
+  EXPECT_EQ(high.error().message, "c = 300: expected 1..256");
+  auto word = cfg->get_int_in("d", 1, 1, 256);
+  ASSERT_FALSE(word.ok());
+  EXPECT_NE(word.error().message.find("is not an integer"), std::string::npos);
+}
+
 TEST(ConfigTest, MalformedLinesNameFileAndLine) {
   struct Case {
     const char* text;
