@@ -7,18 +7,13 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "common/log.h"
 #include "vix/errors.h"
 #include "vix/library.h"
 
 namespace vixfs {
 namespace {
 
-void log_info(const std::string& msg) {
-  if (auto* lib = vix::Library::get()) lib->info(msg);
-}
-void log_error(const std::string& msg) {
-  if (auto* lib = vix::Library::get()) lib->error(msg);
-}
 std::string describe(const vix::Error& e) {
   return vix::error_text(e.code) + " (" + e.message + ")";
 }
@@ -121,8 +116,8 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked(bool for_write) {
   std::unique_ptr<vix::Disk> disk = std::move(opened).value();
   const uint64_t capacity = disk->info().capacity_sectors * vix::kSectorSize;
   if (capacity != capacity_bytes_) {
-    log_info(name_ + ": capacity " + std::to_string(capacity) + " bytes (listed as " +
-             std::to_string(capacity_bytes_) + ")");
+    vix::log::info(name_ + ": capacity " + std::to_string(capacity) + " bytes (listed as " +
+                   std::to_string(capacity_bytes_) + ")");
     capacity_bytes_ = capacity;
   }
   disk_ = std::move(disk);
@@ -148,10 +143,10 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked(bool for_write) {
       opened_rw_ = true;
     }
   }
-  log_info(name_ + ": opened " + path_ + " with transport " + transport_ +
-           (opened_rw_ ? " (read-write)"
-            : want_rw  ? " (read-only: " + device_read_only_ + ")"
-                       : std::string()));
+  vix::log::info(name_ + ": opened " + path_ + " with transport " + transport_ +
+                 (opened_rw_ ? " (read-write)"
+                  : want_rw  ? " (read-only: " + device_read_only_ + ")"
+                             : std::string()));
   if (on_open_) on_open_(transport_, capacity_bytes_);
   return disk_;
 }
@@ -167,8 +162,8 @@ void DiskFile::learn_allocation() {
     allocated_sectors_ = (capacity_bytes_ + vix::kSectorSize - 1) / vix::kSectorSize;
   };
   if (!disk.ok()) {
-    log_error(name_ + ": cannot open " + path_ +
-              " to map its allocation: " + describe(disk.error()));
+    vix::log::error(name_ + ": cannot open " + path_ +
+                    " to map its allocation: " + describe(disk.error()));
     all_allocated();
     return;
   }
@@ -180,8 +175,8 @@ void DiskFile::learn_allocation() {
     const uint64_t count = std::min(kMapWindowSectors, capacity - start);
     auto extents = dev.allocated(start, count);
     if (!extents.ok()) {
-      log_error(name_ + ": allocation map at offset " + std::to_string(start * vix::kSectorSize) +
-                ": " + describe(extents.error()));
+      vix::log::error(name_ + ": allocation map at offset " +
+                      std::to_string(start * vix::kSectorSize) + ": " + describe(extents.error()));
       all_allocated();
       if (!was_open) drop_disk_locked();
       return;
@@ -201,16 +196,16 @@ void DiskFile::learn_allocation() {
   for (const auto& e : merged) total += e.count;
   allocated_ = std::move(merged);
   allocated_sectors_ = total;
-  log_info(name_ + ": " + std::to_string(total * vix::kSectorSize) + " of " +
-           std::to_string(capacity_bytes_) + " bytes allocated in " +
-           std::to_string(allocated_.size()) + " extents");
+  vix::log::info(name_ + ": " + std::to_string(total * vix::kSectorSize) + " of " +
+                 std::to_string(capacity_bytes_) + " bytes allocated in " +
+                 std::to_string(allocated_.size()) + " extents");
   if (!was_open) drop_disk_locked();  // only the metadata was needed; open() opens it again
 }
 
 int DiskFile::acquire(bool for_write) {
   std::lock_guard lock(mu_);
   auto refuse = [&](const std::string& why) {
-    log_error(name_ + ": open for writing refused (EROFS): " + why);
+    vix::log::error(name_ + ": open for writing refused (EROFS): " + why);
     return -EROFS;
   };
   if (for_write) {
@@ -227,7 +222,7 @@ int DiskFile::acquire(bool for_write) {
   }
   auto disk = open_locked(for_write);
   if (!disk.ok()) {
-    log_error(name_ + ": open " + path_ + " failed: " + describe(disk.error()));
+    vix::log::error(name_ + ": open " + path_ + " failed: " + describe(disk.error()));
     return -EIO;
   }
   if (for_write && !opened_rw_) {
@@ -243,7 +238,7 @@ void DiskFile::release() {
   std::lock_guard lock(mu_);
   if (users_ > 0 && --users_ == 0 && disk_) {
     drop_disk_locked();
-    log_info(name_ + ": closed (last handle released)");
+    vix::log::info(name_ + ": closed (last handle released)");
   }
 }
 
@@ -251,16 +246,16 @@ void DiskFile::close_now() {
   std::lock_guard lock(mu_);
   if (disk_) {
     drop_disk_locked();
-    log_info(name_ + ": closed");
+    vix::log::info(name_ + ": closed");
   }
   users_ = 0;
   if (redo_ && redo_made_) {
     if (redo_->keep) {
-      log_info(name_ + ": redo log kept at " + redo_->path);
+      vix::log::info(name_ + ": redo log kept at " + redo_->path);
     } else if (unlink(redo_->path.c_str()) != 0 && errno != ENOENT) {
-      log_error(name_ + ": cannot remove redo log " + redo_->path + ": " + strerror(errno));
+      vix::log::error(name_ + ": cannot remove redo log " + redo_->path + ": " + strerror(errno));
     } else {
-      log_info(name_ + ": redo log " + redo_->path + " dropped");
+      vix::log::info(name_ + ": redo log " + redo_->path + " dropped");
     }
     redo_made_ = false;
   }
@@ -271,7 +266,7 @@ void DiskFile::drop_disk_locked() {
     // Closing makes written data durable, as VixDiskLib_Close does.
     if (opened_rw_ && dirty_.exchange(false)) {
       if (auto r = disk_->flush(); !r.ok()) {
-        log_error(name_ + ": flush at close failed: " + describe(r.error()));
+        vix::log::error(name_ + ": flush at close failed: " + describe(r.error()));
       } else {
         flushes_.fetch_add(1, std::memory_order_relaxed);
       }
@@ -322,8 +317,8 @@ ssize_t DiskFile::count_read(uint64_t offset, size_t length, const vix::Result<v
   reads_.fetch_add(1, std::memory_order_relaxed);
   if (!r.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
-    log_error(name_ + ": read of " + std::to_string(length) + " bytes at offset " +
-              std::to_string(offset) + " failed: " + describe(r.error()));
+    vix::log::error(name_ + ": read of " + std::to_string(length) + " bytes at offset " +
+                    std::to_string(offset) + " failed: " + describe(r.error()));
     return -EIO;
   }
   bytes_.fetch_add(length, std::memory_order_relaxed);
@@ -454,8 +449,8 @@ void DiskFile::mark_allocated_locked(uint64_t start, uint64_t count) {
 int DiskFile::disk_for_change(const char* what, std::shared_ptr<vix::Disk>* disk, uint64_t* size) {
   std::lock_guard lock(mu_);
   if (std::string why = read_only_reason_locked(); !why.empty() || !opened_rw_) {
-    log_error(name_ + ": " + what + " refused (EROFS): " +
-              (why.empty() ? std::string("the disk is not open read-write") : why));
+    vix::log::error(name_ + ": " + what + " refused (EROFS): " +
+                    (why.empty() ? std::string("the disk is not open read-write") : why));
     return -EROFS;
   }
   *disk = disk_;
@@ -469,8 +464,9 @@ ssize_t DiskFile::write(uint64_t offset, size_t length, const uint8_t* buf) {
   if (int e = disk_for_change("write", &disk, &size); e != 0) return e;
   if (length == 0) return 0;
   if (offset >= size) {
-    log_error(name_ + ": write at offset " + std::to_string(offset) +
-              " refused (EFBIG): the disk's size is fixed at " + std::to_string(size) + " bytes");
+    vix::log::error(name_ + ": write at offset " + std::to_string(offset) +
+                    " refused (EFBIG): the disk's size is fixed at " + std::to_string(size) +
+                    " bytes");
     return -EFBIG;
   }
   length = static_cast<size_t>(std::min<uint64_t>(length, size - offset));
@@ -492,8 +488,8 @@ ssize_t DiskFile::write(uint64_t offset, size_t length, const uint8_t* buf) {
   }
   if (!r.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
-    log_error(name_ + ": write of " + std::to_string(length) + " bytes at offset " +
-              std::to_string(offset) + " failed: " + describe(r.error()));
+    vix::log::error(name_ + ": write of " + std::to_string(length) + " bytes at offset " +
+                    std::to_string(offset) + " failed: " + describe(r.error()));
     return -errno_of_write(r.error().code);
   }
   bytes_written_.fetch_add(length, std::memory_order_relaxed);
@@ -513,9 +509,9 @@ int DiskFile::punch_hole(uint64_t offset, uint64_t length) {
   auto failed = [&](const vix::Error& e) {
     errors_.fetch_add(1, std::memory_order_relaxed);
     const bool unsupported = e.code == VIX_E_NOT_SUPPORTED;
-    log_error(name_ + ": punch hole of " + std::to_string(length) + " bytes at offset " +
-              std::to_string(offset) + " failed" + (unsupported ? " (EOPNOTSUPP)" : "") + ": " +
-              describe(e));
+    vix::log::error(name_ + ": punch hole of " + std::to_string(length) + " bytes at offset " +
+                    std::to_string(offset) + " failed" + (unsupported ? " (EOPNOTSUPP)" : "") +
+                    ": " + describe(e));
     return unsupported ? -EOPNOTSUPP : -errno_of_write(e.code);
   };
   auto guard = range_lock_.lock(first, end);
@@ -566,7 +562,7 @@ int DiskFile::flush(bool only_if_dirty) {
   if (!r.ok()) {
     dirty_ = true;
     errors_.fetch_add(1, std::memory_order_relaxed);
-    log_error(name_ + ": flush failed: " + describe(r.error()));
+    vix::log::error(name_ + ": flush failed: " + describe(r.error()));
     return -EIO;
   }
   flushes_.fetch_add(1, std::memory_order_relaxed);

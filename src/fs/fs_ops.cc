@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/log.h"
 #include "fs/disk_file.h"
 #include "fs/kernel_readahead.h"
 #include "vix/library.h"
@@ -24,20 +25,16 @@ FsContext& ctx(fuse_req_t req) {
   return *static_cast<FsContext*>(fuse_req_userdata(req));
 }
 
-void log_error(const std::string& msg) {
-  if (auto* lib = vix::Library::get()) lib->error(msg);
-}
-
 // Runs body; an escaping exception becomes EIO (body has not replied if it threw).
 template <class F>
 void guarded(fuse_req_t req, const char* op, F&& body) {
   try {
     body();
   } catch (const std::exception& e) {
-    log_error(std::string(op) + ": " + e.what());
+    vix::log::error(std::string(op) + ": " + e.what());
     fuse_reply_err(req, EIO);
   } catch (...) {
-    log_error(std::string(op) + ": unknown exception");
+    vix::log::error(std::string(op) + ": unknown exception");
     fuse_reply_err(req, EIO);
   }
 }
@@ -110,8 +107,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, f
     // A disk's capacity is fixed (truncate, O_TRUNC, ftruncate): resizing is not a write.
     if ((to_set & FUSE_SET_ATTR_SIZE) &&
         static_cast<uint64_t>(attr->st_size) != node.disk->size()) {
-      log_error(node.disk->name() + ": size change to " + std::to_string(attr->st_size) +
-                " refused (EPERM): a disk's capacity is fixed");
+      vix::log::error(node.disk->name() + ": size change to " + std::to_string(attr->st_size) +
+                      " refused (EPERM): a disk's capacity is fixed");
       return (void)fuse_reply_err(req, EPERM);
     }
     if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <sstream>
 
-#include "vix/library.h"
+#include "common/log.h"
 
 namespace vixfs {
 
@@ -40,7 +40,7 @@ std::string unescape_mountinfo(const std::string& s) {
 }
 
 void log(bool warn, const std::string& msg) {
-  if (auto* lib = vix::Library::get()) warn ? lib->warn(msg) : lib->info(msg);
+  warn ? vix::log::warn(msg) : vix::log::info(msg);
 }
 
 }  // namespace

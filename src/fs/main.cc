@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/config.h"
+#include "common/log.h"
 #include "fs/disk_file.h"
 #include "fs/fs_ops.h"
 #include "fs/kernel_readahead.h"
@@ -28,7 +30,6 @@
 #include "fs/options.h"
 #include "fs/server_tree.h"
 #include "fs/stats.h"
-#include "vix/config.h"
 #include "vix/connection.h"
 #include "vix/errors.h"
 #include "vix/library.h"
@@ -64,13 +65,6 @@ void panic_cb(const char* fmt, va_list args) {
   write_log("panic", fmt, args);
 }
 
-void info(const std::string& msg) {
-  if (auto* lib = vix::Library::get()) lib->info(msg);
-}
-void error(const std::string& msg) {
-  if (auto* lib = vix::Library::get()) lib->error(msg);
-}
-
 // Everything the mount needs, torn down in the order unmount wants.
 struct Daemon {
   bool library = false;
@@ -86,17 +80,17 @@ struct Daemon {
   void teardown() {
     if (signals && se) fuse_remove_signal_handlers(se);
     if (mounted) {
-      info("unmounting");
+      vix::log::info("unmounting");
       fuse_session_unmount(se);
       mounted = false;
     }
     if (fs) {
       for (auto& d : fs->tree.disks()) d->close_now();
-      info("closed every disk");
+      vix::log::info("closed every disk");
     }
     if (conn) {
       conn.reset();
-      info("disconnected");
+      vix::log::info("disconnected");
     }
     if (fs) fs->refresh = nullptr;
     for (auto& server : servers) server->shutdown();
@@ -105,14 +99,14 @@ struct Daemon {
       // Logs of disks that left the tree (a snapshot deleted while mounted) go with the rest.
       std::error_code ec;
       std::filesystem::remove_all(redo_dir, ec);
-      if (ec) error("cannot remove redo folder " + redo_dir + ": " + ec.message());
+      if (ec) vix::log::error("cannot remove redo folder " + redo_dir + ": " + ec.message());
       remove_redo_dir = false;
     }
     if (se) fuse_session_destroy(se);
     se = nullptr;
     fs.reset();
     if (library) {
-      info("library exit");
+      vix::log::info("library exit");
       vix::Library::exit();
       library = false;
     }
@@ -141,8 +135,8 @@ std::string make_redo_dir(const Options& o, Daemon* d) {
     d->redo_dir = templ;
     d->remove_redo_dir = true;
   }
-  info("writes go to redo logs in " + d->redo_dir +
-       (o.keep_redo.empty() ? " (dropped at unmount)" : " (kept)"));
+  vix::log::info("writes go to redo logs in " + d->redo_dir +
+                 (o.keep_redo.empty() ? " (dropped at unmount)" : " (kept)"));
   return "";
 }
 std::string do_mount(const Options& o, Daemon* d, const char* argv0);
@@ -222,7 +216,7 @@ class StatsSignal {
         const ssize_t n = read(g_usr1_pipe[0], buf, sizeof buf);
         if (n == 0) return;  // the write end closed: stopping
         if (n > 0 && memchr(buf, 1, static_cast<size_t>(n))) {
-          info("stats (SIGUSR1):\n" + vixfs::render_stats(tree));
+          vix::log::info("stats (SIGUSR1):\n" + vixfs::render_stats(tree));
         }
       }
     });
@@ -251,7 +245,7 @@ std::string start_servers(const Options& o, Daemon* d) {
   d->fs->attr_timeout = 3600;
   add_meta(d->fs->tree);
   for (const ServerArgs& s : o.servers) {
-    info("mounting " + s.url + " on " + o.mountpoint);
+    vix::log::info("mounting " + s.url + " on " + o.mountpoint);
     vixfs::ServerOptions so;
     so.url = s.url;
     so.user = s.user;
@@ -283,7 +277,7 @@ std::string start_servers(const Options& o, Daemon* d) {
 }
 
 std::string start_local(const Options& o, Daemon* d) {
-  info("mounting " + o.local + " on " + o.mountpoint);
+  vix::log::info("mounting " + o.local + " on " + o.mountpoint);
   auto conn = vix::Connection::connect(vix::ConnectSpec{}, !o.read_write, "", o.transports);
   if (!conn.ok()) return "connect: " + conn.error().message;
   d->conn = std::move(conn).value();
@@ -291,7 +285,7 @@ std::string start_local(const Options& o, Daemon* d) {
   std::vector<std::string> notes;
   auto disks = vixfs::scan_local(o.local, &notes);
   if (!disks.ok()) return disks.error().message;
-  for (const auto& n : notes) info(n);
+  for (const auto& n : notes) vix::log::info(n);
   d->fs = std::make_unique<vixfs::FsContext>();
   vixfs::Tree& tree = d->fs->tree;
   add_meta(tree);
@@ -299,8 +293,8 @@ std::string start_local(const Options& o, Daemon* d) {
     // Opening once learns the capacity and weeds out files the library cannot open at all.
     auto disk = d->conn->open(ld.path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
     if (!disk.ok()) {
-      error(ld.name + ".img: left out, " + ld.path + " does not open: " +
-            vix::error_text(disk.error().code) + " (" + disk.error().message + ")");
+      vix::log::error(ld.name + ".img: left out, " + ld.path + " does not open: " +
+                      vix::error_text(disk.error().code) + " (" + disk.error().message + ")");
       continue;
     }
     const uint64_t capacity = (*disk)->info().capacity_sectors * vix::kSectorSize;
@@ -312,7 +306,7 @@ std::string start_local(const Options& o, Daemon* d) {
       file->set_redo_log({d->redo_dir + "/" + ld.name + ".redo.vmdk", !o.keep_redo.empty()});
     }
     tree.add_disk(tree.root(), ld.name + ".img", std::move(file), ld.mtime);
-    info(ld.name + ".img: " + ld.path + ", " + std::to_string(capacity) + " bytes");
+    vix::log::info(ld.name + ".img: " + ld.path + ", " + std::to_string(capacity) + " bytes");
   }
   return "";
 }
@@ -359,8 +353,8 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
     if (!n.ok()) return n.error().message;
     d->fuse_threads = static_cast<int>(*n);
   }
-  info("mounted " + o.mountpoint + (o.read_write ? " read-write" : " read-only") + ", up to " +
-       std::to_string(d->fuse_threads) + " FUSE worker threads");
+  vix::log::info("mounted " + o.mountpoint + (o.read_write ? " read-write" : " read-only") +
+                 ", up to " + std::to_string(d->fuse_threads) + " FUSE worker threads");
   // From now on the kernel caches what it is shown; what a refresh changes it is told about.
   d->fs->tree.record_changes(true);
   fuse_session* se = d->se;
@@ -425,7 +419,7 @@ int main(int argc, char** argv) {
   Daemon d;
   std::string failure = start(o, &d, argv[0]);
   if (!failure.empty()) {
-    error("mount failed: " + failure);
+    vix::log::error("mount failed: " + failure);
     d.teardown();
     if (report >= 0) {
       ssize_t ignored = write(report, failure.data(), failure.size());
@@ -436,7 +430,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (report >= 0) {
-    if (chdir("/") != 0) error("chdir /: " + std::string(strerror(errno)));
+    if (chdir("/") != 0) vix::log::error("chdir /: " + std::string(strerror(errno)));
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) {
       dup2(null, 0), dup2(null, 1), dup2(null, 2);
@@ -452,7 +446,7 @@ int main(int argc, char** argv) {
   fuse_loop_cfg_set_max_threads(cfg, static_cast<unsigned>(d.fuse_threads));
   int rc = fuse_session_loop_mt(d.se, cfg);
   fuse_loop_cfg_destroy(cfg);
-  info(rc == 0 ? "session ended" : "session ended with error " + std::to_string(rc));
+  vix::log::info(rc == 0 ? "session ended" : "session ended with error " + std::to_string(rc));
   stats_signal.reset();
   d.teardown();
   if (g_log != stderr) fclose(g_log);

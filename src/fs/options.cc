@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "common/config.h"
 #include "fs/server_tree.h"
-#include "vix/config.h"
 
 namespace vixfs {
 namespace {

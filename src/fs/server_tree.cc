@@ -3,30 +3,24 @@
 #include <cstdio>
 #include <set>
 
+#include "common/log.h"
 #include "fs/disk_file.h"
 #include "vix/errors.h"
 #include "vix/library.h"
-#include "vix/remote.h"
+#include "vsphere/session.h"
 
 namespace vixfs {
 namespace {
 
 namespace vs = vix::vsphere;
 
-void log_info(const std::string& msg) {
-  if (auto* lib = vix::Library::get()) lib->info(msg);
-}
-void log_error(const std::string& msg) {
-  if (auto* lib = vix::Library::get()) lib->error(msg);
-}
-
 // VixDiskLib_Cleanup for one server: disks a killed vixfs left hot-added to the proxy VM.
 void run_cleanup(const std::string& folder, const vix::ConnectSpec& spec) {
   if (auto r = vix::cleanup(spec); !r.ok()) {
-    log_error(folder + ": Cleanup: " + r.error().message);
+    vix::log::error(folder + ": Cleanup: " + r.error().message);
   } else {
-    log_info(folder + ": Cleanup: cleaned " + std::to_string(r->cleaned_up) + ", remaining " +
-             std::to_string(r->remaining));
+    vix::log::info(folder + ": Cleanup: cleaned " + std::to_string(r->cleaned_up) + ", remaining " +
+                   std::to_string(r->remaining));
   }
 }
 
@@ -133,7 +127,7 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   }
   VIX_ASSIGN_OR_RETURN(st->client_, vs::Client::connect(co));
   VIX_TRY(st->client_->login(options.user, options.password));
-  log_info(st->folder_ + ": logged in to " + st->client_->endpoint() + " as " + options.user);
+  vix::log::info(st->folder_ + ": logged in to " + st->client_->endpoint() + " as " + options.user);
   auto inv = st->client_->inventory();
   if (!inv.ok()) {
     (void)st->client_->logout();
@@ -156,7 +150,7 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   st->server_dir_ = tree->add_dir(tree->root(), st->folder_);
   st->by_name_ = tree->add_dir(st->server_dir_, "by-name");
   st->apply_inventory();
-  log_info(st->folder_ + ": " + std::to_string(st->inventory_.vms.size()) + " VMs");
+  vix::log::info(st->folder_ + ": " + std::to_string(st->inventory_.vms.size()) + " VMs");
   run_cleanup(st->folder_, cleanup_spec(st->address_, options));  // leftovers of a killed vixfs
   return st;
 }
@@ -181,8 +175,8 @@ void ServerTree::refresh() {
   auto inv = client_ ? client_->inventory()
                      : vix::Result<vs::Inventory>(vix::fail(VIX_E_FAIL, "logged out"));
   if (!inv.ok()) {
-    log_error(folder_ + ": inventory refresh failed, keeping the old tree: " +
-              vix::error_text(inv.error().code) + " (" + inv.error().message + ")");
+    vix::log::error(folder_ + ": inventory refresh failed, keeping the old tree: " +
+                    vix::error_text(inv.error().code) + " (" + inv.error().message + ")");
   } else {
     std::lock_guard lock(refresh_mu_);
     inventory_ = std::move(inv).value();
@@ -209,8 +203,9 @@ void ServerTree::apply_inventory() {
     for (const auto& vm : inventory_.vms) {
       std::string& state = power_[vm.moref];
       if (options_.read_write && !state.empty() && state != vm.power_state) {
-        log_info(folder_ + "/" + vm.moref + ": power state " + state + " -> " + vm.power_state +
-                 (vm.power_state == "poweredOff" ? "" : "; its current/ disks are read-only"));
+        vix::log::info(
+            folder_ + "/" + vm.moref + ": power state " + state + " -> " + vm.power_state +
+            (vm.power_state == "poweredOff" ? "" : "; its current/ disks are read-only"));
       }
       state = vm.power_state;
     }
@@ -223,13 +218,13 @@ void ServerTree::apply_inventory() {
       if (dir == 0) continue;
       it = vm_dirs_.emplace(vm.moref, dir).first;
       add_snapshot(dir, vm, nullptr, vm.disks);
-      log_info(folder_ + "/" + vm.moref + ": VM " + vm.name);
+      vix::log::info(folder_ + "/" + vm.moref + ": VM " + vm.name);
     } else if (live_disks_changed(vm)) {
       // A disk added or removed, or a new delta after a snapshot: current/ is made anew; files
       // already open keep reading what they opened.
       tree_->unlink(it->second, "current");
       add_snapshot(it->second, vm, nullptr, vm.disks);
-      log_info(folder_ + "/" + vm.moref + "/current: the VM's disks changed");
+      vix::log::info(folder_ + "/" + vm.moref + "/current: the VM's disks changed");
     }
     for (const vs::Snapshot* s : vs::flatten(vm.snapshots)) {
       auto key = std::make_pair(vm.moref, s->moref);
@@ -237,7 +232,7 @@ void ServerTree::apply_inventory() {
       if (snap_dirs_.count(key)) continue;
       add_snapshot(it->second, vm, s, s->disks);
       snap_dirs_[key] = tree_->lookup(it->second, s->moref);
-      log_info(folder_ + "/" + vm.moref + "/" + s->moref + ": snapshot " + s->name);
+      vix::log::info(folder_ + "/" + vm.moref + "/" + s->moref + ": snapshot " + s->name);
     }
   }
   for (auto it = snap_dirs_.begin(); it != snap_dirs_.end();) {
@@ -248,7 +243,7 @@ void ServerTree::apply_inventory() {
     if (auto vm = vm_dirs_.find(it->first.first); vm != vm_dirs_.end()) {
       tree_->unlink(vm->second, it->first.second);
     }
-    log_info(folder_ + "/" + it->first.first + "/" + it->first.second + ": snapshot gone");
+    vix::log::info(folder_ + "/" + it->first.first + "/" + it->first.second + ": snapshot gone");
     it = snap_dirs_.erase(it);
   }
   for (auto it = vm_dirs_.begin(); it != vm_dirs_.end();) {
@@ -257,7 +252,7 @@ void ServerTree::apply_inventory() {
       continue;
     }
     tree_->unlink(server_dir_, it->first);
-    log_info(folder_ + "/" + it->first + ": VM gone");
+    vix::log::info(folder_ + "/" + it->first + ": VM gone");
     it = vm_dirs_.erase(it);
   }
   update_by_name();
@@ -428,11 +423,11 @@ vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
   auto conn = vix::Connection::connect(spec, !read_write, snapshot, options_.transports);
   const std::string what = folder_ + "/" + vm + "/" + (snapshot.empty() ? "current" : snapshot);
   if (!conn.ok()) {
-    log_error(what + ": connect failed: " + vix::error_text(conn.error().code) + " (" +
-              conn.error().message + ")");
+    vix::log::error(what + ": connect failed: " + vix::error_text(conn.error().code) + " (" +
+                    conn.error().message + ")");
     return std::move(conn).error();
   }
-  log_info(what + (read_write ? ": connected read-write" : ": connected"));
+  vix::log::info(what + (read_write ? ": connected read-write" : ": connected"));
   vix::Connection* raw = conn->get();
   connections_[key] = std::move(conn).value();
   return raw;
@@ -455,18 +450,18 @@ void ServerTree::shutdown() {
     const std::string what =
         folder_ + "/" + key.first + "/" + (key.second.empty() ? "current" : key.second);
     if (auto r = conn->disconnect(); !r.ok()) {
-      log_error(what + ": disconnect: " + r.error().message);
+      vix::log::error(what + ": disconnect: " + r.error().message);
     } else {
-      log_info(what + ": disconnected");
+      vix::log::info(what + ": disconnected");
     }
     conn.reset();
   }
   run_cleanup(folder_, cleanup_spec(address_, options_));
   if (client_) {
     if (auto r = client_->logout(); !r.ok()) {
-      log_error(folder_ + ": logout: " + r.error().message);
+      vix::log::error(folder_ + ": logout: " + r.error().message);
     } else {
-      log_info(folder_ + ": logged out");
+      vix::log::info(folder_ + ": logged out");
     }
     client_.reset();
   }

@@ -26,9 +26,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "common/tls_trust.h"
 #include "nbd/tls_psk.h"
-#include "vsphere/http.h"
-#include "vsphere/tls.h"
 
 namespace vix::nbd {
 
@@ -95,7 +94,7 @@ struct PinCheck {
   std::vector<std::string> expected;  // normalised hex, SHA-1 (40) or SHA-256 (64)
   std::string display;                // "AA:BB:.. or CC:DD:..", as the user would compare them
   bool mismatch = false;
-  vsphere::PeerCheck presented;  // presented_sha1 / presented_sha256 only
+  PresentedThumbprints presented;
 };
 
 // Replaces OpenSSL's chain verification when thumbprints are pinned: vSphere and ESXi
@@ -108,28 +107,10 @@ int pin_verify(X509_STORE_CTX* ctx, void* arg) {
     X509_STORE_CTX_set_error(ctx, X509_V_ERR_UNSPECIFIED);
     return 0;
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (X509_digest(leaf, EVP_sha1(), md, &len) == 1) {
-    pin->presented.presented_sha1 = vsphere::format_thumbprint(md, len);
-  }
-  if (X509_digest(leaf, EVP_sha256(), md, &len) == 1) {
-    pin->presented.presented_sha256 = vsphere::format_thumbprint(md, len);
-  }
-  auto bare = [](const std::string& s) {
-    std::string out;
-    for (char c : s) {
-      if (c != ':') out += c;
-    }
-    return out;
-  };
-  std::string have1 = bare(pin->presented.presented_sha1);
-  std::string have256 = bare(pin->presented.presented_sha256);
-  for (const std::string& want : pin->expected) {
-    if (!want.empty() && (want == have1 || want == have256)) {
-      X509_STORE_CTX_set_error(ctx, X509_V_OK);
-      return 1;
-    }
+  pin->presented = thumbprints_of(leaf);
+  if (pin_matches(pin->expected, pin->presented)) {
+    X509_STORE_CTX_set_error(ctx, X509_V_OK);
+    return 1;
   }
   pin->mismatch = true;
   X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REJECTED);
@@ -171,16 +152,6 @@ bool is_ip_literal(const std::string& host) {
          inet_pton(AF_INET6, host.c_str(), addr) == 1;
 }
 
-// Normalised (upper-case, validated) hex back to vSphere's colon-separated form.
-std::string hex_to_display(const std::string& hex) {
-  auto nibble = [](char c) { return c <= '9' ? c - '0' : c - 'A' + 10; };
-  std::vector<unsigned char> bytes;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
-    bytes.push_back(static_cast<unsigned char>(nibble(hex[i]) * 16 + nibble(hex[i + 1])));
-  }
-  return vsphere::format_thumbprint(bytes.data(), bytes.size());
-}
-
 // What start_tls will trust, validated; nothing loaded into OpenSSL yet.
 struct Trust {
   PinCheck pin;
@@ -197,14 +168,14 @@ Result<Trust> resolve_trust(const TlsOptions& options) {
   Trust trust;
   for (const std::string& text : options.thumbprints) {
     if (text.empty()) continue;  // an unset source (the simulator's empty sslThumbprint)
-    auto hex = vsphere::normalize_thumbprint(text);
+    auto hex = normalize_thumbprint(text);
     if (!hex.ok()) return fail(VIX_E_INVALID_ARG, "nbdssl: " + hex.error().message);
     if (std::find(trust.pin.expected.begin(), trust.pin.expected.end(), *hex) !=
         trust.pin.expected.end()) {
       continue;
     }
     if (!trust.pin.display.empty()) trust.pin.display += " or ";
-    trust.pin.display += hex_to_display(*hex);
+    trust.pin.display += display_thumbprint(*hex);
     trust.pin.expected.push_back(std::move(*hex));
   }
   trust.ca_file = options.ca_file;
@@ -456,7 +427,7 @@ Result<void> TlsStream::handshake(const std::string& server_name_in, Deadline de
 
 Error TlsStream::handshake_error(const Step& step) const {
   if (trust_.pin.mismatch) {
-    return trust_.pin.presented.mismatch_error(who(), trust_.pin.display);
+    return thumbprint_mismatch(who(), trust_.pin.presented, trust_.pin.display);
   }
   if (cert_refused_) {
     return fail(VIX_E_CANNOT_CONNECT_TO_HOST,

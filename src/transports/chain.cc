@@ -1,8 +1,8 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/log.h"
 #include "transports/transport.h"
-#include "vix/library.h"
 
 namespace vix {
 
@@ -79,8 +79,7 @@ Result<std::unique_ptr<BlockDevice>> try_mode(const std::string& mode, const Tra
     if (dev.ok()) return dev;
     why = std::move(dev).error();
   }
-  if (Library* lib = Library::get())
-    lib->info(path + ": transport " + mode + " skipped: " + why.message);
+  log::info(path + ": transport " + mode + " skipped: " + why.message);
   failures->push_back(why);
   return why;
 }
@@ -104,10 +103,8 @@ Result<std::unique_ptr<BlockDevice>> open_through_chain(const std::vector<std::s
   // the disk goes on over the network, encrypted only (nbdssl, then https; plain nbd only when
   // the list names it).
   if (modes.size() == 1 && is_local_access_mode(modes[0]) && ctx.remote != nullptr) {
-    if (Library* lib = Library::get()) {
-      lib->warn(path + ": transport " + modes[0] + " cannot open the disk (" +
-                failures.front().message + "); falling back to nbdssl, then https");
-    }
+    log::warn(path + ": transport " + modes[0] + " cannot open the disk (" +
+              failures.front().message + "); falling back to nbdssl, then https");
     for (const char* mode : {"nbdssl", "https"}) {
       auto dev = try_mode(mode, ctx, path, flags, &failures);
       if (dev.ok()) return dev;

@@ -3,8 +3,8 @@
 #include <sys/stat.h>
 
 #include "common/byte_source.h"
-#include "vix/remote.h"
 #include "vmdk/vmdk.h"
+#include "vsphere/session.h"
 
 namespace vix {
 

@@ -11,13 +11,13 @@
 #include <set>
 #include <thread>
 
+#include "common/log.h"
 #include "transports/device_node.h"
 #include "transports/hotadd_journal.h"
 #include "transports/transport.h"
-#include "vix/library.h"
-#include "vix/remote.h"
 #include "vsphere/client.h"
 #include "vsphere/inventory.h"
+#include "vsphere/session.h"
 
 namespace vix {
 namespace hotadd {
@@ -32,13 +32,6 @@ constexpr int64_t kDefaultAttachTimeoutMs = 60000;
 // SCSI targets 0..15 on every controller type vSphere offers (pvscsi can do more, but 15 is what
 // all of them take); the controller's own unit (7) is skipped.
 constexpr int32_t kScsiUnits = 16;
-
-void log_info(const std::string& msg) {
-  if (Library* lib = Library::get()) lib->info(msg);
-}
-void log_warn(const std::string& msg) {
-  if (Library* lib = Library::get()) lib->warn(msg);
-}
 
 // 32 lower-case hex digits, or "" when `uuid` is not a uuid.
 std::string uuid_hex(std::string_view uuid) {
@@ -89,13 +82,13 @@ void undo(vs::Client& client, Journal& journal, const JournalEntry& e) {
   std::lock_guard lock(proxy_lock(e.server, e.proxy));
   auto r = detach_entry(client, e);
   if (!r.ok()) {
-    log_warn("hotadd: detach of " + e.file + " from " + e.proxy + " failed (" + r.error().message +
-             "); left in the journal " + journal.path() + " for Cleanup");
-    if (auto a = journal.abandon(e.id); !a.ok()) log_warn("hotadd: " + a.error().message);
+    log::warn("hotadd: detach of " + e.file + " from " + e.proxy + " failed (" + r.error().message +
+              "); left in the journal " + journal.path() + " for Cleanup");
+    if (auto a = journal.abandon(e.id); !a.ok()) log::warn("hotadd: " + a.error().message);
     return;
   }
-  if (*r) log_info("hotadd: " + e.file + " detached from " + e.proxy);
-  if (auto rm = journal.remove(e.id); !rm.ok()) log_warn("hotadd: " + rm.error().message);
+  if (*r) log::info("hotadd: " + e.file + " detached from " + e.proxy);
+  if (auto rm = journal.remove(e.id); !rm.ok()) log::warn("hotadd: " + rm.error().message);
 }
 
 struct Settings {
@@ -332,9 +325,9 @@ Result<std::unique_ptr<BlockDevice>> HotaddTransport::open(const TransportContex
   }
   // vSphere reports the attached disk's own uuid; the simulator reports none.
   const std::string device_uuid = scsi_link_name(*attached).empty() ? uuid : *attached;
-  log_info("hotadd: " + path + " attached to proxy VM " + proxy + " (device " +
-           std::to_string(entry.device_key) + ", controller " +
-           std::to_string(entry.controller_key) + " unit " + std::to_string(entry.unit) + ")");
+  log::info("hotadd: " + path + " attached to proxy VM " + proxy + " (device " +
+            std::to_string(entry.device_key) + ", controller " +
+            std::to_string(entry.controller_key) + " unit " + std::to_string(entry.unit) + ")");
 
   // The guest side: udev (or the test's helper) makes the by-id link once the kernel sees the disk.
   const std::string link = settings.dev_root + "/" + scsi_link_name(device_uuid);
@@ -426,7 +419,7 @@ Result<CleanupResult> cleanup(const ConnectSpec& spec, const Config& config) {
           if (e.id == c.id) e.owner = c.owner;
       return true;
     });
-    if (!r.ok()) log_warn("Cleanup: " + r.error().message);
+    if (!r.ok()) log::warn("Cleanup: " + r.error().message);
   };
 
   ConnectSpec unbound = spec;
@@ -443,16 +436,16 @@ Result<CleanupResult> cleanup(const ConnectSpec& spec, const Config& config) {
     std::lock_guard lock(proxy_lock(e.server, e.proxy));
     auto r = detach_entry(client, e);
     if (!r.ok()) {
-      log_warn("Cleanup: detach of " + e.file + " from proxy VM " + e.proxy +
-               " failed: " + r.error().message);
+      log::warn("Cleanup: detach of " + e.file + " from proxy VM " + e.proxy +
+                " failed: " + r.error().message);
       release({e});
       ++result.remaining;
       continue;
     }
-    log_info("Cleanup: " + e.file + (*r ? " detached from" : " no longer attached to") +
-             " proxy VM " + e.proxy + " (left by process " + std::to_string(e.owner.pid) + ")");
+    log::info("Cleanup: " + e.file + (*r ? " detached from" : " no longer attached to") +
+              " proxy VM " + e.proxy + " (left by process " + std::to_string(e.owner.pid) + ")");
     if (auto rm = journal.remove(e.id); !rm.ok()) {
-      log_warn("Cleanup: " + rm.error().message);
+      log::warn("Cleanup: " + rm.error().message);
       ++result.remaining;
       continue;
     }

@@ -7,9 +7,9 @@
 #include <string>
 #include <string_view>
 
+#include "common/config.h"
 #include "common/result.h"
-#include "vix/config.h"
-#include "vix/connection.h"
+#include "transports/transport.h"
 
 namespace vix::hotadd {
 

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "common/config.h"
 #include "common/result.h"
-#include "vix/config.h"
 
 namespace vix::hotadd {
 

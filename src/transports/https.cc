@@ -9,9 +9,9 @@
 #include <mutex>
 #include <vector>
 
-#include "vix/remote.h"
 #include "vmdk/vmdk.h"
 #include "vsphere/inventory.h"
+#include "vsphere/session.h"
 #include "vsphere/tls.h"
 
 namespace vix {
@@ -124,7 +124,7 @@ class Session {
     if (s->opt_.connections == 0) s->opt_.connections = 1;
     if (s->opt_.max_request == 0) s->opt_.max_request = HttpsOptions{}.max_request;
     if (!options.tls.thumbprint.empty()) {
-      VIX_ASSIGN_OR_RETURN(s->pin_, vsphere::normalize_thumbprint(options.tls.thumbprint));
+      VIX_ASSIGN_OR_RETURN(s->pin_, normalize_thumbprint(options.tls.thumbprint));
     }
     s->share_ = curl_share_init();
     if (s->share_ == nullptr) return fail(VIX_E_OUT_OF_MEMORY, "https: curl_share_init failed");

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 
-#include "vix/remote.h"
 #include "vsphere/inventory.h"
+#include "vsphere/session.h"
 
 namespace vix {
 

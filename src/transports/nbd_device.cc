@@ -14,66 +14,15 @@
 #include <optional>
 #include <thread>
 
+#include "common/log.h"
+#include "common/worker_pool.h"
 #include "transports/nbd.h"
-#include "vix/library.h"
 
 namespace vix {
 
 namespace {
 
 using ConnPtr = std::shared_ptr<nbd::Connection>;
-
-void log_warn(const std::string& msg) {
-  if (Library* lib = Library::get()) lib->warn(msg);
-}
-void log_info(const std::string& msg) {
-  if (Library* lib = Library::get()) lib->info(msg);
-}
-
-// Large reads and writes are cut into pieces that run on different connections at once. The
-// caller's thread runs one piece; these threads run the others. Jobs never wait for other jobs,
-// so a full queue only delays, it cannot deadlock.
-class Workers {
- public:
-  explicit Workers(size_t n) {
-    for (size_t i = 0; i < n; ++i) threads_.emplace_back([this] { loop(); });
-  }
-  ~Workers() {
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();
-  }
-  void post(std::function<void()> job) {
-    {
-      std::lock_guard lock(mu_);
-      jobs_.push_back(std::move(job));
-    }
-    cv_.notify_one();
-  }
-
- private:
-  void loop() {
-    for (;;) {
-      std::function<void()> job;
-      {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-        if (jobs_.empty()) return;
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      job();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  std::vector<std::thread> threads_;
-  bool stop_ = false;
-};
 
 // Pieces smaller than this go to one connection: splitting them costs more than it gains.
 constexpr uint64_t kMinPiece = 256 * 1024;
@@ -119,7 +68,10 @@ class NbdDevice final : public BlockDevice {
   NbdDevice(NbdSettings s, std::vector<ConnPtr> pool)
       : s_(std::move(s)), info_(pool.front()->info()), slots_(pool.size()) {
     for (size_t i = 0; i < pool.size(); ++i) slots_[i].conn = std::move(pool[i]);
-    if (slots_.size() > 1) workers_ = std::make_unique<Workers>(slots_.size() - 1);
+    if (slots_.size() > 1) {
+      workers_ = std::make_unique<WorkerPool>(slots_.size() - 1);
+      (void)workers_->start_all();  // a thread that cannot start leaves its pieces to the others
+    }
   }
   ~NbdDevice() override {
     workers_.reset();  // before the connections: no job may outlive them
@@ -357,7 +309,7 @@ class NbdDevice final : public BlockDevice {
                              [&](nbd::Connection& c) { return op(c, pc.off, pc.len); });
     };
     for (size_t k = 1; k < pieces.size(); ++k) {
-      workers_->post([&, k] {
+      workers_->submit([&, k] {
         run(k);
         std::lock_guard lock(done_mu);
         if (--pending == 0) done_cv.notify_all();
@@ -390,8 +342,8 @@ class NbdDevice final : public BlockDevice {
         auto r = op(*conn);
         if (r.ok()) {
           if (lost) {
-            log_info(where() + ": " + what + " at offset " + std::to_string(off) +
-                     " completed after reconnecting");
+            log::info(where() + ": " + what + " at offset " + std::to_string(off) +
+                      " completed after reconnecting");
           }
           return r;
         }
@@ -408,8 +360,8 @@ class NbdDevice final : public BlockDevice {
       if (!lost) {
         lost = true;
         budget = nbd::deadline_after_ms(s_.request_timeout_ms);
-        log_warn(where() + ": " + what + " at offset " + std::to_string(off) + " (" +
-                 std::to_string(len) + " bytes) failed: " + last.message + "; reconnecting");
+        log::warn(where() + ": " + what + " at offset " + std::to_string(off) + " (" +
+                  std::to_string(len) + " bytes) failed: " + last.message + "; reconnecting");
       }
       // Another request on this slot may be reconnecting it: wait for that, within our budget.
       std::unique_lock<std::timed_mutex> rlock(slots_[slot].reconnect_mu, std::defer_lock);
@@ -448,11 +400,11 @@ class NbdDevice final : public BlockDevice {
         slots_[slot].conn = c;
       }
       reconnects_.fetch_add(1, std::memory_order_relaxed);
-      log_info(where() + ": reconnected to " + c->peer() + " after " +
-               std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  nbd::Clock::now() - started)
-                                  .count()) +
-               " ms");
+      log::info(where() + ": reconnected to " + c->peer() + " after " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   nbd::Clock::now() - started)
+                                   .count()) +
+                " ms");
       conn = std::move(c);
     }
   }
@@ -471,7 +423,7 @@ class NbdDevice final : public BlockDevice {
     Error e = fail(VIX_E_HOST_TCP_CONN_LOST, where() + ": " + what + " at offset " +
                                                  std::to_string(off) + " (" + std::to_string(len) +
                                                  " bytes): " + why + ": " + last.message);
-    log_warn(e.message);
+    log::warn(e.message);
     return e;
   }
 
@@ -482,7 +434,10 @@ class NbdDevice final : public BlockDevice {
   std::atomic<size_t> rr_{0};
   std::atomic<int> in_flight_{0};  // spread() calls running now
   std::atomic<uint64_t> reconnects_{0};
-  std::unique_ptr<Workers> workers_;
+  // Large reads and writes are cut into pieces that run on different connections at once. The
+  // caller's thread runs one piece; these threads run the others. Jobs never wait for other jobs,
+  // so a full queue only delays, it cannot deadlock.
+  std::unique_ptr<WorkerPool> workers_;
 };
 
 // ESXi hosts (found through the inventory) whose NBD port did not answer lately: the chain's
@@ -581,17 +536,17 @@ Result<std::unique_ptr<BlockDevice>> open_nbd_device(const NbdSettings& s) {
       if (r.ok() && (*r)->info().size == info.size) {
         pool.push_back(std::move(r).value());
       } else if (!r.ok()) {
-        log_info(where + ": extra connection not opened: " + r.error().message);
+        log::info(where + ": extra connection not opened: " + r.error().message);
       }
     }
   }
-  log_info(where + ": opened, " + std::to_string(info.size) + " bytes, " +
-           std::to_string(pool.size()) + " connection(s)" +
-           (info.read_only() ? ", read-only" : "") +
-           (s.fua && !s.read_only && !info.read_only()
-                ? (info.can_fua() ? ", write-through (FUA)" : ", write-through (FLUSH per write)")
-                : "") +
-           (info.base_allocation ? ", base:allocation" : ""));
+  log::info(where + ": opened, " + std::to_string(info.size) + " bytes, " +
+            std::to_string(pool.size()) + " connection(s)" +
+            (info.read_only() ? ", read-only" : "") +
+            (s.fua && !s.read_only && !info.read_only()
+                 ? (info.can_fua() ? ", write-through (FUA)" : ", write-through (FLUSH per write)")
+                 : "") +
+            (info.base_allocation ? ", base:allocation" : ""));
   return std::unique_ptr<BlockDevice>(new NbdDevice(s, std::move(pool)));
 }
 

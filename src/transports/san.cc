@@ -16,8 +16,8 @@
 
 #include "transports/device_node.h"
 #include "transports/transport.h"
-#include "vix/remote.h"
 #include "vsphere/inventory.h"
+#include "vsphere/session.h"
 
 namespace vix {
 

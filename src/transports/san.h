@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "vix/config.h"
+#include "common/config.h"
 
 namespace vix {
 

@@ -8,9 +8,9 @@
 #include <vector>
 
 #include "common/block_device.h"
+#include "common/config.h"
 #include "common/result.h"
-#include "vix/config.h"
-#include "vix/connection.h"
+#include "vsphere/session.h"
 
 namespace vix {
 
@@ -20,6 +20,11 @@ struct TransportContext {
   const std::string& snapshot;  // snapshot moRef, empty for the live disk
   const Config& config;
   RemoteSession* remote = nullptr;  // the vSphere session of a remote connection
+};
+
+// What VixDiskLib_Cleanup found of earlier sessions' leftovers (hotadd.h's cleanup).
+struct CleanupResult {
+  uint32_t cleaned_up = 0, remaining = 0;
 };
 
 class Transport {

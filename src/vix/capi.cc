@@ -8,6 +8,7 @@
 #include <new>
 #include <unordered_set>
 
+#include "common/log.h"
 #include "vix/capi_support.h"
 #include "vix/connection.h"
 #include "vix/errors.h"
@@ -58,14 +59,12 @@ bool is_live(const void* h) {
 VixError report(const char* fn, const Error& err) {
   Error full{err.code, std::string(fn) + ": " + err.message};
   vix::note_error_detail(full);
-  if (Library* lib = Library::get()) {
-    const uint32_t code = VIX_ERROR_CODE(err.code);
-    // Lookups that callers make to size buffers or probe keys are routine, not failures.
-    if (code == VIX_E_BUFFER_TOOSMALL || code == VIX_E_DISK_KEY_NOTFOUND) {
-      lib->debug(full.message);
-    } else {
-      lib->info(full.message);
-    }
+  const uint32_t code = VIX_ERROR_CODE(err.code);
+  // Lookups that callers make to size buffers or probe keys are routine, not failures.
+  if (code == VIX_E_BUFFER_TOOSMALL || code == VIX_E_DISK_KEY_NOTFOUND) {
+    vix::log::debug(full.message);
+  } else {
+    vix::log::info(full.message);
   }
   return err.code;
 }

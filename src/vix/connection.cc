@@ -1,4 +1,5 @@
 #include "vix/connection.h"
+#include "common/log.h"
 
 #include <filesystem>
 
@@ -8,8 +9,8 @@
 #include "vix/library.h"
 #include "vix/metered.h"
 #include "vix/readahead.h"
-#include "vix/remote.h"
 #include "vmdk/vmdk.h"
+#include "vsphere/session.h"
 
 namespace vix {
 
@@ -24,10 +25,8 @@ Connection::~Connection() {
   // The C ABI refuses to disconnect while disks are open; reaching here with open disks is a bug
   // of a C++ caller, worth a loud line rather than a silent use-after-free later.
   if (open_disks_.load() != 0) {
-    if (Library* lib = Library::get()) {
-      lib->error("connection destroyed with " + std::to_string(open_disks_.load()) +
-                 " disk(s) still open");
-    }
+    log::error("connection destroyed with " + std::to_string(open_disks_.load()) +
+               " disk(s) still open");
   }
 }
 
@@ -63,9 +62,9 @@ Result<std::unique_ptr<Connection>> Connection::connect(const ConnectSpec& spec,
     return conn;
   }
   if (!snapshot_ref.empty()) {
-    lib->info("ConnectEx: snapshot " + snapshot_ref + " ignored for a local connection");
+    log::info("ConnectEx: snapshot " + snapshot_ref + " ignored for a local connection");
   }
-  lib->debug(std::string("ConnectEx: local connection, ") +
+  log::debug(std::string("ConnectEx: local connection, ") +
              (read_only ? "read-only" : "read-write"));
   std::unique_ptr<Connection> conn(
       new Connection(spec, read_only, snapshot_ref, std::move(mode_list)));
@@ -86,7 +85,7 @@ Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t
   const MeteredDevice* meter = metered.get();
   dev = std::move(metered);
   VIX_ASSIGN_OR_RETURN(dev, wrap_readahead_if_enabled(std::move(dev), config_));
-  lib->debug(path + ": opened through " + std::string(dev->transport_name()) +
+  log::debug(path + ": opened through " + std::string(dev->transport_name()) +
              (ro ? " (read-only)" : " (read-write)"));
   auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
   disk->transport_meter_ = meter;
@@ -140,7 +139,7 @@ Result<std::unique_ptr<Disk>> Connection::open_with_redo_log(const std::string& 
     }
   }
   VIX_ASSIGN_OR_RETURN(dev, wrap_readahead_if_enabled(std::move(dev), config_));
-  lib->info(path + ": " + (reuse ? "reusing" : "writing to") + " redo log " + redo_path +
+  log::info(path + ": " + (reuse ? "reusing" : "writing to") + " redo log " + redo_path +
             " (the disk itself is read only, through " + std::string(dev->transport_name()) + ")");
   auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
   disk->transport_meter_ = meter;

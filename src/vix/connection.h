@@ -1,6 +1,6 @@
 // vix::Connection (ConnectEx/Disconnect) and vix::Disk (Open/Read/Write/.../Close): the C++ core
 // under the C ABI. Local connections (no server) open VMDK files directly; remote ones hold a
-// vSphere session (vix/remote.h). A Disk owns its BlockDevice; the Connection must outlive its
+// vSphere session (vsphere/session.h). A Disk owns its BlockDevice; the Connection must outlive its
 // Disks.
 #pragma once
 
@@ -14,29 +14,15 @@
 #include <vector>
 
 #include "common/block_device.h"
+#include "common/config.h"
 #include "common/result.h"
-#include "vix/config.h"
+#include "transports/transport.h"
 #include "vix/metered.h"
+#include "vsphere/session.h"
 
 namespace vix {
 
-struct ConnectSpec {
-  std::string vmx_spec;  // "moref=vm-42"; empty for local
-  std::string server;    // empty for local
-  std::string thumbprint;
-  VixDiskLibCredType cred_type = VIXDISKLIB_CRED_UID;
-  std::string user, password, cookie;
-  uint32_t port = 0;
-  uint32_t nfc_host_port = 0;  // accepted for GetConnectParams; VMware's NFC is not spoken
-  std::string key;             // sessionId.key (VIXDISKLIB_CRED_SESSIONID)
-  // A vixfs server section: the connection reads vixfs.server.<config_scope>.nbd.* and
-  // .datastore.* in place of the global keys (Config::scoped). Empty for VDDK clients.
-  std::string config_scope;
-  bool is_local() const { return server.empty(); }
-};
-
 class Disk;
-class RemoteSession;
 
 class Connection {
  public:
@@ -86,9 +72,6 @@ class Connection {
 // VixDiskLib_Cleanup: undoes what interrupted sessions of this library left behind for the
 // server of `spec` (disks hot-added to a proxy VM and not removed). The file, https and nbd
 // transports leave nothing behind, so without those there is nothing to do.
-struct CleanupResult {
-  uint32_t cleaned_up = 0, remaining = 0;
-};
 Result<CleanupResult> cleanup(const ConnectSpec& spec);
 
 using CompletionFn = std::function<void(VixError)>;

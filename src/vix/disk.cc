@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "common/byte_source.h"
+#include "common/log.h"
 #include "vix/connection.h"
 #include "vix/errors.h"
 #include "vix/library.h"
@@ -103,7 +104,7 @@ Result<void> Disk::submit(std::function<Result<void>()> io, CompletionFn done) {
         code = r.error().code;
         // On this (worker) thread, so GetErrorText called from the callback can explain it.
         note_error_detail(r.error());
-        if (Library* l = Library::get()) l->info(r.error().message);
+        log::info(r.error().message);
       }
     } catch (const std::bad_alloc&) {
       code = VIX_E_OUT_OF_MEMORY;

@@ -6,13 +6,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdarg>
-#include <deque>
 #include <mutex>
-#include <thread>
 #include <vector>
 
+#include "common/log.h"
+#include "common/worker_pool.h"
 #include "transports/transport.h"
 
 namespace vix {
@@ -45,54 +44,51 @@ constexpr int kMaxWorkers = 64;
 
 }  // namespace
 
-struct Library::Impl {
+// Where log::info and friends go while the library is initialised: the caller's callbacks, else
+// spdlog.
+struct Library::Impl final : log::Sink {
   std::shared_ptr<spdlog::logger> logger;
-  int level = kDefaultLogLevel;
+  int level_ = kDefaultLogLevel;
+  LogCallbacks callbacks;
   // Serialises the caller's callbacks, which need not be thread-safe; recursive because a
   // callback may call back into the library, which may log.
   std::recursive_mutex callback_mu;
+  std::unique_ptr<WorkerPool> workers;
 
-  std::mutex queue_mu;
-  std::condition_variable queue_cv;
-  std::deque<std::function<void()>> queue;
-  bool stopping = false;
-  std::vector<std::thread> workers;
-
-  void worker_loop() {
-    for (;;) {
-      std::function<void()> job;
-      {
-        std::unique_lock lock(queue_mu);
-        queue_cv.wait(lock, [&] { return stopping || !queue.empty(); });
-        if (queue.empty()) return;  // stopping and drained
-        job = std::move(queue.front());
-        queue.pop_front();
-      }
-      try {
-        job();
-      } catch (...) {
-        // Jobs report their own errors through their completion; nothing may escape a worker.
-      }
+  int level() const override { return level_; }
+  void write(log::Level level, std::string_view msg) override {
+    VixDiskLibGenericLogFunc* fn = level == log::Level::kPanic     ? callbacks.panic
+                                   : level <= log::Level::kWarning ? callbacks.warn
+                                                                   : callbacks.log;
+    if (fn != nullptr) {
+      std::lock_guard lock(callback_mu);
+      call_log_func(fn, "%.*s\n", static_cast<int>(msg.size()), msg.data());
+      return;
     }
-  }
-
-  void stop_workers() {
-    {
-      std::lock_guard lock(queue_mu);
-      stopping = true;
+    switch (level) {
+      case log::Level::kPanic:
+        logger->critical("{}", msg);
+        break;
+      case log::Level::kError:
+        logger->error("{}", msg);
+        break;
+      case log::Level::kWarning:
+        logger->warn("{}", msg);
+        break;
+      case log::Level::kAudit:
+      case log::Level::kInfo:
+        logger->info("{}", msg);
+        break;
+      case log::Level::kVerbose:
+        logger->debug("{}", msg);
+        break;
     }
-    queue_cv.notify_all();
-    for (std::thread& t : workers)
-      if (t.joinable()) t.join();
-    workers.clear();
   }
 };
 
 Library::Library() : impl_(std::make_unique<Impl>()) {}
 
-Library::~Library() {
-  if (impl_) impl_->stop_workers();
-}
+Library::~Library() = default;
 
 Result<void> Library::init(const LogCallbacks& callbacks, const std::string& lib_dir,
                            const std::string& config_file,
@@ -122,8 +118,8 @@ Result<void> Library::init(const LogCallbacks& callbacks, const std::string& lib
 
   auto lib = std::make_unique<Library>();
   lib->config_ = std::move(config);
-  lib->callbacks_ = callbacks;
-  lib->impl_->level = static_cast<int>(std::clamp<int64_t>(level, 0, 6));
+  lib->impl_->callbacks = callbacks;
+  lib->impl_->level_ = static_cast<int>(std::clamp<int64_t>(level, 0, 6));
 
   std::string file_warning;
   try {
@@ -145,21 +141,18 @@ Result<void> Library::init(const LogCallbacks& callbacks, const std::string& lib
     return fail(VIX_E_DISK_SUBSYSTEM_INIT_FAIL, std::string("cannot set up logging: ") + e.what());
   }
 
-  for (int i = 0; i < workers; ++i) {
-    try {
-      lib->impl_->workers.emplace_back([impl = lib->impl_.get()] { impl->worker_loop(); });
-    } catch (const std::system_error& e) {
-      lib->impl_->stop_workers();
-      return fail(VIX_E_DISK_SUBSYSTEM_INIT_FAIL,
-                  std::string("cannot start the async I/O workers: ") + e.what());
-    }
+  lib->impl_->workers = std::make_unique<WorkerPool>(static_cast<size_t>(workers));
+  if (auto started = lib->impl_->workers->start_all(); !started.ok()) {
+    return fail(VIX_E_DISK_SUBSYSTEM_INIT_FAIL,
+                "cannot start the async I/O workers: " + started.error().message);
   }
 
   Library* raw = lib.release();
   instance().store(raw);
-  for (const std::string& w : warnings) raw->warn(w);
-  if (!file_warning.empty()) raw->warn(file_warning);
-  raw->info(std::string("vixfs ") + VIXFS_VERSION + " VixDiskLib initialized; transport modes " +
+  log::install(raw->impl_.get());
+  for (const std::string& w : warnings) log::warn(w);
+  if (!file_warning.empty()) log::warn(file_warning);
+  log::info(std::string("vixfs ") + VIXFS_VERSION + " VixDiskLib initialized; transport modes " +
             supported_transport_modes() + (config_file.empty() ? "" : "; config " + config_file) +
             (lib_dir.empty() ? "" : "; libDir " + lib_dir));
   return ok();
@@ -171,7 +164,8 @@ void Library::exit() {
   if (lib == nullptr) return;
   // Drain first, while the library is still reachable: callbacks of I/O accepted before Exit
   // still run (exactly once), and they may log.
-  lib->impl_->stop_workers();
+  lib->impl_->workers->stop(WorkerPool::Pending::kRun);
+  log::install(nullptr);
   instance().store(nullptr);
   delete lib;
 }
@@ -181,70 +175,15 @@ Library* Library::get() {
 }
 
 int Library::log_level() const {
-  return impl_->level;
+  return impl_->level_;
 }
 
 size_t Library::worker_count() const {
-  return impl_->workers.size();
+  return impl_->workers->threads();
 }
 
 bool Library::submit(std::function<void()> job) {
-  {
-    std::lock_guard lock(impl_->queue_mu);
-    if (impl_->stopping) return false;
-    impl_->queue.push_back(std::move(job));
-  }
-  impl_->queue_cv.notify_one();
-  return true;
-}
-
-void Library::info(std::string_view msg) {
-  if (impl_->level < 3) return;
-  if (callbacks_.log) {
-    std::lock_guard lock(impl_->callback_mu);
-    call_log_func(callbacks_.log, "%.*s\n", static_cast<int>(msg.size()), msg.data());
-  } else {
-    impl_->logger->info("{}", msg);
-  }
-}
-
-void Library::debug(std::string_view msg) {
-  if (impl_->level < 5) return;
-  if (callbacks_.log) {
-    std::lock_guard lock(impl_->callback_mu);
-    call_log_func(callbacks_.log, "%.*s\n", static_cast<int>(msg.size()), msg.data());
-  } else {
-    impl_->logger->debug("{}", msg);
-  }
-}
-
-void Library::warn(std::string_view msg) {
-  if (impl_->level < 2) return;
-  if (callbacks_.warn) {
-    std::lock_guard lock(impl_->callback_mu);
-    call_log_func(callbacks_.warn, "%.*s\n", static_cast<int>(msg.size()), msg.data());
-  } else {
-    impl_->logger->warn("{}", msg);
-  }
-}
-
-void Library::error(std::string_view msg) {
-  if (impl_->level < 1) return;
-  if (callbacks_.warn) {
-    std::lock_guard lock(impl_->callback_mu);
-    call_log_func(callbacks_.warn, "%.*s\n", static_cast<int>(msg.size()), msg.data());
-  } else {
-    impl_->logger->error("{}", msg);
-  }
-}
-
-void Library::panic(std::string_view msg) {
-  if (callbacks_.panic) {
-    std::lock_guard lock(impl_->callback_mu);
-    call_log_func(callbacks_.panic, "%.*s\n", static_cast<int>(msg.size()), msg.data());
-  } else {
-    impl_->logger->critical("{}", msg);
-  }
+  return impl_->workers->submit(std::move(job));
 }
 
 const char* supported_transport_modes() {

@@ -8,8 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/config.h"
 #include "common/result.h"
-#include "vix/config.h"
 
 namespace vix {
 
@@ -33,12 +33,8 @@ class Library {
 
   const Config& config() const { return config_; }
 
-  // Thread-safe logging that honours the callbacks and the configured level.
-  void info(std::string_view msg);
-  void warn(std::string_view msg);
-  void error(std::string_view msg);  // goes to the warn callback, as VDDK does
-  void debug(std::string_view msg);
-  void panic(std::string_view msg);  // the panic callback; vixfs itself never aborts on it
+  // Logging goes through common/log.h, to the sink init installs: the callbacks (error lines to
+  // the warn callback, as VDDK does), else spdlog, at the configured level.
 
   // vixDiskLib.transport.LogLevel: 0 panic, 1 error, 2 warning, 3 audit, 4 info, 5 verbose,
   // 6 trivia.
@@ -51,8 +47,7 @@ class Library {
 
  private:
   Config config_;
-  LogCallbacks callbacks_;
-  // Implementation details (spdlog logger, worker pool) live in library.cc.
+  // The log sink (spdlog logger or callbacks) and the worker pool live in library.cc.
   struct Impl;
   std::unique_ptr<Impl> impl_;
   friend struct LibraryAccess;

@@ -16,72 +16,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/worker_pool.h"
+
 namespace vix {
 namespace readahead_detail {
-
-// Threads started on demand up to a maximum: a process that never prefetches has none, and an
-// idle pool costs nothing but its sleeping threads.
-class WorkerPool {
- public:
-  explicit WorkerPool(size_t max_threads) : max_(std::max<size_t>(1, max_threads)) {}
-
-  ~WorkerPool() {
-    std::deque<std::function<void()>> dropped;
-    {
-      std::lock_guard lock(mu_);
-      stop_ = true;
-      dropped.swap(queue_);
-    }
-    cv_.notify_all();
-    for (std::thread& t : threads_) t.join();
-  }
-
-  void submit(std::function<void()> job) {
-    std::unique_lock lock(mu_);
-    if (stop_) return;
-    queue_.push_back(std::move(job));
-    if (queue_.size() > idle_ && threads_.size() < max_) {
-      try {
-        threads_.emplace_back([this] { loop(); });
-      } catch (const std::system_error&) {
-        // No new thread: the existing ones get to it, or the job runs below.
-      }
-    }
-    if (threads_.empty()) {
-      std::function<void()> inline_job = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      inline_job();
-      return;
-    }
-    cv_.notify_one();
-  }
-
- private:
-  void loop() {
-    std::unique_lock lock(mu_);
-    for (;;) {
-      ++idle_;
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      --idle_;
-      if (stop_) return;
-      std::function<void()> job = std::move(queue_.front());
-      queue_.pop_front();
-      lock.unlock();
-      job();
-      job = nullptr;  // its captures die outside the lock
-      lock.lock();
-    }
-  }
-
-  const size_t max_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;
-  std::vector<std::thread> threads_;
-  size_t idle_ = 0;
-  bool stop_ = false;
-};
 
 // One chunk's memory; its bytes stay counted in the budget until the last holder (the chunk
 // table, or a reader still copying out of an evicted chunk) lets go. Then the buffer goes to the
@@ -209,7 +147,7 @@ struct CacheBudget::Impl {
     while (drop_free()) {
     }
   }
-  std::unique_ptr<readahead_detail::WorkerPool> pool;
+  std::unique_ptr<WorkerPool> pool;
 };
 
 struct ReadaheadDevice::State {
@@ -421,7 +359,7 @@ void plan_prefetch(State& st, uint64_t b, uint64_t end, std::vector<std::shared_
 
 CacheBudget::CacheBudget(uint64_t limit_bytes, size_t threads) : impl_(std::make_unique<Impl>()) {
   impl_->limit = limit_bytes;
-  impl_->pool = std::make_unique<readahead_detail::WorkerPool>(threads);
+  impl_->pool = std::make_unique<WorkerPool>(threads, WorkerPool::Pending::kDrop);
 }
 
 CacheBudget::~CacheBudget() {

@@ -10,7 +10,7 @@
 #include <optional>
 
 #include "common/block_device.h"
-#include "vix/config.h"
+#include "common/config.h"
 
 namespace vix {
 

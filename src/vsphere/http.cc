@@ -9,36 +9,6 @@
 
 namespace vix::vsphere {
 
-Result<std::string> normalize_thumbprint(std::string_view text) {
-  std::string hex;
-  for (char c : text) {
-    if (c == ':' || c == ' ' || c == '-') continue;
-    if (!std::isxdigit(static_cast<unsigned char>(c))) {
-      return fail(VIX_E_INVALID_ARG, "thumbprint '" + std::string(text) +
-                                         "': not hexadecimal (expected SHA-1 or SHA-256, "
-                                         "colon-separated hex)");
-    }
-    hex += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  }
-  if (hex.size() != 40 && hex.size() != 64) {
-    return fail(VIX_E_INVALID_ARG, "thumbprint '" + std::string(text) +
-                                       "': " + std::to_string(hex.size() / 2) +
-                                       " bytes, expected 20 (SHA-1) or 32 (SHA-256)");
-  }
-  return hex;
-}
-
-std::string format_thumbprint(const unsigned char* digest, size_t len) {
-  static const char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (size_t i = 0; i < len; ++i) {
-    if (i) out += ':';
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
-}
-
 namespace {
 
 struct Transfer {
@@ -153,7 +123,7 @@ class CurlTransport final : public Transport {
     curl_easy_setopt(h_, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(h_, CURLOPT_CONNECTTIMEOUT_MS, opts_.connect_timeout_ms);
     curl_easy_setopt(h_, CURLOPT_TIMEOUT_MS, opts_.timeout_ms);
-    curl_easy_setopt(h_, CURLOPT_USERAGENT, "vixfs/" VIXFS_VSPHERE_VERSION);
+    curl_easy_setopt(h_, CURLOPT_USERAGENT, "vixfs/" VIXFS_VERSION);
     curl_easy_setopt(h_, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h_, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h_, CURLOPT_MAXFILESIZE_LARGE,

@@ -44,12 +44,6 @@ class Transport {
   virtual std::string endpoint() const = 0;
 };
 
-// Normalises a thumbprint to upper-case hex without separators; an error unless it is 40 (SHA-1)
-// or 64 (SHA-256) hex digits.
-Result<std::string> normalize_thumbprint(std::string_view text);
-// Upper-case colon-separated hex, the way vSphere prints thumbprints.
-std::string format_thumbprint(const unsigned char* digest, size_t len);
-
 Result<std::unique_ptr<Transport>> make_curl_transport(const ConnectOptions& options);
 
 }  // namespace vix::vsphere

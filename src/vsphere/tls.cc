@@ -20,19 +20,8 @@ int pin_verify(X509_STORE_CTX* ctx, void* arg) {
     X509_STORE_CTX_set_error(ctx, X509_V_ERR_UNSPECIFIED);
     return 0;
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  X509_digest(leaf, EVP_sha1(), md, &len);
-  check->presented_sha1 = format_thumbprint(md, len);
-  X509_digest(leaf, EVP_sha256(), md, &len);
-  check->presented_sha256 = format_thumbprint(md, len);
-  const std::string& presented =
-      check->expected.size() == 40 ? check->presented_sha1 : check->presented_sha256;
-  std::string bare;
-  for (char c : presented) {
-    if (c != ':') bare += c;
-  }
-  if (bare != check->expected) {
+  check->presented = thumbprints_of(leaf);
+  if (!pin_matches({check->expected}, check->presented)) {
     check->mismatch = true;
     X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_REJECTED);
     return 0;
@@ -51,10 +40,7 @@ CURLcode ssl_ctx_hook(CURL*, void* ssl_ctx, void* arg) {
 }  // namespace
 
 Error PeerCheck::mismatch_error(const std::string& who, const std::string& expected_display) const {
-  return fail(VIX_E_CANNOT_CONNECT_TO_HOST,
-              who + ": TLS certificate thumbprint mismatch: the server presented SHA-1 " +
-                  presented_sha1 + " (SHA-256 " + presented_sha256 + "), expected " +
-                  expected_display);
+  return thumbprint_mismatch(who, presented, expected_display);
 }
 
 Result<void> configure_peer_verification(CURL* curl, PeerCheck* check, const std::string& ca_file) {

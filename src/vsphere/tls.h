@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "common/tls_trust.h"
 
 namespace vix::vsphere {
 
@@ -16,7 +17,7 @@ namespace vix::vsphere {
 struct PeerCheck {
   std::string expected;  // normalised hex (normalize_thumbprint); empty: no pin
   bool mismatch = false;
-  std::string presented_sha1, presented_sha256;
+  PresentedThumbprints presented;
 
   // "<who>: TLS certificate thumbprint mismatch: the server presented SHA-1 .. (SHA-256 ..), ..."
   Error mismatch_error(const std::string& who, const std::string& expected_display) const;

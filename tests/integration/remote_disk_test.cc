@@ -11,8 +11,8 @@
 #include "transports/transport.h"
 #include "vix/connection.h"
 #include "vix/library.h"
-#include "vix/remote.h"
 #include "vsphere/client.h"
+#include "vsphere/session.h"
 
 using vixtest::run_ok;
 using vixtest::sh_quote;

@@ -21,8 +21,8 @@
 #include "transports/transport.h"
 #include "vix/connection.h"
 #include "vix/library.h"
-#include "vix/remote.h"
 #include "vixDiskLib.h"
+#include "vsphere/session.h"
 
 using nbdtest::captured;
 using vixtest::LoopDevice;

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
+#include "common/config.h"
 #include "support/fixtures.h"
-#include "vix/config.h"
 
 namespace {
 

@@ -2,6 +2,7 @@
 // client.
 #include <gtest/gtest.h>
 
+#include "common/tls_trust.h"
 #include "vsphere/http.h"
 #include "vsphere/inventory.h"
 #include "vsphere/parse.h"
@@ -184,13 +185,13 @@ TEST(VsphereParse, XmlHelpers) {
 
 TEST(VsphereParse, Thumbprints) {
   EXPECT_EQ(
-      *vs::normalize_thumbprint("2c:11:ed:d7:13:87:7d:b5:74:18:b8:1c:42:c2:56:1f:0d:b9:5b:b9"),
+      *vix::normalize_thumbprint("2c:11:ed:d7:13:87:7d:b5:74:18:b8:1c:42:c2:56:1f:0d:b9:5b:b9"),
       "2C11EDD713877DB57418B81C42C2561F0DB95BB9");
-  EXPECT_EQ(vs::normalize_thumbprint(std::string(64, 'a'))->size(), 64u);
-  EXPECT_FALSE(vs::normalize_thumbprint("2C:11").ok());
-  EXPECT_FALSE(vs::normalize_thumbprint(std::string(40, 'g')).ok());
+  EXPECT_EQ(vix::normalize_thumbprint(std::string(64, 'a'))->size(), 64u);
+  EXPECT_FALSE(vix::normalize_thumbprint("2C:11").ok());
+  EXPECT_FALSE(vix::normalize_thumbprint(std::string(40, 'g')).ok());
   unsigned char d[3] = {0x0a, 0xff, 0x10};
-  EXPECT_EQ(vs::format_thumbprint(d, 3), "0A:FF:10");
+  EXPECT_EQ(vix::format_thumbprint(d, 3), "0A:FF:10");
 }
 
 TEST(VsphereParse, DatastorePathsAndUrls) {

@@ -1,16 +1,12 @@
-#include "vix/remote.h"
+#include "vsphere/session.h"
 
 #include <filesystem>
 
-#include "vix/library.h"
+#include "common/log.h"
 
 namespace vix {
 
 namespace {
-
-void log_info(const std::string& msg) {
-  if (Library* lib = Library::get()) lib->info(msg);
-}
 
 std::string server_url(const ConnectSpec& spec) {
   if (spec.server.find("://") != std::string::npos) return spec.server;
@@ -24,7 +20,7 @@ std::string server_url(const ConnectSpec& spec) {
 
 Result<std::string> RemoteSession::renew_cookie(const std::string& rejected) {
   VIX_ASSIGN_OR_RETURN(std::string fresh, client_->renew_session(rejected));
-  if (Library* lib = Library::get()) lib->info(endpoint() + ": session renewed for a transport");
+  log::info(endpoint() + ": session renewed for a transport");
   return fresh;
 }
 
@@ -107,15 +103,15 @@ Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& sp
     (void)s->logout();
     return std::move(checked).error();
   }
-  log_info("ConnectEx: logged in to " + s->client_->endpoint() +
-           (s->vm_.empty() ? std::string() : ", VM " + s->vm_) +
-           (snapshot.empty() ? std::string() : ", snapshot " + snapshot));
+  log::info("ConnectEx: logged in to " + s->client_->endpoint() +
+            (s->vm_.empty() ? std::string() : ", VM " + s->vm_) +
+            (snapshot.empty() ? std::string() : ", snapshot " + snapshot));
   return s;
 }
 
 RemoteSession::~RemoteSession() {
   auto r = logout();
-  if (!r.ok()) log_info("Disconnect: logout failed: " + r.error().message);
+  if (!r.ok()) log::info("Disconnect: logout failed: " + r.error().message);
 }
 
 Result<void> RemoteSession::logout() {
@@ -123,7 +119,7 @@ Result<void> RemoteSession::logout() {
   if (!logged_in_ || !client_) return ok();
   logged_in_ = false;
   VIX_TRY(client_->logout());
-  log_info("Disconnect: logged out of " + client_->endpoint());
+  log::info("Disconnect: logged out of " + client_->endpoint());
   return ok();
 }
 

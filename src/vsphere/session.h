@@ -7,12 +7,28 @@
 #include <mutex>
 #include <string>
 
+#include "common/config.h"
 #include "common/result.h"
-#include "vix/config.h"
-#include "vix/connection.h"
 #include "vsphere/client.h"
 
 namespace vix {
+
+// What ConnectEx was given: where the disks are and how to log in. Local connections (no server)
+// use only the config scope.
+struct ConnectSpec {
+  std::string vmx_spec;  // "moref=vm-42"; empty for local
+  std::string server;    // empty for local
+  std::string thumbprint;
+  VixDiskLibCredType cred_type = VIXDISKLIB_CRED_UID;
+  std::string user, password, cookie;
+  uint32_t port = 0;
+  uint32_t nfc_host_port = 0;  // accepted for GetConnectParams; VMware's NFC is not spoken
+  std::string key;             // sessionId.key (VIXDISKLIB_CRED_SESSIONID)
+  // A vixfs server section: the connection reads vixfs.server.<config_scope>.nbd.* and
+  // .datastore.* in place of the global keys (Config::scoped). Empty for VDDK clients.
+  std::string config_scope;
+  bool is_local() const { return server.empty(); }
+};
 
 // Where a "[ds] dir/file.vmdk" lives.
 struct DatastoreLocation {
