@@ -18,9 +18,6 @@ std::string describe(const vix::Error& e) {
   return vix::error_text(e.code) + " (" + e.message + ")";
 }
 
-// Largest window asked of the device at once, so a huge sparse disk's map is built in pieces.
-constexpr uint64_t kMapWindowSectors = uint64_t{1} << 31;  // 1 TiB
-
 }  // namespace
 
 DiskFile::DiskFile(vix::Connection* conn, std::string path, std::string name,
@@ -45,7 +42,7 @@ uint64_t DiskFile::size() const {
 
 uint64_t DiskFile::allocated_blocks() const {
   std::lock_guard lock(mu_);
-  return allocated_sectors_;
+  return allocation_ ? allocation_->allocated_sectors() : 0;
 }
 
 bool DiskFile::is_open() const {
@@ -122,7 +119,7 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked(bool for_write) {
   }
   disk_ = std::move(disk);
   transport_ = std::string(disk_->transport_name());
-  cached_ = vix::readahead_stats(&disk_->device()).has_value();
+  cached_ = disk_->cache_stats().has_value();
   opened_rw_ = false;
   device_read_only_.clear();
   if (want_rw) {
@@ -153,52 +150,26 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked(bool for_write) {
 
 void DiskFile::learn_allocation() {
   std::lock_guard lock(mu_);
-  if (allocation_known_) return;
-  allocation_known_ = true;
+  if (allocation_) return;
   const bool was_open = disk_ != nullptr;
   auto disk = open_locked();
-  auto all_allocated = [this] {
-    allocated_.assign(1, {0, capacity_bytes_ / vix::kSectorSize});
-    allocated_sectors_ = (capacity_bytes_ + vix::kSectorSize - 1) / vix::kSectorSize;
-  };
   if (!disk.ok()) {
     vix::log::error(name_ + ": cannot open " + path_ +
                     " to map its allocation: " + describe(disk.error()));
-    all_allocated();
+    allocation_ = vix::AllocationMap::everything(capacity_bytes_ / vix::kSectorSize);
     return;
   }
-  vix::BlockDevice& dev = (*disk)->device();
-  const uint64_t capacity = dev.capacity_sectors();
-  std::vector<vix::SectorExtent> merged;
-  uint64_t total = 0;
-  for (uint64_t start = 0; start < capacity; start += kMapWindowSectors) {
-    const uint64_t count = std::min(kMapWindowSectors, capacity - start);
-    auto extents = dev.allocated(start, count);
-    if (!extents.ok()) {
-      vix::log::error(name_ + ": allocation map at offset " +
-                      std::to_string(start * vix::kSectorSize) + ": " + describe(extents.error()));
-      all_allocated();
-      if (!was_open) drop_disk_locked();
-      return;
-    }
-    std::sort(extents->begin(), extents->end(),
-              [](const auto& a, const auto& b) { return a.start < b.start; });
-    for (const vix::SectorExtent& e : *extents) {
-      if (e.count == 0) continue;
-      if (!merged.empty() && e.start <= merged.back().start + merged.back().count) {
-        const uint64_t end = std::max(merged.back().start + merged.back().count, e.start + e.count);
-        merged.back().count = end - merged.back().start;
-      } else {
-        merged.push_back(e);
-      }
-    }
+  auto map = vix::AllocationMap::learn((*disk)->device(), (*disk)->device().capacity_sectors());
+  if (!map.ok()) {
+    vix::log::error(name_ + ": " + describe(map.error()));
+    allocation_ = vix::AllocationMap::everything(capacity_bytes_ / vix::kSectorSize);
+  } else {
+    allocation_ = std::move(map).value();
+    vix::log::info(name_ + ": " +
+                   std::to_string(allocation_->allocated_sectors() * vix::kSectorSize) + " of " +
+                   std::to_string(capacity_bytes_) + " bytes allocated in " +
+                   std::to_string(allocation_->extents().size()) + " extents");
   }
-  for (const auto& e : merged) total += e.count;
-  allocated_ = std::move(merged);
-  allocated_sectors_ = total;
-  vix::log::info(name_ + ": " + std::to_string(total * vix::kSectorSize) + " of " +
-                 std::to_string(capacity_bytes_) + " bytes allocated in " +
-                 std::to_string(allocated_.size()) + " extents");
   if (!was_open) drop_disk_locked();  // only the metadata was needed; open() opens it again
 }
 
@@ -272,7 +243,7 @@ void DiskFile::drop_disk_locked() {
       }
     }
     closed_io_.add(disk_->transport_stats());
-    if (auto c = vix::readahead_stats(&disk_->device())) closed_cache_.add(*c);
+    if (auto c = disk_->cache_stats()) closed_cache_.add(*c);
   }
   disk_.reset();
   opened_rw_ = false;
@@ -294,7 +265,7 @@ DiskFile::Stats DiskFile::stats() const {
   s.cache = closed_cache_;
   if (disk_) {
     s.transport_io.add(disk_->transport_stats());
-    if (auto c = vix::readahead_stats(&disk_->device())) s.cache.add(*c);
+    if (auto c = disk_->cache_stats()) s.cache.add(*c);
   }
   return s;
 }
@@ -346,22 +317,8 @@ ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
   ssize_t rc;
   std::shared_ptr<vix::Disk> disk = disk_for_read(offset, &length, &rc);
   if (!disk) return rc;
-  const uint64_t first = offset / vix::kSectorSize;
-  const uint64_t end = (offset + length + vix::kSectorSize - 1) / vix::kSectorSize;
-  vix::Result<void> r;
-  if (offset % vix::kSectorSize == 0 && length % vix::kSectorSize == 0) {
-    r = disk->read(first, end - first, buf);
-  } else {
-    // Head or tail is a partial sector: read whole sectors into a bounce buffer.
-    std::vector<uint8_t> bounce;
-    try {
-      bounce.resize((end - first) * vix::kSectorSize);
-    } catch (const std::bad_alloc&) {
-      return -ENOMEM;
-    }
-    r = disk->read(first, end - first, bounce.data());
-    if (r.ok()) memcpy(buf, bounce.data() + (offset - first * vix::kSectorSize), length);
-  }
+  if (length == 0) return 0;
+  vix::Result<void> r = disk->pread(buf, length, offset);
   return count_read(offset, length, r);
 }
 
@@ -381,70 +338,7 @@ int errno_of_write(VixError code) {
   }
 }
 
-// Written ranges are recorded in whole 64 KiB grains (VMware's and qemu's default), so the map
-// errs towards data: a SEEK_DATA that lands on zeros costs a copy, a hole over data loses it.
-constexpr uint64_t kMarkSectors = 128;
-
 }  // namespace
-
-vix::Result<void> DiskFile::write_sectors(vix::Disk& disk, uint64_t offset, size_t length,
-                                          const uint8_t* buf) {
-  constexpr uint64_t kS = vix::kSectorSize;
-  const uint64_t first = offset / kS;
-  const uint64_t end = (offset + length + kS - 1) / kS;
-  const uint64_t head = offset % kS;  // bytes of the first sector kept
-  const bool tail_partial = (offset + length) % kS != 0;
-  if (head == 0 && !tail_partial) return disk.write(first, end - first, buf);
-  // Edge sectors are read under the read-ahead cache: through it, each would bring in a whole
-  // chunk that the write then drops. Writes go through it, so it never holds newer bytes.
-  vix::BlockDevice* edges = &disk.device();
-  if (auto* cache = dynamic_cast<vix::ReadaheadDevice*>(edges)) edges = &cache->inner();
-  uint8_t sector[kS];
-  if (end - first == 1) {
-    VIX_TRY(edges->read(first, 1, sector));
-    memcpy(sector + head, buf, length);
-    return disk.write(first, 1, sector);
-  }
-  const uint64_t mid_first = head ? first + 1 : first;
-  const uint64_t mid_end = tail_partial ? end - 1 : end;
-  if (head) {
-    VIX_TRY(edges->read(first, 1, sector));
-    memcpy(sector + head, buf, kS - head);
-    VIX_TRY(disk.write(first, 1, sector));
-  }
-  if (mid_end > mid_first) {
-    VIX_TRY(disk.write(mid_first, mid_end - mid_first, buf + (mid_first * kS - offset)));
-  }
-  if (tail_partial) {
-    const uint64_t tail_at = (end - 1) * kS;
-    VIX_TRY(edges->read(end - 1, 1, sector));
-    memcpy(sector, buf + (tail_at - offset), offset + length - tail_at);
-    VIX_TRY(disk.write(end - 1, 1, sector));
-  }
-  return vix::ok();
-}
-
-void DiskFile::mark_allocated_locked(uint64_t start, uint64_t count) {
-  if (!allocation_known_ || count == 0) return;
-  const uint64_t capacity = capacity_bytes_ / vix::kSectorSize;
-  uint64_t s = start / kMarkSectors * kMarkSectors;
-  uint64_t t = std::min(capacity, (start + count + kMarkSectors - 1) / kMarkSectors * kMarkSectors);
-  if (s >= t) return;
-  // First extent that ends at or after s: it and the ones up to t merge with [s, t).
-  auto lo = std::lower_bound(
-      allocated_.begin(), allocated_.end(), s,
-      [](const vix::SectorExtent& e, uint64_t v) { return e.start + e.count < v; });
-  auto hi = lo;
-  uint64_t removed = 0;
-  for (; hi != allocated_.end() && hi->start <= t; ++hi) {
-    s = std::min(s, hi->start);
-    t = std::max(t, hi->start + hi->count);
-    removed += hi->count;
-  }
-  lo = allocated_.erase(lo, hi);
-  allocated_.insert(lo, vix::SectorExtent{s, t - s});
-  allocated_sectors_ += (t - s) - removed;
-}
 
 int DiskFile::disk_for_change(const char* what, std::shared_ptr<vix::Disk>* disk, uint64_t* size) {
   std::lock_guard lock(mu_);
@@ -472,19 +366,13 @@ ssize_t DiskFile::write(uint64_t offset, size_t length, const uint8_t* buf) {
   length = static_cast<size_t>(std::min<uint64_t>(length, size - offset));
   const uint64_t first = offset / vix::kSectorSize;
   const uint64_t end = (offset + length + vix::kSectorSize - 1) / vix::kSectorSize;
-  vix::Result<void> r;
-  {
-    // Every write holds its sectors, not only read-modify-writes: an aligned write landing
-    // between another writer's read and write-back of a shared sector would be undone.
-    auto guard = range_lock_.lock(first, end);
-    r = write_sectors(*disk, offset, length, buf);
-  }
+  vix::Result<void> r = disk->pwrite(buf, length, offset);
   writes_.fetch_add(1, std::memory_order_relaxed);
   // Even a failed write may have changed sectors (and allocated grains).
   dirty_ = true;
   {
     std::lock_guard lock(mu_);
-    mark_allocated_locked(first, end - first);
+    if (allocation_) allocation_->mark(first, end - first);
   }
   if (!r.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
@@ -497,53 +385,32 @@ ssize_t DiskFile::write(uint64_t offset, size_t length, const uint8_t* buf) {
 }
 
 int DiskFile::punch_hole(uint64_t offset, uint64_t length) {
-  constexpr uint64_t kS = vix::kSectorSize;
   std::shared_ptr<vix::Disk> disk;
   uint64_t size = 0;
   if (int e = disk_for_change("punch hole", &disk, &size); e != 0) return e;
   if (offset >= size || length == 0) return 0;
   length = std::min<uint64_t>(length, size - offset);
-  const uint64_t stop = offset + length;
-  const uint64_t first = offset / kS, end = (stop + kS - 1) / kS;
-  const uint64_t whole_first = (offset + kS - 1) / kS, whole_end = stop / kS;
-  auto failed = [&](const vix::Error& e) {
+  auto r = disk->zero_range(offset, length);
+  const bool unsupported = !r.ok() && r.error().code == VIX_E_NOT_SUPPORTED;
+  // Anything but a device that cannot discard (which changes nothing) may have changed sectors.
+  if (!unsupported) dirty_ = true;
+  if (!r.ok()) {
     errors_.fetch_add(1, std::memory_order_relaxed);
-    const bool unsupported = e.code == VIX_E_NOT_SUPPORTED;
     vix::log::error(name_ + ": punch hole of " + std::to_string(length) + " bytes at offset " +
                     std::to_string(offset) + " failed" + (unsupported ? " (EOPNOTSUPP)" : "") +
-                    ": " + describe(e));
-    return unsupported ? -EOPNOTSUPP : -errno_of_write(e.code);
-  };
-  auto guard = range_lock_.lock(first, end);
-  // Asked first, so a device that cannot discard leaves even the edge sectors untouched and
-  // every punch on it fails alike, whatever its size.
-  if (auto can = disk->unmap(whole_first, 0); !can.ok()) return failed(can.error());
-  dirty_ = true;
-  if (whole_end > whole_first) {
-    if (auto r = disk->unmap(whole_first, whole_end - whole_first); !r.ok()) {
-      return failed(r.error());
+                    ": " + describe(r.error()));
+    return unsupported ? -EOPNOTSUPP : -errno_of_write(r.error().code);
+  }
+  // Partial edge sectors were written (with zeros); the discarded whole sectors stay in the map:
+  // it means "may hold data", still true of zeros, and SEEK_DATA landing on them costs a reader
+  // only a copy of zeros.
+  std::lock_guard lock(mu_);
+  if (allocation_) {
+    if (offset % vix::kSectorSize) allocation_->mark(offset / vix::kSectorSize, 1);
+    if ((offset + length) % vix::kSectorSize) {
+      allocation_->mark((offset + length) / vix::kSectorSize, 1);
     }
   }
-  // Edge sectors keep their bytes outside the range: read-modify-write with zeros.
-  auto zero_edge = [&](uint64_t from, uint64_t to) -> vix::Result<void> {
-    const std::vector<uint8_t> zeros(to - from, 0);
-    VIX_TRY(write_sectors(*disk, from, to - from, zeros.data()));
-    std::lock_guard lock(mu_);
-    mark_allocated_locked(from / kS, 1);
-    return vix::ok();
-  };
-  if (whole_first > whole_end) {  // the range lies inside one sector
-    if (auto r = zero_edge(offset, stop); !r.ok()) return failed(r.error());
-  } else {
-    if (offset < whole_first * kS) {
-      if (auto r = zero_edge(offset, whole_first * kS); !r.ok()) return failed(r.error());
-    }
-    if (stop > whole_end * kS) {
-      if (auto r = zero_edge(whole_end * kS, stop); !r.ok()) return failed(r.error());
-    }
-  }
-  // The cached allocation map keeps the discarded range: it means "may hold data", still true
-  // of zeros, and SEEK_DATA landing on them costs a reader only a copy of zeros.
   return 0;
 }
 
@@ -575,19 +442,11 @@ off_t DiskFile::seek(off_t offset, int whence) {
   const uint64_t size = capacity_bytes_;
   if (offset < 0 || static_cast<uint64_t>(offset) >= size) return -ENXIO;
   const uint64_t pos = static_cast<uint64_t>(offset);
-  const uint64_t sector = pos / vix::kSectorSize;
-  // First extent ending after sector.
-  auto it = std::upper_bound(
-      allocated_.begin(), allocated_.end(), sector,
-      [](uint64_t s, const vix::SectorExtent& e) { return s < e.start + e.count; });
   if (whence == SEEK_DATA) {
-    if (it == allocated_.end()) return -ENXIO;
-    if (it->start <= sector) return offset;
-    return static_cast<off_t>(std::min(size, it->start * vix::kSectorSize));
+    std::optional<uint64_t> data = allocation_->next_data(pos, size);
+    return data ? static_cast<off_t>(*data) : -ENXIO;
   }
-  // SEEK_HOLE: the end of the file counts as a hole.
-  if (it == allocated_.end() || it->start > sector) return offset;
-  return static_cast<off_t>(std::min(size, (it->start + it->count) * vix::kSectorSize));
+  return static_cast<off_t>(allocation_->next_hole(pos, size));
 }
 
 }  // namespace vixfs

@@ -18,7 +18,7 @@
 
 #include "common/block_device.h"
 #include "common/result.h"
-#include "fs/range_lock.h"
+#include "vix/allocation_map.h"
 #include "vix/connection.h"
 #include "vix/readahead.h"
 
@@ -129,12 +129,6 @@ class DiskFile {
   // The open disk and its size for a change (`what`: "write", "punch hole"): 0, or -EROFS with
   // a log line why, or -EBADF when no disk is open.
   int disk_for_change(const char* what, std::shared_ptr<vix::Disk>* disk, uint64_t* size);
-  // Adds [start, start+count) to the cached allocation map; the caller holds mu_.
-  void mark_allocated_locked(uint64_t start, uint64_t count);
-  // One device write of sectors [first, end) built from whole sectors of buf plus, for partial
-  // edges, the sectors' old bytes; the caller holds the range lock of [first, end).
-  vix::Result<void> write_sectors(vix::Disk& disk, uint64_t offset, size_t length,
-                                  const uint8_t* buf);
 
   vix::Connection* conn_;
   ConnectionSource source_;
@@ -144,11 +138,9 @@ class DiskFile {
   uint64_t capacity_bytes_;
   std::shared_ptr<vix::Disk> disk_;
   int users_ = 0;
-  bool allocation_known_ = false;
-  std::vector<vix::SectorExtent> allocated_;  // merged, sorted, in sectors
-  uint64_t allocated_sectors_ = 0;
-  std::string transport_;      // of the last open
-  vix::IoSnapshot closed_io_;  // transport counters of disks already closed
+  std::optional<vix::AllocationMap> allocation_;  // set by learn_allocation
+  std::string transport_;                         // of the last open
+  vix::IoSnapshot closed_io_;                     // transport counters of disks already closed
   bool cached_ = false;
   vix::ReadaheadStats closed_cache_;  // cache counters of disks already closed
   std::atomic<uint64_t> reads_{0}, bytes_{0}, errors_{0}, mapped_bytes_{0};
@@ -157,7 +149,6 @@ class DiskFile {
   bool opened_rw_ = false;        // disk_ is open read-write
   std::optional<RedoLog> redo_;
   bool redo_made_ = false;  // this mount wrote the redo log into being (close_now removes it)
-  RangeLock range_lock_;
   std::atomic<bool> dirty_{false};
   std::atomic<uint64_t> writes_{0}, bytes_written_{0}, flushes_{0};
 };

@@ -11,90 +11,19 @@
 #include <optional>
 #include <set>
 
-#include "vmdk/descriptor.h"
+#include "common/byte_source.h"
+#include "vmdk/disk_files.h"
 
 namespace vixfs {
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint64_t kMaxDescriptorBytes = 1 << 20;
-
 bool ends_with_vmdk(const std::string& name) {
   if (name.size() <= 5) return false;
   std::string tail = name.substr(name.size() - 5);
   std::transform(tail.begin(), tail.end(), tail.begin(), ::tolower);
   return tail == ".vmdk";
-}
-
-uint64_t le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-
-bool read_exact(int fd, void* buf, size_t n, off_t off) {
-  ssize_t r = pread(fd, buf, n, off);
-  return r >= 0 && static_cast<size_t>(r) == n;
-}
-
-// The descriptor text of a disk, or nullopt with *why set when the file is not a disk.
-std::optional<std::string> descriptor_text(const std::string& path, std::string* why) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    *why = std::string("cannot open: ") + strerror(errno);
-    return std::nullopt;
-  }
-  struct FdGuard {
-    int fd;
-    ~FdGuard() { ::close(fd); }
-  } guard{fd};
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    *why = "not a regular file";
-    return std::nullopt;
-  }
-  uint8_t header[512] = {};
-  size_t head = static_cast<size_t>(std::min<off_t>(st.st_size, sizeof header));
-  if (!read_exact(fd, header, head, 0)) {
-    *why = "cannot read its first sector";
-    return std::nullopt;
-  }
-  if (head >= 44 && memcmp(header, "KDMV", 4) == 0) {
-    uint64_t desc_off = le64(header + 28), desc_size = le64(header + 36);
-    if (desc_off == 0 || desc_size == 0) {
-      *why = "a sparse extent without a descriptor";
-      return std::nullopt;
-    }
-    if (desc_size > kMaxDescriptorBytes / 512 || desc_off > (uint64_t{1} << 40)) {
-      // Shown anyway: opening it gives the library's own error, logged on read.
-      return std::string();
-    }
-    std::string text(desc_size * 512, '\0');
-    if (!read_exact(fd, text.data(), text.size(), static_cast<off_t>(desc_off * 512))) {
-      return std::string();
-    }
-    text.resize(strnlen(text.data(), text.size()));
-    return text;
-  }
-  if (head >= 4 && memcmp(header, "COWD", 4) == 0) {
-    *why = "an ESX sparse extent";
-    return std::nullopt;
-  }
-  if (static_cast<uint64_t>(st.st_size) > kMaxDescriptorBytes) {
-    *why = "no descriptor (a flat extent)";
-    return std::nullopt;
-  }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  if (!read_exact(fd, text.data(), text.size(), 0)) {
-    *why = "cannot read it";
-    return std::nullopt;
-  }
-  if (text.find("createType") == std::string::npos) {
-    *why = "no descriptor (no createType)";
-    return std::nullopt;
-  }
-  return text;
 }
 
 std::string normal(const fs::path& p) {
@@ -127,29 +56,28 @@ vix::Result<std::vector<LocalDisk>> scan_local(const std::string& path,
 
   std::map<std::string, fs::path> disks;  // normalised path -> path
   std::set<std::string> referenced;       // extents and parents of other disks
+  auto opener = vix::make_local_opener();
   for (const fs::path& p : candidates) {
-    std::string why;
-    std::optional<std::string> text = descriptor_text(p.string(), &why);
-    if (!text) {
+    auto files = vix::vmdk::disk_files(*opener, p.string());
+    std::string why;  // why p is not a disk, without the path the messages start with
+    if (!files.ok()) {
+      why = files.error().message;
+      if (why.rfind(p.string() + ": ", 0) == 0) why.erase(0, p.string().size() + 2);
+    } else if (files->kind == vix::vmdk::DiskFiles::Kind::kEsxSparse) {
+      why = "an ESX sparse extent";
+    }
+    if (!why.empty()) {
       if (!single) {
         notes->push_back(p.filename().string() + ": left out, " + why);
         continue;
       }
-      return vix::fail(VIX_E_DISK_INVAL, p.string() + ": not a disk, " + why);
+      return vix::fail(VIX_E_DISK_INVAL, p.string() + ": " + why);
     }
     const std::string self = normal(p);
     disks[self] = p;
-    auto desc = vix::vmdk::Descriptor::parse(*text, p.string());
-    if (!desc.ok()) continue;  // opening it will say what is wrong; it stays visible
-    const fs::path dir = p.parent_path();
-    for (const auto& extent : desc->extents) {
-      if (extent.file.empty()) continue;
-      std::string e = normal(dir / extent.file);
-      if (e != self) referenced.insert(e);
-    }
-    if (!desc->parent_file_name_hint.empty()) {
-      referenced.insert(normal(dir / desc->parent_file_name_hint));
-    }
+    // A disk whose descriptor is corrupt stays visible: opening it says what is wrong.
+    for (size_t i = 1; i < files->files.size(); ++i) referenced.insert(normal(files->files[i]));
+    if (!files->parent.empty()) referenced.insert(normal(files->parent));
   }
 
   std::vector<LocalDisk> out;

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "common/byte_source.h"
-#include "vmdk/descriptor.h"
+#include "vmdk/disk_files.h"
 
 namespace vix::capi {
 
@@ -184,38 +184,14 @@ Result<void> copy_metadata_value(const std::map<std::string, std::string>& md,
   return ok();
 }
 
-Result<std::vector<std::string>> local_disk_files(const std::string& path) {
-  constexpr size_t kMaxDescriptor = 1 << 20;
-  auto opener = make_local_opener();
-  VIX_ASSIGN_OR_RETURN(auto src, opener->open(path, OpenMode{}));
-  VIX_ASSIGN_OR_RETURN(uint64_t size, src->size());
-  char magic[4] = {};
-  VIX_ASSIGN_OR_RETURN(size_t got, src->pread(magic, sizeof magic, 0));
-  // Hosted sparse (KDMV, incl. streamOptimized) and ESX sparse (COWD) files hold their own data.
-  if (got == 4 && (memcmp(magic, "KDMV", 4) == 0 || memcmp(magic, "COWD", 4) == 0)) {
-    return std::vector<std::string>{path};
-  }
-  if (size > kMaxDescriptor) {
-    return fail(VIX_E_DISK_INVALIDDISK,
-                path + ": neither a sparse VMDK nor a descriptor (larger than 1 MiB)");
-  }
-  std::string text(size, '\0');
-  VIX_TRY(src->read_exact(text.data(), text.size(), 0, "descriptor"));
-  VIX_ASSIGN_OR_RETURN(vmdk::Descriptor desc, vmdk::Descriptor::parse(text, path));
-  std::vector<std::string> files{path};
-  for (const vmdk::ExtentLine& e : desc.extents) {
-    if (e.file.empty()) continue;
-    std::string f = opener->resolve(path, e.file);
-    bool seen = false;
-    for (const std::string& have : files) seen = seen || have == f;
-    if (!seen) files.push_back(std::move(f));
-  }
-  return files;
-}
-
 Result<void> unlink_local_disk(const std::string& path) {
-  VIX_ASSIGN_OR_RETURN(std::vector<std::string> files, local_disk_files(path));
   auto opener = make_local_opener();
+  VIX_ASSIGN_OR_RETURN(vmdk::DiskFiles disk, vmdk::disk_files(*opener, path));
+  // A text descriptor that does not parse cannot say which extents are the disk's.
+  if (disk.kind == vmdk::DiskFiles::Kind::kDescriptor && disk.descriptor_error) {
+    return *disk.descriptor_error;
+  }
+  const std::vector<std::string>& files = disk.files;
   // Extents first: if one cannot be removed, the descriptor still says what is left.
   for (size_t i = files.size(); i-- > 0;) {
     auto r = opener->remove(files[i]);

@@ -40,10 +40,8 @@ Result<void> copy_metadata_keys(const std::map<std::string, std::string>& md, ch
 Result<void> copy_metadata_value(const std::map<std::string, std::string>& md,
                                  const std::string& key, char* buf, size_t len, size_t* required);
 
-// The files a local disk consists of: the descriptor (or sparse file with an embedded one) first,
-// then its extent files. A file that is not a VMDK is VIX_E_DISK_INVALIDDISK.
-Result<std::vector<std::string>> local_disk_files(const std::string& path);
-// Unlink: removes the extent files, then the descriptor.
+// Unlink: removes the extent files, then the descriptor (vmdk::disk_files says which they are).
+// A file that is not a VMDK is VIX_E_DISK_INVALIDDISK.
 Result<void> unlink_local_disk(const std::string& path);
 
 // SpaceNeededForClone: bytes a clone of the disk of `dev` as `type` takes, estimated from the

@@ -72,6 +72,19 @@ Result<std::unique_ptr<Connection>> Connection::connect(const ConnectSpec& spec,
   return conn;
 }
 
+Result<std::unique_ptr<Disk>> Connection::finish_stack(const std::string& path, uint32_t flags,
+                                                       std::unique_ptr<BlockDevice> dev,
+                                                       const MeteredDevice* meter) {
+  BlockDevice* uncached = dev.get();
+  ReadaheadDevice* cache = nullptr;
+  VIX_ASSIGN_OR_RETURN(dev, wrap_readahead_if_enabled(std::move(dev), config_, &cache));
+  auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
+  disk->transport_meter_ = meter;
+  disk->cache_ = cache;
+  disk->uncached_ = uncached;
+  return disk;
+}
+
 Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t flags) {
   Library* lib = Library::get();
   if (lib == nullptr) return fail(VIX_E_DISK_NOINIT, "Open: library not initialized");
@@ -83,13 +96,9 @@ Result<std::unique_ptr<Disk>> Connection::open(const std::string& path, uint32_t
                        open_through_chain(modes_, ctx, path, flags));
   auto metered = std::make_unique<MeteredDevice>(std::move(dev));
   const MeteredDevice* meter = metered.get();
-  dev = std::move(metered);
-  VIX_ASSIGN_OR_RETURN(dev, wrap_readahead_if_enabled(std::move(dev), config_));
-  log::debug(path + ": opened through " + std::string(dev->transport_name()) +
+  log::debug(path + ": opened through " + std::string(metered->transport_name()) +
              (ro ? " (read-only)" : " (read-write)"));
-  auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
-  disk->transport_meter_ = meter;
-  return disk;
+  return finish_stack(path, flags, std::move(metered), meter);
 }
 
 Result<std::unique_ptr<Disk>> Connection::open_with_redo_log(const std::string& path,
@@ -138,12 +147,9 @@ Result<std::unique_ptr<Disk>> Connection::open_with_redo_log(const std::string& 
                                                path);
     }
   }
-  VIX_ASSIGN_OR_RETURN(dev, wrap_readahead_if_enabled(std::move(dev), config_));
   log::info(path + ": " + (reuse ? "reusing" : "writing to") + " redo log " + redo_path +
             " (the disk itself is read only, through " + std::string(dev->transport_name()) + ")");
-  auto disk = std::make_unique<Disk>(this, path, flags, std::move(dev));
-  disk->transport_meter_ = meter;
-  return disk;
+  return finish_stack(path, flags, std::move(dev), meter);
 }
 
 Result<void> Connection::create(const std::string& path, const VixDiskLibCreateParams& params) {

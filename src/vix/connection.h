@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,8 @@
 #include "common/result.h"
 #include "transports/transport.h"
 #include "vix/metered.h"
+#include "vix/range_lock.h"
+#include "vix/readahead.h"
 #include "vsphere/session.h"
 
 namespace vix {
@@ -59,6 +62,11 @@ class Connection {
  private:
   Connection(ConnectSpec spec, bool read_only, std::string snapshot,
              std::vector<std::string> modes);
+  // Puts the read-ahead cache over dev when the config asks for it and makes the Disk, telling
+  // it where the layers of its stack are.
+  Result<std::unique_ptr<Disk>> finish_stack(const std::string& path, uint32_t flags,
+                                             std::unique_ptr<BlockDevice> dev,
+                                             const MeteredDevice* meter);
   ConnectSpec spec_;
   bool read_only_;
   std::string snapshot_;
@@ -92,8 +100,24 @@ class Disk {
     return transport_meter_ ? transport_meter_->snapshot() : IoSnapshot{};
   }
 
+  // The read-ahead cache's counters; nullopt when the cache is off for this disk.
+  std::optional<ReadaheadStats> cache_stats() const {
+    return cache_ ? std::optional<ReadaheadStats>(cache_->snapshot()) : std::nullopt;
+  }
+
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf);
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf);
+  // Byte-addressed I/O, for callers that think in files (the FUSE daemon). A partial sector at
+  // either edge is read, changed and written back; edges are read from under the read-ahead
+  // cache (through it, each would load a whole chunk that the write then drops). Every pwrite
+  // holds its sectors in a range lock, aligned ones too: an aligned write landing between another
+  // writer's read and write-back of a shared sector would be undone.
+  Result<void> pread(uint8_t* buf, uint64_t length, uint64_t offset);
+  Result<void> pwrite(const uint8_t* buf, uint64_t length, uint64_t offset);
+  // Afterwards [offset, offset+length) reads as zeros: whole sectors are discarded (unmap),
+  // partial edge sectors written with zeros. VIX_E_NOT_SUPPORTED, with nothing changed, when the
+  // device cannot discard to zeros.
+  Result<void> zero_range(uint64_t offset, uint64_t length);
   // BlockDevice::map_to_host, range-checked: where the bytes lie in local files, when they all
   // do and no cache sits in between.
   Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out);
@@ -123,7 +147,15 @@ class Disk {
   std::string path_;
   uint32_t flags_;
   std::unique_ptr<BlockDevice> dev_;
-  const MeteredDevice* transport_meter_ = nullptr;  // inside dev_'s stack; set by Connection::open
+  // Layers of dev_'s stack that Connection::open recorded as it built it, so nobody has to peel
+  // the stack to find them: the meter over the transport, the cache (null when off) and the
+  // device right under the cache (dev_ itself without one).
+  const MeteredDevice* transport_meter_ = nullptr;
+  const ReadaheadDevice* cache_ = nullptr;
+  BlockDevice* uncached_ = nullptr;
+  // One sector-edge read-modify-write at a time per sector range (pwrite, zero_range).
+  Result<void> write_bytes_locked(const uint8_t* buf, uint64_t length, uint64_t offset);
+  RangeLock range_lock_;
   friend class Connection;
   std::mutex async_mu_;
   std::condition_variable async_cv_;

@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cstring>
+#include <new>
 
 #include "common/byte_source.h"
 #include "common/log.h"
@@ -11,6 +13,7 @@ namespace vix {
 
 Disk::Disk(Connection* conn, std::string path, uint32_t flags, std::unique_ptr<BlockDevice> dev)
     : conn_(conn), path_(std::move(path)), flags_(flags), dev_(std::move(dev)) {
+  uncached_ = dev_.get();
   if (conn_) conn_->open_disks_.fetch_add(1);
 }
 
@@ -68,6 +71,84 @@ Result<void> Disk::unmap(uint64_t sector, uint64_t count) {
   if (read_only()) return fail(VIX_E_FILE_READ_ONLY, path_ + ": disk is open read-only");
   VIX_TRY(check_range(path_, dev_->capacity_sectors(), sector, count));
   return dev_->unmap(sector, count);  // count 0 too: it answers whether the device can
+}
+
+Result<void> Disk::pread(uint8_t* buf, uint64_t length, uint64_t offset) {
+  const uint64_t first = offset / kSectorSize;
+  const uint64_t end = (offset + length + kSectorSize - 1) / kSectorSize;
+  if (offset % kSectorSize == 0 && length % kSectorSize == 0) return read(first, end - first, buf);
+  if (length == 0) return ok();
+  // Head or tail is a partial sector: whole sectors into a bounce buffer.
+  std::vector<uint8_t> bounce;
+  try {
+    bounce.resize((end - first) * kSectorSize);
+  } catch (const std::bad_alloc&) {
+    return fail(VIX_E_OUT_OF_MEMORY, path_ + ": no memory for a " + std::to_string(bounce.size()) +
+                                         "-byte bounce buffer");
+  }
+  VIX_TRY(read(first, end - first, bounce.data()));
+  memcpy(buf, bounce.data() + (offset - first * kSectorSize), length);
+  return ok();
+}
+
+Result<void> Disk::pwrite(const uint8_t* buf, uint64_t length, uint64_t offset) {
+  if (length == 0) return ok();
+  auto guard =
+      range_lock_.lock(offset / kSectorSize, (offset + length + kSectorSize - 1) / kSectorSize);
+  return write_bytes_locked(buf, length, offset);
+}
+
+Result<void> Disk::write_bytes_locked(const uint8_t* buf, uint64_t length, uint64_t offset) {
+  const uint64_t first = offset / kSectorSize;
+  const uint64_t end = (offset + length + kSectorSize - 1) / kSectorSize;
+  const uint64_t head = offset % kSectorSize;  // bytes of the first sector kept
+  const bool tail_partial = (offset + length) % kSectorSize != 0;
+  if (head == 0 && !tail_partial) return write(first, end - first, buf);
+  VIX_TRY(check_range(path_, dev_->capacity_sectors(), first, end - first));
+  uint8_t sector[kSectorSize];
+  if (end - first == 1) {
+    VIX_TRY(uncached_->read(first, 1, sector));
+    memcpy(sector + head, buf, length);
+    return write(first, 1, sector);
+  }
+  const uint64_t mid_first = head ? first + 1 : first;
+  const uint64_t mid_end = tail_partial ? end - 1 : end;
+  if (head) {
+    VIX_TRY(uncached_->read(first, 1, sector));
+    memcpy(sector + head, buf, kSectorSize - head);
+    VIX_TRY(write(first, 1, sector));
+  }
+  if (mid_end > mid_first) {
+    VIX_TRY(write(mid_first, mid_end - mid_first, buf + (mid_first * kSectorSize - offset)));
+  }
+  if (tail_partial) {
+    const uint64_t tail_at = (end - 1) * kSectorSize;
+    VIX_TRY(uncached_->read(end - 1, 1, sector));
+    memcpy(sector, buf + (tail_at - offset), offset + length - tail_at);
+    VIX_TRY(write(end - 1, 1, sector));
+  }
+  return ok();
+}
+
+Result<void> Disk::zero_range(uint64_t offset, uint64_t length) {
+  if (length == 0) return ok();
+  const uint64_t stop = offset + length;
+  const uint64_t whole_first = (offset + kSectorSize - 1) / kSectorSize;
+  const uint64_t whole_end = stop / kSectorSize;
+  auto guard = range_lock_.lock(offset / kSectorSize, (stop + kSectorSize - 1) / kSectorSize);
+  // Asked first, so a device that cannot discard leaves even the edge sectors untouched and
+  // every such call fails alike, whatever its size.
+  VIX_TRY(unmap(whole_first, 0));
+  if (whole_end > whole_first) VIX_TRY(unmap(whole_first, whole_end - whole_first));
+  // Edge sectors keep their bytes outside the range: read-modify-write with zeros.
+  auto zero_edge = [&](uint64_t from, uint64_t to) {
+    const std::vector<uint8_t> zeros(to - from, 0);
+    return write_bytes_locked(zeros.data(), to - from, from);
+  };
+  if (whole_first > whole_end) return zero_edge(offset, stop);  // inside one sector
+  if (offset < whole_first * kSectorSize) VIX_TRY(zero_edge(offset, whole_first * kSectorSize));
+  if (stop > whole_end * kSectorSize) VIX_TRY(zero_edge(whole_end * kSectorSize, stop));
+  return ok();
 }
 
 Result<void> Disk::read_async(uint64_t sector, uint64_t count, uint8_t* buf, CompletionFn done) {

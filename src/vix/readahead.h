@@ -124,13 +124,12 @@ class ReadaheadDevice final : public BlockDevice {
   std::shared_ptr<State> st_;
 };
 
-// The stats of `dev` if it is a ReadaheadDevice, else nullopt (cache off).
-std::optional<ReadaheadStats> readahead_stats(const BlockDevice* dev);
-
 // Wraps dev in a ReadaheadDevice over CacheBudget::global() when the config has
 // vixDiskLib.disklib.EnableCache=1 (vixfs.cache.maxMB, default 256, sets the global limit);
 // otherwise returns dev unchanged.
+// *cache (when given) receives the ReadaheadDevice, or nullptr when none was put in.
 Result<std::unique_ptr<BlockDevice>> wrap_readahead_if_enabled(std::unique_ptr<BlockDevice> dev,
-                                                               const Config& config);
+                                                               const Config& config,
+                                                               ReadaheadDevice** cache = nullptr);
 
 }  // namespace vix

@@ -22,13 +22,10 @@ Result<ReadaheadOptions> readahead_options(const Config& config, std::string_vie
   return opt;
 }
 
-std::optional<ReadaheadStats> readahead_stats(const BlockDevice* dev) {
-  if (const auto* ra = dynamic_cast<const ReadaheadDevice*>(dev)) return ra->snapshot();
-  return std::nullopt;
-}
-
 Result<std::unique_ptr<BlockDevice>> wrap_readahead_if_enabled(std::unique_ptr<BlockDevice> dev,
-                                                               const Config& config) {
+                                                               const Config& config,
+                                                               ReadaheadDevice** cache) {
+  if (cache) *cache = nullptr;
   VIX_ASSIGN_OR_RETURN(int64_t enable, config.get_int("vixDiskLib.disklib.EnableCache", 0));
   if (enable == 0) return dev;
   // The file transport reads through the kernel's page cache, which already reads ahead and
@@ -44,8 +41,9 @@ Result<std::unique_ptr<BlockDevice>> wrap_readahead_if_enabled(std::unique_ptr<B
   VIX_ASSIGN_OR_RETURN(ReadaheadOptions opt, readahead_options(config, dev->transport_name()));
   std::shared_ptr<CacheBudget> budget = CacheBudget::global(static_cast<size_t>(threads));
   budget->set_limit(static_cast<uint64_t>(max_mb) << 20);
-  return std::unique_ptr<BlockDevice>(
-      std::make_unique<ReadaheadDevice>(std::move(dev), opt, std::move(budget)));
+  auto wrapped = std::make_unique<ReadaheadDevice>(std::move(dev), opt, std::move(budget));
+  if (cache) *cache = wrapped.get();
+  return std::unique_ptr<BlockDevice>(std::move(wrapped));
 }
 
 void ReadaheadStats::add(const ReadaheadStats& o) {

@@ -9,11 +9,11 @@
 #include <thread>
 #include <vector>
 
-#include "fs/range_lock.h"
+#include "vix/range_lock.h"
 
 namespace {
 
-using vixfs::RangeLock;
+using vix::RangeLock;
 using namespace std::chrono_literals;
 
 TEST(RangeLock, DisjointRangesDoNotWait) {

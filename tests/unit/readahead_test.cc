@@ -475,18 +475,19 @@ TEST(ReadaheadTest, OptionsComeFromTheConfig) {
   // Off by default; off means the device is handed back as it is.
   auto plain = std::make_unique<CountingDevice>(kMiB, "nbd");
   vix::BlockDevice* raw = plain.get();
-  auto same = vix::wrap_readahead_if_enabled(std::move(plain), vix::Config());
+  vix::ReadaheadDevice* cache = nullptr;
+  auto same = vix::wrap_readahead_if_enabled(std::move(plain), vix::Config(), &cache);
   ASSERT_TRUE(same.ok());
   EXPECT_EQ(same->get(), raw);
-  EXPECT_FALSE(vix::readahead_stats(same->get()).has_value());
+  EXPECT_EQ(cache, nullptr);
   vix::Config on;
   on.set("vixDiskLib.disklib.EnableCache", "1");
-  auto wrapped = vix::wrap_readahead_if_enabled(std::move(*same), on);
+  auto wrapped = vix::wrap_readahead_if_enabled(std::move(*same), on, &cache);
   ASSERT_TRUE(wrapped.ok());
   EXPECT_NE(wrapped->get(), raw);
   EXPECT_EQ((*wrapped)->transport_name(), "nbd");
-  ASSERT_TRUE(vix::readahead_stats(wrapped->get()).has_value());
-  EXPECT_EQ(vix::readahead_stats(wrapped->get())->chunk_bytes, 1 * kMiB);
+  ASSERT_EQ(cache, wrapped->get());
+  EXPECT_EQ(cache->snapshot().chunk_bytes, 1 * kMiB);
 }
 
 // ---- the real path: EnableCache=1 in the library's config, file transport, VMDK engine ----
@@ -520,13 +521,13 @@ TEST_F(ReadaheadVmdkTest, CachedDiskReadsTheBytesQemuReads) {
     auto disk = (*conn)->open(img, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
     ASSERT_TRUE(disk.ok()) << disk.error().message;
     EXPECT_EQ((*disk)->transport_name(), "file");
-    ASSERT_TRUE(vix::readahead_stats(&(*disk)->device()).has_value());
+    ASSERT_TRUE((*disk)->cache_stats().has_value());
     std::vector<uint8_t> buf(4096);
     for (uint64_t off = 0; off < raw.size(); off += buf.size()) {
       ASSERT_TRUE((*disk)->read(off / 512, 8, buf.data()).ok());
       ASSERT_EQ(0, std::memcmp(buf.data(), raw.data() + off, buf.size())) << off;
     }
-    auto s = *vix::readahead_stats(&(*disk)->device());
+    auto s = *(*disk)->cache_stats();
     EXPECT_EQ(s.chunk_bytes, 256 * kKiB);
     EXPECT_EQ(s.reads, raw.size() / 4096);
     EXPECT_EQ(s.transport_requests, raw.size() / (256 * kKiB));
@@ -558,7 +559,7 @@ std::optional<bool> fresh_disk_is_cached(const std::string& img) {
   if (!conn.ok()) return std::nullopt;
   auto disk = (*conn)->open(img, 0);
   if (!disk.ok()) return std::nullopt;
-  return vix::readahead_stats(&(*disk)->device()).has_value();
+  return (*disk)->cache_stats().has_value();
 }
 
 TEST_F(ReadaheadVmdkTest, CacheIsOffWithoutEnableCache) {

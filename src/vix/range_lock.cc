@@ -1,6 +1,6 @@
-#include "fs/range_lock.h"
+#include "vix/range_lock.h"
 
-namespace vixfs {
+namespace vix {
 
 RangeLock::Guard::~Guard() {
   if (!owner_) return;
@@ -32,4 +32,4 @@ size_t RangeLock::held() const {
   return held_.size();
 }
 
-}  // namespace vixfs
+}  // namespace vix

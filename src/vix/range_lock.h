@@ -8,7 +8,7 @@
 #include <list>
 #include <mutex>
 
-namespace vixfs {
+namespace vix {
 
 class RangeLock {
  public:
@@ -44,4 +44,4 @@ class RangeLock {
   std::list<Guard::Held> held_;
 };
 
-}  // namespace vixfs
+}  // namespace vix
