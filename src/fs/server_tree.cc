@@ -24,7 +24,8 @@ void run_cleanup(const std::string& folder, const vix::ConnectSpec& spec) {
   }
 }
 
-vix::ConnectSpec cleanup_spec(const ServerAddress& address, const ServerOptions& options) {
+// The server's credentials and scope; connections add their VM and the shared session.
+vix::ConnectSpec server_spec(const ServerAddress& address, const ServerOptions& options) {
   vix::ConnectSpec spec;
   spec.server = address.host;
   spec.port = address.port;
@@ -118,29 +119,26 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   }
   clock_gettime(CLOCK_REALTIME, &st->mounted_at_);
 
-  vs::ConnectOptions co;
-  co.url = options.url;
-  co.thumbprint = options.thumbprint;
-  if (auto* lib = vix::Library::get()) {
-    co.ca_file = lib->config().get("vixfs.tls.caFile", "");
-    VIX_ASSIGN_OR_RETURN(co.timeout_ms, vix::soap_timeout_ms(lib->config()));
-  }
-  VIX_ASSIGN_OR_RETURN(st->client_, vs::Client::connect(co));
-  VIX_TRY(st->client_->login(options.user, options.password));
-  vix::log::info(st->folder_ + ": logged in to " + st->client_->endpoint() + " as " + options.user);
-  auto inv = st->client_->inventory();
-  if (!inv.ok()) {
-    (void)st->client_->logout();
-    return std::move(inv).error();
-  }
-  st->inventory_ = std::move(inv).value();
+  // One login for the whole mount: every (VM, snapshot) connection and Cleanup use it, with the
+  // library's options for this server.
+  vix::Library* lib = vix::Library::get();
+  if (lib == nullptr)
+    return vix::fail(VIX_E_DISK_NOINIT, st->folder_ + ": library not initialized");
+  vix::ConnectSpec login = server_spec(st->address_, options);
+  login.server = options.url;
+  VIX_ASSIGN_OR_RETURN(st->session_, vix::ServerSession::login(
+                                         login, lib->config().scoped(options.config_scope.empty()
+                                                                         ? st->address_.host
+                                                                         : options.config_scope)));
+  vix::log::info(st->folder_ + ": logged in to " + st->session_->endpoint() + " as " +
+                 options.user);
+  st->inventory_ = *st->session_->inventory();
 
   if (auto* lib = vix::Library::get()) {
     const std::string ttl = lib->config().get("vixfs.inventory.ttlSeconds", "30");
     char* end = nullptr;
     const long v = strtol(ttl.c_str(), &end, 10);
     if (ttl.empty() || *end || v < 0) {
-      (void)st->client_->logout();
       return vix::fail(VIX_E_INVALID_ARG,
                        "vixfs.inventory.ttlSeconds = " + ttl + ": not a number of seconds");
     }
@@ -151,7 +149,7 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   st->by_name_ = tree->add_dir(st->server_dir_, "by-name");
   st->apply_inventory();
   vix::log::info(st->folder_ + ": " + std::to_string(st->inventory_.vms.size()) + " VMs");
-  run_cleanup(st->folder_, cleanup_spec(st->address_, options));  // leftovers of a killed vixfs
+  run_cleanup(st->folder_, st->spec_for(""));  // leftovers of a killed vixfs
   return st;
 }
 
@@ -172,14 +170,16 @@ void ServerTree::maybe_refresh() {
 }
 
 void ServerTree::refresh() {
-  auto inv = client_ ? client_->inventory()
-                     : vix::Result<vs::Inventory>(vix::fail(VIX_E_FAIL, "logged out"));
+  auto inv =
+      session_
+          ? session_->refresh_inventory()
+          : vix::Result<std::shared_ptr<const vs::Inventory>>(vix::fail(VIX_E_FAIL, "logged out"));
   if (!inv.ok()) {
     vix::log::error(folder_ + ": inventory refresh failed, keeping the old tree: " +
                     vix::error_text(inv.error().code) + " (" + inv.error().message + ")");
   } else {
     std::lock_guard lock(refresh_mu_);
-    inventory_ = std::move(inv).value();
+    inventory_ = **inv;
     apply_inventory();
     // Before the waiters go on, so what they list next is the new tree. A lookup waiting here
     // holds its folder's lock, which an invalidation of that folder waits for (at most the
@@ -402,20 +402,19 @@ std::string ServerTree::current_write_policy(const std::string& vm) {
   return "the VM's power state is " + state + " (only a powered-off VM's disks are written)";
 }
 
+vix::ConnectSpec ServerTree::spec_for(const std::string& vm) const {
+  vix::ConnectSpec spec = server_spec(address_, options_);
+  if (!vm.empty()) spec.vmx_spec = "moref=" + vm;
+  spec.session = session_;
+  return spec;
+}
+
 vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
                                                      const std::string& snapshot) {
   std::lock_guard lock(mu_);
   auto key = std::make_pair(vm, snapshot);
   if (auto it = connections_.find(key); it != connections_.end()) return it->second.get();
-  vix::ConnectSpec spec;
-  spec.server = address_.host;
-  spec.port = address_.port;
-  spec.thumbprint = options_.thumbprint;
-  spec.cred_type = VIXDISKLIB_CRED_UID;
-  spec.user = options_.user;
-  spec.password = options_.password;
-  spec.vmx_spec = "moref=" + vm;
-  spec.config_scope = options_.config_scope;
+  vix::ConnectSpec spec = spec_for(vm);
   // Read-write only for what may be written: a powered-off VM's live disks.
   auto power = power_.find(vm);
   const bool read_write = options_.read_write && snapshot.empty() && power != power_.end() &&
@@ -456,14 +455,14 @@ void ServerTree::shutdown() {
     }
     conn.reset();
   }
-  run_cleanup(folder_, cleanup_spec(address_, options_));
-  if (client_) {
-    if (auto r = client_->logout(); !r.ok()) {
+  run_cleanup(folder_, spec_for(""));
+  if (session_) {
+    if (auto r = session_->logout(); !r.ok()) {
       vix::log::error(folder_ + ": logout: " + r.error().message);
     } else {
       vix::log::info(folder_ + ": logged out");
     }
-    client_.reset();
+    session_.reset();
   }
 }
 

@@ -25,6 +25,7 @@
 #include "vix/connection.h"
 #include "vsphere/client.h"
 #include "vsphere/inventory.h"
+#include "vsphere/session.h"
 
 namespace vixfs {
 
@@ -104,6 +105,8 @@ class ServerTree {
                     const std::vector<vix::vsphere::VirtualDisk>& disks);
   std::string render_json(const SnapshotEntry& e) const;
   vix::Result<vix::Connection*> connection(const std::string& vm, const std::string& snapshot);
+  // What a connection to `vm` ("" for none) is made with: the server, and the mount's session.
+  vix::ConnectSpec spec_for(const std::string& vm) const;
   // The write policy of a current/ disk of `vm` ("" when writable, else why not).
   std::string current_write_policy(const std::string& vm);
 
@@ -111,7 +114,7 @@ class ServerTree {
   ServerAddress address_;
   Tree* tree_ = nullptr;
   std::string folder_;
-  std::unique_ptr<vix::vsphere::Client> client_;
+  std::shared_ptr<vix::ServerSession> session_;  // the mount's one login to the server
   vix::vsphere::Inventory inventory_;
   timespec mounted_at_{};
   fuse_ino_t server_dir_ = 0, by_name_ = 0;

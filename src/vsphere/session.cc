@@ -18,7 +18,7 @@ std::string server_url(const ConnectSpec& spec) {
 
 }  // namespace
 
-Result<std::string> RemoteSession::renew_cookie(const std::string& rejected) {
+Result<std::string> ServerSession::renew_cookie(const std::string& rejected) {
   VIX_ASSIGN_OR_RETURN(std::string fresh, client_->renew_session(rejected));
   log::info(endpoint() + ": session renewed for a transport");
   return fresh;
@@ -45,10 +45,9 @@ Result<long> soap_timeout_ms(const Config& config) {
   return static_cast<long>(ms);
 }
 
-Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& spec,
-                                                           const std::string& snapshot,
-                                                           const Config& config) {
-  std::unique_ptr<RemoteSession> s(new RemoteSession());
+Result<std::shared_ptr<ServerSession>> ServerSession::login(const ConnectSpec& spec,
+                                                            const Config& config) {
+  std::shared_ptr<ServerSession> s(new ServerSession());
   s->options_.url = server_url(spec);
   s->options_.thumbprint = spec.thumbprint;
   s->options_.ca_file = config.get("vixfs.tls.caFile");
@@ -75,19 +74,60 @@ Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& sp
   }
   // A borrowed session (VIXDISKLIB_CRED_SESSIONID) belongs to the caller: Disconnect leaves it.
   s->logged_in_ = spec.cred_type == VIXDISKLIB_CRED_UID;
+  // From here on a failure must not leave the session behind on the server (the destructor
+  // logs out).
+  VIX_TRY(s->refresh_inventory());
+  return s;
+}
 
-  // From here on a failure must not leave the session behind on the server.
-  auto checked = [&]() -> Result<void> {
-    VIX_ASSIGN_OR_RETURN(s->inventory_, s->client_->inventory());
-    s->vm_ = vm_moref_from_vmx_spec(spec.vmx_spec);
-    if (s->vm_.empty()) {
-      if (!snapshot.empty()) {
-        return fail(VIX_E_INVALID_ARG,
-                    "snapshot " + snapshot + " given without a VM (vmxSpec \"moref=vm-NN\")");
-      }
-      return ok();
+ServerSession::~ServerSession() {
+  auto r = logout();
+  if (!r.ok()) log::info("Disconnect: logout failed: " + r.error().message);
+}
+
+Result<void> ServerSession::logout() {
+  {
+    std::lock_guard lock(mu_);
+    if (!logged_in_ || !client_) return ok();
+    logged_in_ = false;
+  }
+  VIX_TRY(client_->logout());
+  log::info("Disconnect: logged out of " + client_->endpoint());
+  return ok();
+}
+
+std::shared_ptr<const vsphere::Inventory> ServerSession::inventory() const {
+  std::lock_guard lock(mu_);
+  return inventory_;
+}
+
+Result<std::shared_ptr<const vsphere::Inventory>> ServerSession::refresh_inventory() {
+  VIX_ASSIGN_OR_RETURN(vsphere::Inventory read, client_->inventory());
+  auto fresh = std::make_shared<const vsphere::Inventory>(std::move(read));
+  std::lock_guard lock(mu_);
+  inventory_ = fresh;
+  return fresh;
+}
+
+Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& spec,
+                                                           const std::string& snapshot,
+                                                           const Config& config) {
+  std::unique_ptr<RemoteSession> s(new RemoteSession());
+  if (spec.session) {
+    s->server_ = spec.session;
+  } else {
+    VIX_ASSIGN_OR_RETURN(s->server_, ServerSession::login(spec, config));
+    s->own_login_ = true;
+  }
+  s->inventory_ = s->server_->inventory();
+  s->vm_ = vm_moref_from_vmx_spec(spec.vmx_spec);
+  if (s->vm_.empty()) {
+    if (!snapshot.empty()) {
+      return fail(VIX_E_INVALID_ARG,
+                  "snapshot " + snapshot + " given without a VM (vmxSpec \"moref=vm-NN\")");
     }
-    const vsphere::VirtualMachine* vm = s->inventory_.find_vm(s->vm_);
+  } else {
+    const vsphere::VirtualMachine* vm = s->inventory_->find_vm(s->vm_);
     if (vm == nullptr) {
       return fail(VIX_E_OBJECT_NOT_FOUND,
                   "virtual machine " + s->vm_ + " not found on " + spec.server);
@@ -97,30 +137,18 @@ Result<std::unique_ptr<RemoteSession>> RemoteSession::open(const ConnectSpec& sp
                                               " not found on virtual machine " + s->vm_ + " (" +
                                               vm->name + ")");
     }
-    return ok();
-  }();
-  if (!checked.ok()) {
-    (void)s->logout();
-    return std::move(checked).error();
   }
-  log::info("ConnectEx: logged in to " + s->client_->endpoint() +
-            (s->vm_.empty() ? std::string() : ", VM " + s->vm_) +
+  log::info(std::string(s->own_login_ ? "ConnectEx: logged in to "
+                                      : "ConnectEx: using the session with ") +
+            s->server_->endpoint() + (s->vm_.empty() ? std::string() : ", VM " + s->vm_) +
             (snapshot.empty() ? std::string() : ", snapshot " + snapshot));
   return s;
 }
 
-RemoteSession::~RemoteSession() {
-  auto r = logout();
-  if (!r.ok()) log::info("Disconnect: logout failed: " + r.error().message);
-}
+RemoteSession::~RemoteSession() = default;
 
 Result<void> RemoteSession::logout() {
-  std::lock_guard lock(logout_mu_);
-  if (!logged_in_ || !client_) return ok();
-  logged_in_ = false;
-  VIX_TRY(client_->logout());
-  log::info("Disconnect: logged out of " + client_->endpoint());
-  return ok();
+  return own_login_ ? server_->logout() : ok();
 }
 
 Result<DatastoreLocation> RemoteSession::locate(const std::string& datastore_path) const {
@@ -130,12 +158,12 @@ Result<DatastoreLocation> RemoteSession::locate(const std::string& datastore_pat
                                        ": not a datastore path (expected \"[datastore] "
                                        "folder/disk.vmdk\")");
   }
-  const vsphere::Datastore* ds = inventory_.find_datastore_by_name(parsed->datastore);
+  const vsphere::Datastore* ds = inventory_->find_datastore_by_name(parsed->datastore);
   if (ds == nullptr) {
     return fail(VIX_E_OBJECT_NOT_FOUND,
                 datastore_path + ": datastore " + parsed->datastore + " not found");
   }
-  const vsphere::Datacenter* dc = inventory_.find_datacenter(ds->datacenter);
+  const vsphere::Datacenter* dc = inventory_->find_datacenter(ds->datacenter);
   if (dc == nullptr) {
     return fail(VIX_E_OBJECT_NOT_FOUND,
                 datastore_path + ": no datacenter lists datastore " + parsed->datastore);
