@@ -2,7 +2,7 @@
  * vixDiskLib.h — vixfs's implementation of VMware's VixDiskLib C API.
  *
  * Names, typedefs, constants and structure layouts follow VMware's VDDK 7.0 header (see
- * shared/reference/vddk-abi.md), so a program written against VMware's header builds and links
+ * docs/reference/vddk-abi.md), so a program written against VMware's header builds and links
  * against libvixDiskLib.so from vixfs. Compiles as C11 and as C++.
  *
  * Ownership: every pointer a function hands out (GetInfo, GetErrorText, QueryAllocatedBlocks,

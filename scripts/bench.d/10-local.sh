@@ -55,7 +55,7 @@ dd_case() {
   md "\`vmdkmount DISK.vmdk MNT\` then \`dd if=MNT/vmdk1 of=/dev/null bs=$bs\`;"
   md "\`qemu-img convert -n -f vmdk DISK.vmdk --target-image-opts driver=null-co,size=$BYTES\`."
   if [ "$bs" = 1M ]; then
-    md "Target (issue 6): ≥ 3× vmdkmount, ≥ 1× qemu-img convert."
+    md "Target: ≥ 3× vmdkmount, ≥ 1× qemu-img convert."
   else
     md "qemu-img convert has no block size to set: the same command as in case 1, for reference."
   fi
@@ -74,7 +74,7 @@ case_2() {
   if [ -n "$one" ] && [ -n "$four" ]; then
     md
     md "vixfs with bs=4k reads at $(ratio "$one" "$four")× its bs=1M speed of case 1 (medians of this run;"
-    md "target (issue 6): ≥ 0.8×)."
+    md "target: ≥ 0.8×)."
   fi
 }
 
@@ -111,7 +111,7 @@ case_4() {
   unset 'MAX_REPS["vmdkmount"]'
   md
   md "Commands: \`cp --sparse=always MNT/sparse.img OUT\` (vixfs) and \`cp --sparse=always MNT/vmdk1 OUT\`"
-  md "(vmdkmount, 1 run: it reads every zero), OUT on tmpfs, deleted after each run. Target (issue 6):"
+  md "(vmdkmount, 1 run: it reads every zero), OUT on tmpfs, deleted after each run. Target:"
   md "≥ 30× vmdkmount."
   rm -f "$W/sparse.vmdk"
 }
@@ -189,5 +189,5 @@ case_5() {
   md "--ioengine=psync --direct=D --time_based --runtime=$FIO_SECONDS --group_reporting --output-format=json\`,"
   md "D = 0 (page cache) or 1 (O_DIRECT), IMG ="
   md "MNT/dense.img (vixfs --local) or MNT/vmdk1 (vmdkmount), a fresh mount per run; p99 is fio's"
-  md "completion latency percentile. Target (issue 6): ≥ 1.5× vmdkmount's IOPS."
+  md "completion latency percentile. Target: ≥ 1.5× vmdkmount's IOPS."
 }

@@ -111,6 +111,6 @@ case_3() {
   md "127.0.0.1:PORT\`, \`vixfs.nbd.export = \"{file}\"\`; DESC.vmdk a descriptor naming the disk) then"
   md "\`dd if=MNT/disk.img of=/dev/null bs=128k\`; \`nbdfuse MNT/x nbd://127.0.0.1:PORT\` then"
   md "\`dd if=MNT/x of=/dev/null bs=128k\`; \`nbdcopy nbd://127.0.0.1:PORT null:\`."
-  md "Targets (issue 6): with delay ≥ 8× nbdfuse and ≥ 2× nbdfuse over readahead+cache; plain ≥ 0.8× nbdcopy."
+  md "Targets: with delay ≥ 8× nbdfuse and ≥ 2× nbdfuse over readahead+cache; plain ≥ 0.8× nbdcopy."
   rm -rf "$W/nbd" "$W/nbddesc"
 }

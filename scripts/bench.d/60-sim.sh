@@ -69,7 +69,7 @@ case_6() {
   md "\`dd if=MNT/sim/$C6_VM/current/scsi0-0.img of=/dev/null bs=1M\`; curl: \`curl -sS --fail --cacert"
   md "CERT -o /dev/null 'https://HOST:PORT/folder/DC0_H0_VM0/disk1.vmdk?dcPath=DC0&dsName=LocalDS_0'\`"
   md "(the VMDK file itself, the bytes vixfs's https transport fetches; the simulator's /folder needs no"
-  md "session cookie). MB/s is of the ${SIZE_MB} MiB disk for both. Target (issue 6): ≥ 0.8× curl."
+  md "session cookie). MB/s is of the ${SIZE_MB} MiB disk for both. Target: ≥ 0.8× curl."
   sim_stop "$W/s6.env"
 }
 
@@ -141,7 +141,7 @@ case_7() {
   md
   md "Setup: \`scripts/vcsim start ENV -user U:P -vm $per -trace -samples DIR\`, DIR/plan taking 3 snapshots"
   md "of every VM through the API (CreateSnapshot_Task); mount as in case 6, without --transports."
-  md "Target (issue 6): cold ≤ 2 s with a constant number of SOAP requests per tree level, warm ≤ 0.1 s."
+  md "Target: cold ≤ 2 s with a constant number of SOAP requests per tree level, warm ≤ 0.1 s."
   sim_stop "$W/s7.env"
   rm -rf "$W/s7"
 }
@@ -162,6 +162,6 @@ case_8() {
   [ "$any" = 1 ] || md "| — | skipped: none of cases 1–7 ran in this run |"
   md
   md "VmHWM of /proc/PID/status, read just before each unmount (the peak over the daemon's life)."
-  md "Case 7's daemon holds the inventory rather than disk data. Target (issue 6): at most"
+  md "Case 7's daemon holds the inventory rather than disk data. Target: at most"
   md "vixfs.cache.maxMB (default 256) + 48 MiB."
 }

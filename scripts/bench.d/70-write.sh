@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Case 9 (issue 7): sequential write of SIZE_MB of random data, dd bs=1M conv=notrunc,fsync
+# Case 9: sequential write of SIZE_MB of random data, dd bs=1M conv=notrunc,fsync
 # through a read-write vixfs --local mount onto a freshly made, empty monolithicSparse VMDK, vs
 # qemu-img convert of the same raw file into a new VMDK. Every run starts from an empty disk (a
 # disk that already holds grains would only overwrite them, which is not what is measured), the
@@ -59,6 +59,6 @@ case_9() {
   if [ -n "${RSS_PEAK[9]:-}" ]; then
     md "Peak RSS (VmHWM) of the vixfs daemon: $(awk -v k="${RSS_PEAK[9]}" 'BEGIN { printf "%.1f MiB", k / 1024 }')."
   fi
-  md "Issue 7 asks for the ratio only (no target)."
+  md "The ratio only (no target)."
   rm -f "$W/write.raw"
 }

@@ -92,7 +92,7 @@ vixfs_down() {
   local mnt=$1
   VIXFS_HWM_KB=$(awk '/^VmHWM/ { print $2 }' "/proc/$VIXFS_PID/status" 2>/dev/null || echo 0)
   [ -n "$VIXFS_HWM_KB" ] || VIXFS_HWM_KB=0
-  # The mount's own account of the run (issue 6 stats), the last run's per case, when it has one.
+  # The mount's own account of the run (stats.json), the last run's per case, when it has one.
   if [ -f "$mnt/.vixfs/stats.json" ]; then
     mkdir -p "$W/stats"
     cp "$mnt/.vixfs/stats.json" "$W/stats/${CUR_CASE:-x}.json" 2>/dev/null || true

@@ -19,7 +19,7 @@ struct KnownKey {
   KeyKind kind;
 };
 
-// VDDK's keys (DESIGN.md "Configuration" and reference/vddk-abi.md §7). vixfs.* keys are ours
+// VDDK's keys (DESIGN.md "Configuration" and docs/reference/vddk-abi.md §7). vixfs.* keys are ours
 // and checked by whoever reads them.
 constexpr KnownKey kKnownKeys[] = {
     {"tmpDirectory", KeyKind::kString},

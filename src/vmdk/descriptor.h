@@ -1,5 +1,5 @@
 // The VMDK text descriptor: parsing (qemu-compatible interpretation, see
-// shared/reference/vmdk-format.md §2) and writing (qemu-img create's exact template, §2.7), and
+// docs/reference/vmdk-format.md §2) and writing (qemu-img create's exact template, §2.7), and
 // the in-place edits a writer makes (CID rewrite on first write, DDB key updates).
 #pragma once
 

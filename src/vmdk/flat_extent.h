@@ -1,4 +1,5 @@
-// Flat extents (FLAT / VMFS, with a start offset) and ZERO extents (§11).
+// Flat extents (FLAT / VMFS, with a start offset) and ZERO extents
+// (docs/reference/vmdk-format.md §11).
 #pragma once
 
 #include <memory>

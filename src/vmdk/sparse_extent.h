@@ -1,6 +1,6 @@
 // Hosted sparse extents (KDMV): monolithicSparse, twoGbMaxExtentSparse pieces, streamOptimized
 // (zlib grains, markers, footer with GD_AT_END) and delta links; COWD (ESX sparse) extents use
-// the same machinery with 4096-entry tables. See vmdk-format.md §3-§8, §12.
+// the same machinery with 4096-entry tables. See docs/reference/vmdk-format.md §3-§8, §12.
 #pragma once
 
 #include <atomic>
