@@ -1,0 +1,31 @@
+// snapshot.json: what a snapshot folder holds, for people and scripts.
+#include "fs/server_tree.h"
+
+namespace vixfs {
+
+namespace vs = vix::vsphere;
+
+std::string ServerTree::render_json(const SnapshotEntry& e) const {
+  const vs::Snapshot* s = e.current ? nullptr : &e.snapshot;
+  std::string j = "{\n";
+  j += "  \"moref\": " + (s ? json_string(s->moref) : "null") + ",\n";
+  j += "  \"name\": " + (s ? json_string(s->name) : "null") + ",\n";
+  j += "  \"description\": " + (s ? json_string(s->description) : "null") + ",\n";
+  j += "  \"createTime\": " + (s ? json_string(s->create_time) : "null") + ",\n";
+  j += std::string("  \"quiesced\": ") + (s ? (s->quiesced ? "true" : "false") : "null") + ",\n";
+  j += "  \"vm\": {\"moref\": " + json_string(e.vm_moref) +
+       ", \"name\": " + json_string(e.vm_name) + "},\n";
+  j += "  \"disks\": [";
+  for (size_t i = 0; i < e.disks.size(); ++i) {
+    const DiskEntry& d = e.disks[i];
+    j += i ? ",\n" : "\n";
+    j += "    {\"file\": " + json_string(d.file) + ", \"label\": " + json_string(d.label) +
+         ", \"datastorePath\": " + json_string(d.datastore_path) +
+         ", \"capacityBytes\": " + std::to_string(d.capacity) +
+         ", \"transport\": " + (d.transport.empty() ? "null" : json_string(d.transport)) + "}";
+  }
+  j += e.disks.empty() ? "]\n}\n" : "\n  ]\n}\n";
+  return j;
+}
+
+}  // namespace vixfs
