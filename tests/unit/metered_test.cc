@@ -53,4 +53,31 @@ TEST(MeteredDevice, PercentilesBoundTheLatencyFromAbove) {
   EXPECT_EQ(sum.p99_us, s.p99_us);
 }
 
+// Only requests that did I/O on the transport count: a discard the device cannot do, a zero-length
+// one (a question) and a map_to_host the device cannot answer do not.
+TEST(MeteredDevice, CountsWhatReachedTheTransportOnly) {
+  auto inner = zeros();
+  vixtest::FakeDevice* raw = inner.get();
+  vix::MeteredDevice dev(std::move(inner));
+  auto refused = dev.unmap(0, 8);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, VIX_E_NOT_SUPPORTED);
+  raw->set_discard(true);
+  ASSERT_TRUE(dev.unmap(0, 8).ok());
+  ASSERT_TRUE(dev.unmap(0, 0).ok());
+  std::vector<vix::HostPiece> pieces;
+  auto mapped = dev.map_to_host(0, 8, &pieces);
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_FALSE(*mapped);
+  raw->set_reconnects(3);
+  const vix::IoSnapshot s = dev.snapshot();
+  EXPECT_EQ(s.unmaps, 1u);
+  EXPECT_EQ(s.unmap_bytes, 8u * 512);
+  EXPECT_EQ(s.read_requests, 0u);
+  EXPECT_EQ(s.errors, 0u);
+  EXPECT_EQ(s.reconnects, 3u);
+  EXPECT_EQ(raw->count(vixtest::Op::kUnmap), 3u);
+  EXPECT_EQ(raw->count(vixtest::Op::kMapToHost), 1u);
+}
+
 }  // namespace
