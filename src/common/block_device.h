@@ -1,5 +1,6 @@
 // BlockDevice: an opened disk, sector-addressed. Every transport hands one back; the VMDK engine
-// is one; the read-ahead cache wraps one. All methods are thread-safe.
+// is one; the read-ahead cache wraps one (through BlockDeviceWrapper). All methods are
+// thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -100,6 +102,49 @@ class BlockDevice {
     (void)key, (void)value;
     return fail(VIX_E_NOT_SUPPORTED, "this disk's metadata cannot be written");
   }
+};
+
+// The base of a decorator (metering, read-ahead, hot-add's detach on close): forwards every
+// method to the device it owns, so a decorator overrides only what it changes, and a method added
+// to BlockDevice is added here too and reaches every transport through every decorator. Without
+// it, a decorator that forgot a method silently answered with BlockDevice's default instead.
+class BlockDeviceWrapper : public BlockDevice {
+ public:
+  explicit BlockDeviceWrapper(std::unique_ptr<BlockDevice> inner) : inner_(std::move(inner)) {}
+
+  BlockDevice& inner() { return *inner_; }
+  const BlockDevice& inner() const { return *inner_; }
+
+  uint64_t capacity_sectors() const override { return inner_->capacity_sectors(); }
+  DiskInfo info() const override { return inner_->info(); }
+  bool read_only() const override { return inner_->read_only(); }
+  std::string_view transport_name() const override { return inner_->transport_name(); }
+  Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override {
+    return inner_->read(sector, count, buf);
+  }
+  Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override {
+    return inner_->write(sector, count, buf);
+  }
+  Result<void> flush() override { return inner_->flush(); }
+  Result<void> unmap(uint64_t sector, uint64_t count) override {
+    return inner_->unmap(sector, count);
+  }
+  Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) override {
+    return inner_->map_to_host(sector, count, out);
+  }
+  Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
+    return inner_->allocated(sector, count);
+  }
+  uint64_t reconnects() const override { return inner_->reconnects(); }
+  Result<std::map<std::string, std::string>> metadata() override { return inner_->metadata(); }
+  Result<void> write_metadata(const std::string& key, const std::string& value) override {
+    return inner_->write_metadata(key, value);
+  }
+
+ protected:
+  // Protected so that a decorator can close the device before its own teardown (hot-add closes
+  // the node before the disk leaves the proxy VM).
+  std::unique_ptr<BlockDevice> inner_;
 };
 
 }  // namespace vix

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -162,39 +163,17 @@ Result<std::pair<int32_t, int32_t>> free_scsi_slot(const std::vector<vs::VmDevic
 }
 
 // What one open attached: detached again when the device closes.
-class HotaddDevice final : public BlockDevice {
+class HotaddDevice final : public BlockDeviceWrapper {
  public:
-  HotaddDevice(std::unique_ptr<BlockDevice> inner, RemoteSession* remote, std::string journal_dir,
-               JournalEntry entry)
-      : inner_(std::move(inner)),
-        remote_(remote),
-        journal_dir_(std::move(journal_dir)),
-        entry_(std::move(entry)) {}
+  HotaddDevice(std::unique_ptr<BlockDevice> node, std::function<void()> detach)
+      : BlockDeviceWrapper(std::move(node)), detach_(std::move(detach)) {}
   ~HotaddDevice() override {
     inner_.reset();  // the device node is closed before the disk leaves the proxy
-    Journal journal(journal_dir_);
-    undo(remote_->client(), journal, entry_);
-  }
-  uint64_t capacity_sectors() const override { return inner_->capacity_sectors(); }
-  DiskInfo info() const override { return inner_->info(); }
-  bool read_only() const override { return inner_->read_only(); }
-  std::string_view transport_name() const override { return "hotadd"; }
-  Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override {
-    return inner_->read(sector, count, buf);
-  }
-  Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override {
-    return inner_->write(sector, count, buf);
-  }
-  Result<void> flush() override { return inner_->flush(); }
-  Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
-    return inner_->allocated(sector, count);
+    if (detach_) detach_();
   }
 
  private:
-  std::unique_ptr<BlockDevice> inner_;
-  RemoteSession* remote_;
-  std::string journal_dir_;
-  JournalEntry entry_;
+  std::function<void()> detach_;
 };
 
 // Picks a free unit, journals the attach, attaches and reads the device back, all under the
@@ -354,11 +333,19 @@ Result<std::unique_ptr<BlockDevice>> HotaddTransport::open(const TransportContex
     undo(client, journal, entry);
     return fail(node.error().code, "hotadd: " + node.error().message);
   }
-  return std::unique_ptr<BlockDevice>(std::make_unique<HotaddDevice>(
-      std::move(node).value(), &remote, journal_dir(ctx.config), std::move(entry)));
+  return attached_device(std::move(node).value(), [remote = &remote, dir = journal_dir(ctx.config),
+                                                   entry = std::move(entry)] {
+    Journal journal(dir);
+    undo(remote->client(), journal, entry);
+  });
 }
 
 }  // namespace
+
+std::unique_ptr<BlockDevice> attached_device(std::unique_ptr<BlockDevice> node,
+                                             std::function<void()> detach) {
+  return std::make_unique<HotaddDevice>(std::move(node), std::move(detach));
+}
 
 std::string scsi_link_name(std::string_view uuid) {
   std::string hex = uuid_hex(uuid);

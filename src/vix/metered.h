@@ -40,27 +40,17 @@ class IoMeter {
   std::array<std::atomic<uint64_t>, kBuckets> latency_{};
 };
 
-class MeteredDevice final : public BlockDevice {
+// Overrides the requests it counts; everything else passes through BlockDeviceWrapper.
+class MeteredDevice final : public BlockDeviceWrapper {
  public:
-  explicit MeteredDevice(std::unique_ptr<BlockDevice> inner) : inner_(std::move(inner)) {}
-  uint64_t capacity_sectors() const override { return inner_->capacity_sectors(); }
-  DiskInfo info() const override { return inner_->info(); }
-  bool read_only() const override { return inner_->read_only(); }
-  std::string_view transport_name() const override { return inner_->transport_name(); }
+  explicit MeteredDevice(std::unique_ptr<BlockDevice> inner)
+      : BlockDeviceWrapper(std::move(inner)) {}
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override;
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
   Result<void> flush() override;
   Result<void> unmap(uint64_t sector, uint64_t count) override;
   // Counted as a read of the mapped bytes: the caller reads them from the host file itself.
   Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) override;
-  Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
-    return inner_->allocated(sector, count);
-  }
-  Result<std::map<std::string, std::string>> metadata() override { return inner_->metadata(); }
-  Result<void> write_metadata(const std::string& key, const std::string& value) override {
-    return inner_->write_metadata(key, value);
-  }
-  uint64_t reconnects() const override { return inner_->reconnects(); }
   // The meter's counts plus the transport's reconnects.
   IoSnapshot snapshot() const {
     IoSnapshot s = meter_.snapshot();
@@ -69,7 +59,6 @@ class MeteredDevice final : public BlockDevice {
   }
 
  private:
-  std::unique_ptr<BlockDevice> inner_;
   IoMeter meter_;
 };
 

@@ -1,43 +1,17 @@
 #include "vix/readahead.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <condition_variable>
-#include <cstdlib>
 #include <cstring>
-#include <deque>
-#include <functional>
-#include <list>
 #include <mutex>
 #include <new>
-#include <system_error>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
-#include "common/worker_pool.h"
+#include "vix/readahead_policy.h"
 
 namespace vix {
 namespace readahead_detail {
-
-// One chunk's memory; its bytes stay counted in the budget until the last holder (the chunk
-// table, or a reader still copying out of an evicted chunk) lets go. Then the buffer goes to the
-// budget's free list, still counted, for the next chunk of that size.
-struct ChunkBuf {
-  ChunkBuf(CacheBudget::Impl* impl, uint8_t* p, uint64_t n) : impl(impl), data(p), size(n) {}
-  ~ChunkBuf();
-  ChunkBuf(const ChunkBuf&) = delete;
-  ChunkBuf& operator=(const ChunkBuf&) = delete;
-  CacheBudget::Impl* impl;
-  uint8_t* data;
-  uint64_t size;
-};
-
-struct LruNode {
-  ReadaheadDevice::State* st;
-  uint64_t chunk;
-};
 
 enum class ChunkState { kQueued, kLoading, kReady, kFailed };
 
@@ -52,17 +26,8 @@ struct Entry {
   bool detached = false;
   std::shared_ptr<ChunkBuf> buf;
   Error error;
-  std::list<LruNode>::iterator lru;
+  LruPos lru;
   bool in_lru = false;
-};
-
-struct Stream {
-  uint64_t next = 0;        // byte offset a continuing read starts at
-  uint32_t window = 0;      // chunks to keep prefetched ahead; 0 = not (yet) sequential
-  uint64_t horizon = 0;     // chunks below this were already queued for prefetch
-  uint64_t last_chunk = 0;  // highest chunk this stream has read
-  uint64_t trail = 0;       // chunks below this were released behind the stream
-  uint64_t tick = 0;        // for replacing the least recently used stream
 };
 
 }  // namespace readahead_detail
@@ -70,97 +35,28 @@ struct Stream {
 using readahead_detail::ChunkBuf;
 using readahead_detail::ChunkState;
 using readahead_detail::Entry;
-using readahead_detail::LruNode;
-using readahead_detail::Stream;
 
-namespace {
+struct ReadaheadDevice::State final : readahead_detail::ChunkOwner {
+  State(CacheBudget* budget, BlockDevice* inner, const ReadaheadOptions& opt)
+      : budget(budget),
+        inner(inner),
+        opt(opt),
+        capacity_bytes(inner->capacity_sectors() * kSectorSize),
+        chunk_count((capacity_bytes + opt.chunk_bytes - 1) / opt.chunk_bytes),
+        policy(opt.chunk_bytes, chunk_count, opt.max_window_chunks, opt.max_streams) {}
 
-constexpr uint64_t kHugePage = 2u << 20;
+  // The budget evicts one of this device's chunks (its mutex held).
+  void evict(uint64_t chunk) override;
 
-// Memory for a chunk, or null. Chunks of whole 2 MiB go on transparent huge pages (asked for
-// with madvise: Debian's default THP mode). A 4 MiB chunk is then 2 TLB entries, not 1024; on
-// 4 KiB pages the copy from libcurl into https chunks, a page walk every 4 KiB, took 12% of the
-// daemon's CPU in benchmark case 6 and 4% on huge pages. Freed with free_chunk_memory.
-uint8_t* chunk_memory(uint64_t n) {
-  const bool huge = n % kHugePage == 0;
-  void* p = nullptr;
-  if (posix_memalign(&p, huge ? kHugePage : 64, n) != 0) return nullptr;
-  if (huge) madvise(p, n, MADV_HUGEPAGE);  // only advice: on failure the pages stay small
-  return static_cast<uint8_t*>(p);
-}
-void free_chunk_memory(uint8_t* p) {
-  free(p);
-}
-
-}  // namespace
-
-struct CacheBudget::Impl {
-  std::atomic<uint64_t> limit{0};
-  std::atomic<uint64_t> used{0};
-  std::atomic<uint64_t> peak{0};
-  // Guards the LRU and the chunk tables and streams of every device on this budget.
-  std::mutex mu;
-  std::list<LruNode> lru;  // front: least recently used; only Ready, attached chunks
-  // Released chunk buffers kept for reuse: a fresh 1 MiB allocation is an mmap and 256 page
-  // faults, a recycled one is neither. Counted in `used`; a leaf lock (taken under `mu` or not).
-  std::mutex free_mu;
-  std::vector<std::pair<uint64_t, uint8_t*>> free_bufs;
-  static constexpr size_t kMaxFree = 32;
-
-  // Takes a free buffer of exactly n bytes (already counted in `used`), or null.
-  uint8_t* take_free(uint64_t n) {
-    std::lock_guard lock(free_mu);
-    for (size_t i = free_bufs.size(); i-- > 0;) {
-      if (free_bufs[i].first == n) {
-        uint8_t* p = free_bufs[i].second;
-        free_bufs.erase(free_bufs.begin() + static_cast<std::ptrdiff_t>(i));
-        return p;
-      }
-    }
-    return nullptr;
-  }
-  // Frees one cached buffer (oldest first); false if there was none.
-  bool drop_free() {
-    std::pair<uint64_t, uint8_t*> victim;
-    {
-      std::lock_guard lock(free_mu);
-      if (free_bufs.empty()) return false;
-      victim = free_bufs.front();
-      free_bufs.erase(free_bufs.begin());
-    }
-    free_chunk_memory(victim.second);
-    used.fetch_sub(victim.first);
-    return true;
-  }
-  void give_back(uint8_t* p, uint64_t n) {
-    {
-      std::lock_guard lock(free_mu);
-      if (free_bufs.size() < kMaxFree) {
-        free_bufs.emplace_back(n, p);
-        return;
-      }
-    }
-    free_chunk_memory(p);
-    used.fetch_sub(n);
-  }
-  ~Impl() {
-    while (drop_free()) {
-    }
-  }
-  std::unique_ptr<WorkerPool> pool;
-};
-
-struct ReadaheadDevice::State {
-  CacheBudget* budget = nullptr;
-  CacheBudget::Impl* impl = nullptr;
-  BlockDevice* inner = nullptr;  // valid while the device lives; jobs only touch it when claimed
-  ReadaheadOptions opt;
-  uint64_t capacity_bytes = 0;
-  uint64_t chunk_count = 0;
-  std::condition_variable cv;  // a load finished (waits on impl->mu)
+  CacheBudget* const budget;
+  BlockDevice* const inner;  // valid while the device lives; jobs only touch it when claimed
+  const ReadaheadOptions opt;
+  const uint64_t capacity_bytes;
+  const uint64_t chunk_count;
+  std::condition_variable cv;  // a load finished (waits on the budget's mutex)
+  // Guarded by the budget's mutex, like the policy's streams.
   std::unordered_map<uint64_t, std::shared_ptr<Entry>> table;
-  std::vector<Stream> streams;
-  uint64_t tick = 0;
+  StreamPolicy policy;
   int inflight = 0;  // prefetch jobs reading from `inner` now
   bool closing = false;
 
@@ -175,26 +71,13 @@ struct ReadaheadDevice::State {
 
 using State = ReadaheadDevice::State;
 
-readahead_detail::ChunkBuf::~ChunkBuf() {
-  impl->give_back(data, size);
-}
-
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
-
-void note_peak(std::atomic<uint64_t>& peak, uint64_t value) {
-  uint64_t cur = peak.load();
-  while (value > cur && !peak.compare_exchange_weak(cur, value)) {
-  }
-}
-
 // Takes the entry out of its table (lock held). Whoever still holds it keeps its bytes.
-void drop_entry(CacheBudget::Impl& impl, State& st,
-                std::unordered_map<uint64_t, std::shared_ptr<Entry>>::iterator it) {
+void drop_entry(State& st, std::unordered_map<uint64_t, std::shared_ptr<Entry>>::iterator it) {
   Entry& e = *it->second;
   if (e.in_lru) {
-    impl.lru.erase(e.lru);
+    st.budget->lru_erase(e.lru);
     e.in_lru = false;
   }
   if (e.state == ChunkState::kReady && e.prefetch && !e.used) st.wasted_bytes += e.bytes;
@@ -203,36 +86,19 @@ void drop_entry(CacheBudget::Impl& impl, State& st,
   st.table.erase(it);
 }
 
-// Memory for one chunk, evicting least recently used chunks of any disk to make room (lock
-// held). Null when even an empty LRU leaves no room: the caller reads around the cache.
-std::shared_ptr<ChunkBuf> reserve(CacheBudget::Impl& impl, uint64_t n) {
-  for (;;) {
-    if (uint8_t* p = impl.take_free(n)) return std::make_shared<ChunkBuf>(&impl, p, n);
-    if (impl.used.load() + n <= impl.limit.load()) break;
-    if (impl.drop_free()) continue;
-    if (impl.lru.empty()) return nullptr;
-    LruNode victim = impl.lru.front();
-    drop_entry(impl, *victim.st, victim.st->table.find(victim.chunk));
-  }
-  uint8_t* p = chunk_memory(n);
-  if (p == nullptr) return nullptr;
-  note_peak(impl.peak, impl.used.fetch_add(n) + n);
-  return std::make_shared<ChunkBuf>(&impl, p, n);
-}
-
 // Reads a claimed entry (state kLoading) from the transport and publishes the outcome.
 void load(State& st, const std::shared_ptr<Entry>& e) {
   const uint64_t sectors = e->bytes / kSectorSize;
   Result<void> r =
       st.inner->read(e->chunk * (st.opt.chunk_bytes / kSectorSize), sectors, e->buf->data);
-  std::lock_guard lock(st.impl->mu);
+  std::lock_guard lock(st.budget->mutex());
   ++st.transport_requests;
   st.transport_bytes += e->bytes;
   if (r.ok()) {
     e->state = ChunkState::kReady;
     if (e->prefetch) st.prefetched_bytes += e->bytes;
     if (!e->detached) {
-      e->lru = st.impl->lru.insert(st.impl->lru.end(), LruNode{&st, e->chunk});
+      e->lru = st.budget->lru_insert(&st, e->chunk);
       e->in_lru = true;
     } else if (e->prefetch && !e->used) {
       st.wasted_bytes += e->bytes;
@@ -254,93 +120,45 @@ void load(State& st, const std::shared_ptr<Entry>& e) {
 
 void run_prefetch(const std::shared_ptr<State>& st, const std::shared_ptr<Entry>& e) {
   {
-    std::lock_guard lock(st->impl->mu);
+    std::lock_guard lock(st->budget->mutex());
     if (e->state != ChunkState::kQueued || e->detached) return;  // claimed by a reader, or moot
     e->state = ChunkState::kLoading;
     ++st->inflight;
   }
   load(*st, e);
-  std::lock_guard lock(st->impl->mu);
+  std::lock_guard lock(st->budget->mutex());
   if (st->closing) e->buf.reset();
   --st->inflight;
   st->cv.notify_all();
 }
 
-// A sequential stream reads each chunk once; the chunks it has read and left behind go back to
-// the free list at once instead of waiting at the LRU's young end. The next prefetches reuse
-// their buffers (no fresh page faults), and a long copy cannot push out the chunks that random
-// readers keep coming back to. Concurrent readers of one stream arrive a little out of order, so
-// only chunks a few behind the current read are released, and only those already read (lock
-// held).
-void release_behind(State& st, Stream& s, uint64_t first) {
-  constexpr uint64_t kSlack = 4;
-  constexpr uint64_t kMaxPerCall = 64;
-  if (first < kSlack) return;
-  const uint64_t upto = first - kSlack;
-  if (upto > s.trail + kMaxPerCall) s.trail = upto - kMaxPerCall;
-  for (; s.trail < upto; ++s.trail) {
-    auto it = st.table.find(s.trail);
+// Carries out the policy's plan for a read of bytes [b, end) (lock held): releases the chunks the
+// stream left behind, then queues the prefetches. Queued entries go into the table now, so that
+// readers find and coalesce with them; `jobs` are submitted once the lock is released.
+void plan_prefetch(State& st, uint64_t b, uint64_t end, std::vector<std::shared_ptr<Entry>>* jobs) {
+  const ReadaheadPlan plan = st.policy.on_read(b, end, st.budget->limit());
+  if (!plan.sequential) return;
+  uint64_t c = plan.release_from;
+  for (; c < plan.release_to; ++c) {
+    auto it = st.table.find(c);
     if (it == st.table.end()) continue;
-    // A chunk still loading is released by a later call, once it is ready: stepping past it
+    // A chunk still loading is released by a later read, once it is ready: stepping past it
     // would leave it in the LRU, where a long scan piles such chunks up.
     if (it->second->state != ChunkState::kReady) break;
     if (it->second->used) ++st.released_behind;
-    drop_entry(*st.impl, st, it);  // a skipped prefetch counts as wasted there
+    drop_entry(st, it);  // a skipped prefetch counts as wasted there
   }
-}
-
-// Stream detection and the prefetch plan for a read of bytes [b, end) (lock held). Queued entries
-// go into the table now, so that readers find and coalesce with them; `jobs` are submitted once
-// the lock is released.
-void plan_prefetch(State& st, uint64_t b, uint64_t end, std::vector<std::shared_ptr<Entry>>* jobs) {
-  const uint64_t cb = st.opt.chunk_bytes;
-  const uint64_t last = (end - 1) / cb;
-  ++st.tick;
-  Stream* s = nullptr;
-  for (Stream& cand : st.streams) {
-    // A fresh stream must be continued exactly (a random read almost never is); an established
-    // one tolerates the reordering of concurrent readers within a chunk.
-    bool match = cand.window == 0 ? b == cand.next : b + cb >= cand.next && b <= cand.next + cb;
-    if (match) {
-      s = &cand;
-      break;
-    }
-  }
-  if (s == nullptr) {
-    if (st.streams.size() < st.opt.max_streams) {
-      s = &st.streams.emplace_back();
-    } else {
-      s = &*std::min_element(st.streams.begin(), st.streams.end(),
-                             [](const Stream& x, const Stream& y) { return x.tick < y.tick; });
-    }
-    *s = Stream{end, 0, 0, last, b / cb, st.tick};
-    return;
-  }
-  s->tick = st.tick;
-  // A window of prefetched chunks must leave most of the budget to other streams and disks.
-  const uint64_t budget_cap = std::max<uint64_t>(1, st.impl->limit.load() / cb / 4);
-  const uint64_t max_window = std::min<uint64_t>(st.opt.max_window_chunks, budget_cap);
-  if (s->window == 0) {
-    s->window = 1;
-  } else if (last > s->last_chunk) {
-    s->window = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{s->window} * 2, max_window));
-  }
-  s->last_chunk = std::max(s->last_chunk, last);
-  s->next = std::max(s->next, end);
-  release_behind(st, *s, b / cb);
+  st.policy.released(plan, c);
   // The reader's own chunks go to the LRU's young end first, so that making room for the
   // prefetch does not evict what this read is about to copy.
-  for (uint64_t c = b / cb; c <= last; ++c) {
+  const uint64_t cb = st.opt.chunk_bytes;
+  for (c = b / cb; c <= (end - 1) / cb; ++c) {
     auto it = st.table.find(c);
-    if (it != st.table.end() && it->second->in_lru) {
-      st.impl->lru.splice(st.impl->lru.end(), st.impl->lru, it->second->lru);
-    }
+    if (it != st.table.end() && it->second->in_lru) st.budget->lru_touch(it->second->lru);
   }
-  uint64_t c = std::max(s->horizon, last + 1);
-  const uint64_t to = std::min(last + 1 + s->window, st.chunk_count);
-  for (; c < to; ++c) {
+  for (c = plan.prefetch_from; c < plan.prefetch_to; ++c) {
     if (st.table.count(c) != 0) continue;
-    auto buf = reserve(*st.impl, st.chunk_size(c));
+    auto buf = st.budget->reserve(st.chunk_size(c));
     if (!buf) break;
     auto e = std::make_shared<Entry>();
     e->chunk = c;
@@ -350,82 +168,41 @@ void plan_prefetch(State& st, uint64_t b, uint64_t end, std::vector<std::shared_
     st.table.emplace(c, e);
     jobs->push_back(std::move(e));
   }
-  s->horizon = std::max(s->horizon, c);
+  st.policy.prefetched(plan, c);
 }
 
-}  // namespace
-
-// ---- CacheBudget ----------------------------------------------------------------------------
-
-CacheBudget::CacheBudget(uint64_t limit_bytes, size_t threads) : impl_(std::make_unique<Impl>()) {
-  impl_->limit = limit_bytes;
-  impl_->pool = std::make_unique<WorkerPool>(threads, WorkerPool::Pending::kDrop);
-}
-
-CacheBudget::~CacheBudget() {
-  // Queued jobs hold device state; they are dropped before the mutex they would lock goes away.
-  impl_->pool.reset();
-}
-
-std::shared_ptr<CacheBudget> CacheBudget::global(size_t threads) {
-  static std::mutex mu;
-  static std::shared_ptr<CacheBudget> budget;
-  std::lock_guard lock(mu);
-  if (!budget) budget = std::make_shared<CacheBudget>(256 * kMiB, threads);
-  return budget;
-}
-
-uint64_t CacheBudget::limit() const {
-  return impl_->limit.load();
-}
-uint64_t CacheBudget::used() const {
-  return impl_->used.load();
-}
-uint64_t CacheBudget::peak() const {
-  return impl_->peak.load();
-}
-
-void CacheBudget::set_limit(uint64_t bytes) {
-  std::lock_guard lock(impl_->mu);
-  impl_->limit = bytes;
-  while (impl_->used.load() > bytes) {
-    if (impl_->drop_free()) continue;
-    if (impl_->lru.empty()) break;
-    LruNode victim = impl_->lru.front();
-    drop_entry(*impl_, *victim.st, victim.st->table.find(victim.chunk));
-  }
-}
-
-// ---- ReadaheadDevice ------------------------------------------------------------------------
-
-ReadaheadDevice::ReadaheadDevice(std::unique_ptr<BlockDevice> inner, ReadaheadOptions options,
-                                 std::shared_ptr<CacheBudget> budget)
-    : inner_(std::move(inner)), budget_(std::move(budget)), st_(std::make_shared<State>()) {
+ReadaheadOptions normalized(ReadaheadOptions options) {
   options.chunk_bytes =
       std::max<uint64_t>(kSectorSize, options.chunk_bytes / kSectorSize * kSectorSize);
   options.max_window_chunks = std::max<uint32_t>(1, options.max_window_chunks);
   options.max_streams = std::max<uint32_t>(1, options.max_streams);
-  st_->budget = budget_.get();
-  st_->impl = &budget_->impl();
-  st_->inner = inner_.get();
-  st_->opt = options;
-  st_->capacity_bytes = inner_->capacity_sectors() * kSectorSize;
-  st_->chunk_count = (st_->capacity_bytes + options.chunk_bytes - 1) / options.chunk_bytes;
+  return options;
 }
 
+}  // namespace
+
+void ReadaheadDevice::State::evict(uint64_t chunk) {
+  drop_entry(*this, table.find(chunk));
+}
+
+ReadaheadDevice::ReadaheadDevice(std::unique_ptr<BlockDevice> inner, ReadaheadOptions options,
+                                 std::shared_ptr<CacheBudget> budget)
+    : BlockDeviceWrapper(std::move(inner)),
+      budget_(std::move(budget)),
+      st_(std::make_shared<State>(budget_.get(), inner_.get(), normalized(options))) {}
+
 ReadaheadDevice::~ReadaheadDevice() {
-  std::unique_lock lock(st_->impl->mu);
+  std::unique_lock lock(budget_->mutex());
   st_->closing = true;
   while (!st_->table.empty()) {
     std::shared_ptr<Entry> e = st_->table.begin()->second;
-    drop_entry(*st_->impl, *st_, st_->table.begin());
+    drop_entry(*st_, st_->table.begin());
     // A finished prefetch job may still hold the entry for a moment; the memory goes back now.
     if (e->state == ChunkState::kReady) e->buf.reset();
   }
   st_->cv.wait(lock, [&] { return st_->inflight == 0; });
   // Whatever this disk freed is handed back to the system, not kept for the others.
-  while (st_->impl->drop_free()) {
-  }
+  budget_->release_free();
 }
 
 ReadaheadStats ReadaheadDevice::snapshot() const {
@@ -454,7 +231,7 @@ namespace {
 // in the caller's thread. nullptr when the budget has no room for it; the caller then reads its
 // part straight from the transport (bypass_read).
 Result<std::shared_ptr<ChunkBuf>> ready_chunk(State& st, uint64_t c) {
-  std::unique_lock lock(st.impl->mu);
+  std::unique_lock lock(st.budget->mutex());
   for (;;) {
     std::shared_ptr<Entry> e;
     auto it = st.table.find(c);
@@ -463,7 +240,7 @@ Result<std::shared_ptr<ChunkBuf>> ready_chunk(State& st, uint64_t c) {
       if (e->state == ChunkState::kReady) {
         ++st.hits;
         e->used = true;
-        if (e->in_lru) st.impl->lru.splice(st.impl->lru.end(), st.impl->lru, e->lru);
+        if (e->in_lru) st.budget->lru_touch(e->lru);
         return e->buf;
       }
       e->used = true;
@@ -481,7 +258,7 @@ Result<std::shared_ptr<ChunkBuf>> ready_chunk(State& st, uint64_t c) {
       e->state = ChunkState::kLoading;
       e->prefetch = false;
     } else {
-      std::shared_ptr<ChunkBuf> buf = reserve(*st.impl, st.chunk_size(c));
+      std::shared_ptr<ChunkBuf> buf = st.budget->reserve(st.chunk_size(c));
       if (!buf) return std::shared_ptr<ChunkBuf>();
       e = std::make_shared<Entry>();
       e->chunk = c;
@@ -534,11 +311,11 @@ Result<void> ReadaheadDevice::serve(uint64_t sector, uint64_t count, Fn&& part) 
   const uint64_t cb = st.opt.chunk_bytes;
   std::vector<std::shared_ptr<Entry>> jobs;
   {
-    std::lock_guard lock(st.impl->mu);
+    std::lock_guard lock(st.budget->mutex());
     plan_prefetch(st, b, end, &jobs);
   }
   for (std::shared_ptr<Entry>& e : jobs) {
-    st.impl->pool->submit([s = st_, e = std::move(e)] { run_prefetch(s, e); });
+    st.budget->submit([s = st_, e = std::move(e)] { run_prefetch(s, e); });
   }
   for (uint64_t c = b / cb; c <= (end - 1) / cb; ++c) {
     const uint64_t from = std::max(b, c * cb);
@@ -614,17 +391,17 @@ void ReadaheadDevice::drop_chunks(uint64_t sector, uint64_t count) {
   const uint64_t cb = st_->opt.chunk_bytes;
   const uint64_t first = sector * kSectorSize / cb;
   const uint64_t last = ((sector + count) * kSectorSize - 1) / cb;
-  std::lock_guard lock(st_->impl->mu);
+  std::lock_guard lock(budget_->mutex());
   if (last - first + 1 > st_->table.size()) {
     for (auto it = st_->table.begin(); it != st_->table.end();) {
       auto next = std::next(it);
-      if (it->first >= first && it->first <= last) drop_entry(*st_->impl, *st_, it);
+      if (it->first >= first && it->first <= last) drop_entry(*st_, it);
       it = next;
     }
   } else {
     for (uint64_t c = first; c <= last; ++c) {
       auto it = st_->table.find(c);
-      if (it != st_->table.end()) drop_entry(*st_->impl, *st_, it);
+      if (it != st_->table.end()) drop_entry(*st_, it);
     }
   }
 }

@@ -1,7 +1,8 @@
 // Read-ahead cache (vixDiskLib.disklib.EnableCache=1): a BlockDevice decorator that serves reads
 // from fixed-size chunks, detects sequential streams and prefetches ahead of them on background
-// threads. Memory for chunks comes from a CacheBudget shared by every cached disk of the process,
-// so the total stays under vixfs.cache.maxMB however many disks are open.
+// threads. Memory for chunks comes from a CacheBudget (cache_budget.h) shared by every cached disk
+// of the process, so the total stays under vixfs.cache.maxMB however many disks are open; which
+// chunks to prefetch and release is the StreamPolicy's (readahead_policy.h).
 #pragma once
 
 #include <atomic>
@@ -11,6 +12,7 @@
 
 #include "common/block_device.h"
 #include "common/config.h"
+#include "vix/cache_budget.h"
 
 namespace vix {
 
@@ -46,66 +48,25 @@ struct ReadaheadStats {
   void add(const ReadaheadStats& o);  // sums the counters; chunk_bytes is o's
 };
 
-// Memory shared by the chunks of every ReadaheadDevice attached to it, with one LRU over all of
-// them, and the worker threads that run their prefetches. Its mutex also guards the devices'
-// chunk tables, which is what lets eviction take a chunk from any disk without lock ordering.
-class CacheBudget {
- public:
-  CacheBudget(uint64_t limit_bytes, size_t threads);
-  ~CacheBudget();
-  CacheBudget(const CacheBudget&) = delete;
-  CacheBudget& operator=(const CacheBudget&) = delete;
-
-  // The process-wide budget vix::Connection uses (threads: only honoured on first call).
-  static std::shared_ptr<CacheBudget> global(size_t threads = 8);
-
-  void set_limit(uint64_t bytes);
-  uint64_t limit() const;
-  // Bytes of chunk buffers alive now (cached, loading, still being copied out, or kept on the
-  // free list for reuse; a closing disk empties the free list).
-  uint64_t used() const;
-  // Highest `used` seen; never above the limit in force at the time.
-  uint64_t peak() const;
-
-  struct Impl;  // opaque: the LRU, the counters and the worker pool
-  Impl& impl() { return *impl_; }
-
- private:
-  std::unique_ptr<Impl> impl_;
-};
-
-class ReadaheadDevice final : public BlockDevice {
+// Overrides what the cache changes (reads, and the writes and discards that invalidate chunks);
+// everything else passes through BlockDeviceWrapper to the device below.
+class ReadaheadDevice final : public BlockDeviceWrapper {
  public:
   ReadaheadDevice(std::unique_ptr<BlockDevice> inner, ReadaheadOptions options,
                   std::shared_ptr<CacheBudget> budget);
   // Waits for this device's running prefetches; returns its memory to the budget.
   ~ReadaheadDevice() override;
 
-  uint64_t capacity_sectors() const override { return inner_->capacity_sectors(); }
-  DiskInfo info() const override { return inner_->info(); }
-  bool read_only() const override { return inner_->read_only(); }
-  uint64_t reconnects() const override { return inner_->reconnects(); }
-  std::string_view transport_name() const override { return inner_->transport_name(); }
-
   Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override;
   // Memory pieces of the cached chunks (kept alive by the pieces), loaded or waited for as read()
   // would; counted as a read. Parts the budget has no room for come in buffers of their own.
   Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) override;
   Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override;
-  Result<void> flush() override { return inner_->flush(); }
   // Drops the cached chunks the range touches, before and after the device discards it, so no
   // later read is served the bytes the discard removed.
   Result<void> unmap(uint64_t sector, uint64_t count) override;
-  Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
-    return inner_->allocated(sector, count);
-  }
-  Result<std::map<std::string, std::string>> metadata() override { return inner_->metadata(); }
-  Result<void> write_metadata(const std::string& key, const std::string& value) override {
-    return inner_->write_metadata(key, value);
-  }
 
   ReadaheadStats snapshot() const;
-  BlockDevice& inner() { return *inner_; }
   CacheBudget& budget() { return *budget_; }
 
   struct State;  // shared with queued prefetch jobs, which may outlive the device
@@ -119,7 +80,6 @@ class ReadaheadDevice final : public BlockDevice {
   template <class Fn>
   Result<void> serve(uint64_t sector, uint64_t count, Fn&& part);
 
-  std::unique_ptr<BlockDevice> inner_;
   std::shared_ptr<CacheBudget> budget_;
   std::shared_ptr<State> st_;
 };

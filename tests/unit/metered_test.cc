@@ -2,38 +2,22 @@
 // percentiles that bound the truth from above within a factor of two.
 #include <gtest/gtest.h>
 
-#include <thread>
 #include <vector>
 
+#include "support/fake_device.h"
 #include "vix/metered.h"
 
 namespace {
 
-// A disk of zeros whose reads fail past a set sector and take a set time.
-class SlowZeros final : public vix::BlockDevice {
- public:
-  uint64_t capacity_sectors() const override { return 1 << 20; }
-  vix::DiskInfo info() const override { return {}; }
-  bool read_only() const override { return false; }
-  std::string_view transport_name() const override { return "zeros"; }
-  vix::Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override {
-    if (sector >= fail_from) return vix::fail(VIX_E_FILE_ERROR, "injected");
-    std::this_thread::sleep_for(delay);
-    std::fill(buf, buf + count * vix::kSectorSize, 0);
-    return vix::ok();
-  }
-  vix::Result<void> write(uint64_t, uint64_t, const uint8_t*) override { return vix::ok(); }
-  vix::Result<void> flush() override { return vix::ok(); }
-  vix::Result<std::vector<vix::SectorExtent>> allocated(uint64_t, uint64_t) override {
-    return std::vector<vix::SectorExtent>{};
-  }
-  uint64_t fail_from = 1000;
-  std::chrono::microseconds delay{0};
-};
+// A disk of zeros whose reads fail from sector 1000 on.
+std::unique_ptr<vixtest::FakeDevice> zeros() {
+  auto dev = std::make_unique<vixtest::FakeDevice>(4096 * vix::kSectorSize, "zeros");
+  dev->fail_reads(1000, 4096 - 1000, VIX_E_FILE_ERROR, "injected");
+  return dev;
+}
 
 TEST(MeteredDevice, CountsRequestsBytesAndErrors) {
-  auto inner = std::make_unique<SlowZeros>();
-  vix::MeteredDevice dev(std::move(inner));
+  vix::MeteredDevice dev(zeros());
   std::vector<uint8_t> buf(8 * 512);
   ASSERT_TRUE(dev.read(0, 8, buf.data()).ok());
   ASSERT_TRUE(dev.read(8, 4, buf.data()).ok());
@@ -51,12 +35,12 @@ TEST(MeteredDevice, CountsRequestsBytesAndErrors) {
 }
 
 TEST(MeteredDevice, PercentilesBoundTheLatencyFromAbove) {
-  auto inner = std::make_unique<SlowZeros>();
-  SlowZeros* raw = inner.get();
+  auto inner = zeros();
+  vixtest::FakeDevice* raw = inner.get();
   vix::MeteredDevice dev(std::move(inner));
   std::vector<uint8_t> buf(512);
   for (int i = 0; i < 98; ++i) ASSERT_TRUE(dev.read(0, 1, buf.data()).ok());
-  raw->delay = std::chrono::milliseconds(20);
+  raw->set_delay(std::chrono::milliseconds(20));
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(dev.read(0, 1, buf.data()).ok());
   const vix::IoSnapshot s = dev.snapshot();
   EXPECT_GE(s.max_us, 20000u);
@@ -67,6 +51,33 @@ TEST(MeteredDevice, PercentilesBoundTheLatencyFromAbove) {
   sum.add(s);
   EXPECT_EQ(sum.read_requests, 200u);
   EXPECT_EQ(sum.p99_us, s.p99_us);
+}
+
+// Only requests that did I/O on the transport count: a discard the device cannot do, a zero-length
+// one (a question) and a map_to_host the device cannot answer do not.
+TEST(MeteredDevice, CountsWhatReachedTheTransportOnly) {
+  auto inner = zeros();
+  vixtest::FakeDevice* raw = inner.get();
+  vix::MeteredDevice dev(std::move(inner));
+  auto refused = dev.unmap(0, 8);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, VIX_E_NOT_SUPPORTED);
+  raw->set_discard(true);
+  ASSERT_TRUE(dev.unmap(0, 8).ok());
+  ASSERT_TRUE(dev.unmap(0, 0).ok());
+  std::vector<vix::HostPiece> pieces;
+  auto mapped = dev.map_to_host(0, 8, &pieces);
+  ASSERT_TRUE(mapped.ok());
+  EXPECT_FALSE(*mapped);
+  raw->set_reconnects(3);
+  const vix::IoSnapshot s = dev.snapshot();
+  EXPECT_EQ(s.unmaps, 1u);
+  EXPECT_EQ(s.unmap_bytes, 8u * 512);
+  EXPECT_EQ(s.read_requests, 0u);
+  EXPECT_EQ(s.errors, 0u);
+  EXPECT_EQ(s.reconnects, 3u);
+  EXPECT_EQ(raw->count(vixtest::Op::kUnmap), 3u);
+  EXPECT_EQ(raw->count(vixtest::Op::kMapToHost), 1u);
 }
 
 }  // namespace

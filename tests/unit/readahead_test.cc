@@ -1,9 +1,8 @@
-// The read-ahead cache over a counting in-memory transport (prefetch, coalescing, budget, write
-// invalidation, errors, concurrency), then over a real VMDK opened with EnableCache=1.
+// The read-ahead cache over a fake transport that records its reads (prefetch, coalescing, budget,
+// write invalidation, errors, concurrency), then over a real VMDK opened with EnableCache=1.
 #include <gtest/gtest.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <iostream>
@@ -12,6 +11,7 @@
 #include <random>
 #include <thread>
 
+#include "support/fake_device.h"
 #include "support/fixtures.h"
 #include "vix/connection.h"
 #include "vix/library.h"
@@ -27,96 +27,15 @@ uint8_t pattern(uint64_t byte) {
   return static_cast<uint8_t>((byte >> 9) * 31 + byte * 7 + 1);
 }
 
-// The transport double: a RAM disk that counts and logs its reads, can fail reads of a range,
-// delay them, or hold them (after copying, so that a held read returns the bytes of its start).
-class CountingDevice final : public vix::BlockDevice {
- public:
-  explicit CountingDevice(uint64_t bytes, std::string transport = "file")
-      : data_(bytes), transport_(std::move(transport)) {
-    for (uint64_t i = 0; i < bytes; ++i) data_[i] = pattern(i);
-  }
+using vixtest::FakeDevice;
+using vixtest::Op;
 
-  uint64_t capacity_sectors() const override { return data_.size() / 512; }
-  vix::DiskInfo info() const override {
-    vix::DiskInfo d;
-    d.capacity_sectors = capacity_sectors();
-    return d;
-  }
-  bool read_only() const override { return false; }
-  std::string_view transport_name() const override { return transport_; }
-
-  vix::Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override {
-    if (sector + count > capacity_sectors()) return vix::fail(VIX_E_DISK_OUTOFRANGE, "range");
-    const uint64_t b = sector * 512, e = b + count * 512;
-    bool hold;
-    {
-      std::lock_guard lock(mu_);
-      ++reads_;
-      log_.push_back({sector, count});
-      if (b < fail_end_ && e > fail_begin_) {
-        return vix::fail(VIX_E_DISK_INVAL,
-                         "mem: injected failure at sector " + std::to_string(sector));
-      }
-      std::memcpy(buf, data_.data() + b, count * 512);
-      hold = b < hold_end_ && e > hold_begin_;
-      if (hold) ++held_;
-      cv_.notify_all();
-    }
-    if (delay_.count()) std::this_thread::sleep_for(delay_);
-    if (hold) {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return hold_end_ == 0; });
-    }
-    return vix::ok();
-  }
-  vix::Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override {
-    if (sector + count > capacity_sectors()) return vix::fail(VIX_E_DISK_OUTOFRANGE, "range");
-    std::lock_guard lock(mu_);
-    std::memcpy(data_.data() + sector * 512, buf, count * 512);
-    return vix::ok();
-  }
-  vix::Result<void> flush() override {
-    ++flushes_;
-    return vix::ok();
-  }
-  vix::Result<std::vector<vix::SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
-    return std::vector<vix::SectorExtent>{{sector, count}};
-  }
-
-  uint64_t reads() const { return reads_.load(); }
-  std::vector<std::pair<uint64_t, uint64_t>> log() {
-    std::lock_guard lock(mu_);
-    return log_;
-  }
-  void fail_bytes(uint64_t b, uint64_t e) {
-    std::lock_guard lock(mu_);
-    fail_begin_ = b, fail_end_ = e;
-  }
-  void hold_bytes(uint64_t b, uint64_t e) {
-    std::lock_guard lock(mu_);
-    hold_begin_ = b, hold_end_ = e;
-    cv_.notify_all();
-  }
-  // Waits (bounded, so a bug fails instead of hanging) until n reads are being held.
-  bool wait_held(int n) {
-    std::unique_lock lock(mu_);
-    return cv_.wait_for(lock, 20s, [&] { return held_ >= n; });
-  }
-  void set_delay(std::chrono::milliseconds d) { delay_ = d; }
-  int flushes() const { return flushes_.load(); }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::vector<uint8_t> data_;
-  std::string transport_;
-  std::atomic<uint64_t> reads_{0};
-  std::vector<std::pair<uint64_t, uint64_t>> log_;
-  uint64_t fail_begin_ = 0, fail_end_ = 0, hold_begin_ = 0, hold_end_ = 0;
-  int held_ = 0;
-  std::chrono::milliseconds delay_{0};
-  std::atomic<int> flushes_{0};
-};
+// The transport double: a RAM disk of pattern() bytes that records its calls.
+std::unique_ptr<FakeDevice> patterned(uint64_t bytes, std::string transport = "file") {
+  auto dev = std::make_unique<FakeDevice>(bytes, std::move(transport));
+  dev->fill(pattern);
+  return dev;
+}
 
 // Waits for a condition that background prefetches will make true; bounded so that a bug fails.
 bool eventually(const std::function<bool()>& cond) {
@@ -128,13 +47,13 @@ bool eventually(const std::function<bool()>& cond) {
 }
 
 struct Cached {
-  CountingDevice* mem = nullptr;
+  FakeDevice* mem = nullptr;
   std::unique_ptr<vix::ReadaheadDevice> dev;
 };
 
 Cached make_cached(uint64_t bytes, uint64_t chunk_bytes, std::shared_ptr<vix::CacheBudget> budget,
                    uint32_t max_window = 16) {
-  auto mem = std::make_unique<CountingDevice>(bytes);
+  auto mem = patterned(bytes);
   Cached c;
   c.mem = mem.get();
   vix::ReadaheadOptions opt;
@@ -171,8 +90,8 @@ const std::vector<uint8_t>& reference() {
 TEST(ReadaheadTest, SequentialSmallReadsBecomeFewLargeTransportReads) {
   constexpr uint64_t kSize = 64 * kMiB;
   // Baseline: the transport alone sees every 4 KiB read.
-  CountingDevice plain(kSize);
-  for (uint64_t off = 0; off < kSize; off += 4 * kKiB) ASSERT_TRUE(read_matches(plain, off, 4096));
+  auto plain = patterned(kSize);
+  for (uint64_t off = 0; off < kSize; off += 4 * kKiB) ASSERT_TRUE(read_matches(*plain, off, 4096));
 
   auto budget = std::make_shared<vix::CacheBudget>(256 * kMiB, 4);
   Cached c = make_cached(kSize, 1 * kMiB, budget);
@@ -180,14 +99,15 @@ TEST(ReadaheadTest, SequentialSmallReadsBecomeFewLargeTransportReads) {
     ASSERT_TRUE(read_matches(*c.dev, off, 4096)) << off;
   }
   vix::ReadaheadStats s = c.dev->snapshot();
-  std::cout << "[ readahead ] 64 MiB in 4 KiB reads: " << plain.reads()
-            << " transport reads without the cache, " << c.mem->reads() << " with it (" << s.hits
-            << " hits, " << s.misses << " misses, " << s.prefetched_bytes << " bytes prefetched)\n";
-  EXPECT_EQ(plain.reads(), kSize / (4 * kKiB));
-  EXPECT_EQ(c.mem->reads(), kSize / kMiB);  // each chunk exactly once
-  for (auto [sector, count] : c.mem->log()) {
-    EXPECT_EQ(count * 512, kMiB);
-    EXPECT_EQ(sector * 512 % kMiB, 0u);
+  std::cout << "[ readahead ] 64 MiB in 4 KiB reads: " << plain->count(Op::kRead)
+            << " transport reads without the cache, " << c.mem->count(Op::kRead) << " with it ("
+            << s.hits << " hits, " << s.misses << " misses, " << s.prefetched_bytes
+            << " bytes prefetched)\n";
+  EXPECT_EQ(plain->count(Op::kRead), kSize / (4 * kKiB));
+  EXPECT_EQ(c.mem->count(Op::kRead), kSize / kMiB);  // each chunk exactly once
+  for (const vixtest::Call& call : c.mem->calls(Op::kRead)) {
+    EXPECT_EQ(call.count * 512, kMiB);
+    EXPECT_EQ(call.sector * 512 % kMiB, 0u);
   }
   EXPECT_EQ(s.reads, kSize / (4 * kKiB));
   EXPECT_EQ(s.bytes_read, kSize);
@@ -209,17 +129,17 @@ TEST(ReadaheadTest, ASequentialCopyLeavesRandomReadersChunksCached) {
   Cached c = make_cached(64 * kMiB, 1 * kMiB, budget);
   const std::vector<uint64_t> hot = {56, 58, 60, 62};  // chunks, never adjacent
   for (uint64_t chunk : hot) ASSERT_TRUE(read_matches(*c.dev, chunk * kMiB + 8192, 4096));
-  const uint64_t before_scan = c.mem->reads();
+  const uint64_t before_scan = c.mem->count(Op::kRead);
   for (uint64_t off = 0; off < 40 * kMiB; off += 128 * kKiB) {
     ASSERT_TRUE(read_matches(*c.dev, off, 128 * kKiB)) << off;
   }
   const vix::ReadaheadStats s = c.dev->snapshot();
   EXPECT_GE(s.released_behind, 30u);
   // The scan read each of its chunks once (plus at most its prefetch window past the end).
-  EXPECT_LE(c.mem->reads() - before_scan, 40u + 6u);
-  const uint64_t after_scan = c.mem->reads();
+  EXPECT_LE(c.mem->count(Op::kRead) - before_scan, 40u + 6u);
+  const uint64_t after_scan = c.mem->count(Op::kRead);
   for (uint64_t chunk : hot) ASSERT_TRUE(read_matches(*c.dev, chunk * kMiB + 4096, 4096));
-  EXPECT_EQ(c.mem->reads(), after_scan) << "the scan evicted the random readers' chunks";
+  EXPECT_EQ(c.mem->count(Op::kRead), after_scan) << "the scan evicted the random readers' chunks";
   EXPECT_LE(budget->peak(), 24 * kMiB);
 }
 
@@ -237,7 +157,7 @@ TEST(ReadaheadTest, RandomReadsDoNotPrefetch) {
   EXPECT_LE(s.wasted_bytes, 2 * kMiB);
   // Nothing beyond what was asked for: at most every chunk once plus boundary-straddling reads.
   EXPECT_EQ(s.transport_requests, s.misses + s.prefetched_bytes / kMiB);
-  EXPECT_LE(c.mem->reads(), kSize / kMiB + 2);
+  EXPECT_LE(c.mem->count(Op::kRead), kSize / kMiB + 2);
   EXPECT_GT(s.hits, 2000u);  // 3000 reads over 64 chunks: the rest are cached
 }
 
@@ -267,7 +187,7 @@ TEST(ReadaheadTest, MemoryStaysUnderTheBudgetAcrossDevices) {
   EXPECT_LE(budget->peak(), kLimit);
   EXPECT_GE(budget->peak(), kLimit / 2);  // the cache was actually used
   uint64_t transport = 0;
-  for (auto& d : devs) transport += d.mem->reads();
+  for (auto& d : devs) transport += d.mem->count(Op::kRead);
   EXPECT_GT(transport, 4 * 32 * kMiB / (256 * kKiB));  // 128 MiB through 8 MiB: evictions
   devs.clear();
   EXPECT_EQ(budget->used(), 0u);
@@ -289,7 +209,7 @@ TEST(ReadaheadTest, ConcurrentReadsOfOneChunkAreCoalesced) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(bad.load(), 0);
-  EXPECT_EQ(c.mem->reads(), 1u);
+  EXPECT_EQ(c.mem->count(Op::kRead), 1u);
   vix::ReadaheadStats s = c.dev->snapshot();
   EXPECT_EQ(s.misses, 1u);
   EXPECT_EQ(s.hits, kThreads - 1u);
@@ -312,7 +232,7 @@ TEST(ReadaheadTest, WritesAreSeenByLaterReads) {
   EXPECT_TRUE(read_matches(*c.dev, woff - 4096, wlen + 8192, &expect));
   EXPECT_TRUE(read_matches(*c.dev, 0, kSize, &expect));
   ASSERT_TRUE(c.dev->flush().ok());
-  EXPECT_EQ(c.mem->flushes(), 1);
+  EXPECT_EQ(c.mem->count(Op::kFlush), 1u);
   EXPECT_EQ(c.dev->snapshot().writes, 1u);
   EXPECT_EQ(c.dev->transport_name(), "file");
   EXPECT_EQ(c.dev->capacity_sectors(), kSize / 512);
@@ -322,13 +242,13 @@ TEST(ReadaheadTest, PrefetchRacingAWriteDoesNotInstallStaleBytes) {
   auto budget = std::make_shared<vix::CacheBudget>(64 * kMiB, 4);
   Cached c = make_cached(8 * kMiB, 256 * kKiB, budget);
   // The prefetch of chunk 1 copies the old bytes, then stalls until after the write.
-  c.mem->hold_bytes(256 * kKiB, 512 * kKiB);
+  c.mem->hold_reads(256 * kKiB / 512, 256 * kKiB / 512);
   ASSERT_TRUE(read_matches(*c.dev, 0, 4096));     // new stream
   ASSERT_TRUE(read_matches(*c.dev, 4096, 4096));  // sequential: prefetch chunk 1
   ASSERT_TRUE(c.mem->wait_held(1));
   std::vector<uint8_t> data(4096, 0x5A);
   ASSERT_TRUE(c.dev->write(300 * kKiB / 512, 8, data.data()).ok());
-  c.mem->hold_bytes(0, 0);
+  c.mem->hold_reads(0, 0);
   std::vector<uint8_t> expect(8 * kMiB);
   for (uint64_t i = 0; i < expect.size(); ++i) expect[i] = pattern(i);
   std::memcpy(expect.data() + 300 * kKiB, data.data(), data.size());
@@ -337,21 +257,23 @@ TEST(ReadaheadTest, PrefetchRacingAWriteDoesNotInstallStaleBytes) {
   EXPECT_TRUE(eventually([&] { return c.dev->snapshot().prefetched_bytes > 0; }));
   EXPECT_TRUE(read_matches(*c.dev, 296 * kKiB, 8192, &expect));
   uint64_t chunk1_reads = 0;
-  for (auto [sector, count] : c.mem->log()) chunk1_reads += sector * 512 == 256 * kKiB;
+  for (const vixtest::Call& call : c.mem->calls(Op::kRead)) {
+    chunk1_reads += call.sector * 512 == 256 * kKiB;
+  }
   EXPECT_EQ(chunk1_reads, 2u);  // the stale prefetch, then a fresh read
 }
 
 TEST(ReadaheadTest, FailedReadsReturnTheErrorAndAreNotCached) {
   auto budget = std::make_shared<vix::CacheBudget>(64 * kMiB, 4);
   Cached c = make_cached(8 * kMiB, 256 * kKiB, budget);
-  c.mem->fail_bytes(512 * kKiB, 768 * kKiB);  // chunk 2
+  c.mem->fail_reads(512 * kKiB / 512, 256 * kKiB / 512);  // chunk 2
   std::vector<uint8_t> buf(4096);
   auto r = c.dev->read(520 * kKiB / 512, 8, buf.data());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, static_cast<VixError>(VIX_E_DISK_INVAL));
   EXPECT_NE(r.error().message.find("injected failure"), std::string::npos);
   EXPECT_FALSE(c.dev->read(520 * kKiB / 512, 8, buf.data()).ok());
-  EXPECT_EQ(c.mem->reads(), 2u);  // the failure was not cached
+  EXPECT_EQ(c.mem->count(Op::kRead), 2u);  // the failure was not cached
   // Coalesced waiters of a failing load all get the error.
   c.mem->set_delay(30ms);
   std::latch start(6);
@@ -367,22 +289,22 @@ TEST(ReadaheadTest, FailedReadsReturnTheErrorAndAreNotCached) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(failed.load(), 6);
   c.mem->set_delay(0ms);
-  c.mem->fail_bytes(0, 0);
+  c.mem->fail_reads(0, 0);
   EXPECT_TRUE(read_matches(*c.dev, 520 * kKiB, 4096));
   EXPECT_GE(c.dev->snapshot().errors, 3u);
   EXPECT_EQ(c.dev->snapshot().prefetch_errors, 0u);
   // Out of range is the usual error, without a transport read.
-  uint64_t before = c.mem->reads();
+  uint64_t before = c.mem->count(Op::kRead);
   auto oor = c.dev->read(8 * kMiB / 512 - 1, 2, buf.data());
   ASSERT_FALSE(oor.ok());
   EXPECT_EQ(oor.error().code, static_cast<VixError>(VIX_E_DISK_OUTOFRANGE));
-  EXPECT_EQ(c.mem->reads(), before);
+  EXPECT_EQ(c.mem->count(Op::kRead), before);
 }
 
 TEST(ReadaheadTest, FailedPrefetchIsDroppedSilently) {
   auto budget = std::make_shared<vix::CacheBudget>(64 * kMiB, 4);
   Cached c = make_cached(8 * kMiB, 256 * kKiB, budget);
-  c.mem->fail_bytes(1 * kMiB, 1 * kMiB + 256 * kKiB);  // chunk 4
+  c.mem->fail_reads(1 * kMiB / 512, 256 * kKiB / 512);  // chunk 4
   for (uint64_t off = 0; off < 1 * kMiB; off += 4096) ASSERT_TRUE(read_matches(*c.dev, off, 4096));
   ASSERT_TRUE(eventually([&] { return c.dev->snapshot().prefetch_errors > 0; }));
   // Chunks past the failed one were prefetched and are served.
@@ -473,7 +395,7 @@ TEST(ReadaheadTest, OptionsComeFromTheConfig) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("vixfs.cache.chunkKB"), std::string::npos);
   // Off by default; off means the device is handed back as it is.
-  auto plain = std::make_unique<CountingDevice>(kMiB, "nbd");
+  auto plain = patterned(kMiB, "nbd");
   vix::BlockDevice* raw = plain.get();
   vix::ReadaheadDevice* cache = nullptr;
   auto same = vix::wrap_readahead_if_enabled(std::move(plain), vix::Config(), &cache);

@@ -3,11 +3,10 @@
 // changes the bytes).
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
+#include "support/fake_device.h"
 #include "vix/readahead.h"
 
 namespace {
@@ -18,60 +17,16 @@ uint8_t pattern(uint64_t byte) {
   return static_cast<uint8_t>(byte * 11 + (byte >> 9) + 3);
 }
 
-// A RAM disk whose unmap zeroes the range (or, with can_discard false, refuses like a device
-// without discard); counts the reads that reach it.
-class ZeroingDevice final : public vix::BlockDevice {
- public:
-  ZeroingDevice(uint64_t bytes, bool can_discard) : data_(bytes), can_discard_(can_discard) {
-    for (uint64_t i = 0; i < bytes; ++i) data_[i] = pattern(i);
-  }
-  uint64_t capacity_sectors() const override { return data_.size() / 512; }
-  vix::DiskInfo info() const override {
-    vix::DiskInfo d;
-    d.capacity_sectors = capacity_sectors();
-    return d;
-  }
-  bool read_only() const override { return false; }
-  std::string_view transport_name() const override { return "nbd"; }
-  vix::Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override {
-    std::lock_guard lock(mu_);
-    ++reads_;
-    std::memcpy(buf, data_.data() + sector * 512, count * 512);
-    return vix::ok();
-  }
-  vix::Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override {
-    std::lock_guard lock(mu_);
-    std::memcpy(data_.data() + sector * 512, buf, count * 512);
-    return vix::ok();
-  }
-  vix::Result<void> flush() override { return vix::ok(); }
-  vix::Result<void> unmap(uint64_t sector, uint64_t count) override {
-    if (!can_discard_) return vix::fail(VIX_E_NOT_SUPPORTED, "test device cannot discard");
-    std::lock_guard lock(mu_);
-    ++unmaps_;
-    std::memset(data_.data() + sector * 512, 0, count * 512);
-    return vix::ok();
-  }
-  vix::Result<std::vector<vix::SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
-    return std::vector<vix::SectorExtent>{{sector, count}};
-  }
-  int reads() const { return reads_.load(); }
-  int unmaps() const { return unmaps_.load(); }
-
- private:
-  std::mutex mu_;
-  std::vector<uint8_t> data_;
-  bool can_discard_;
-  std::atomic<int> reads_{0}, unmaps_{0};
-};
-
 struct Cached {
-  ZeroingDevice* mem = nullptr;
+  vixtest::FakeDevice* mem = nullptr;
   std::unique_ptr<vix::ReadaheadDevice> dev;
 };
 
 Cached make(bool can_discard) {
-  auto mem = std::make_unique<ZeroingDevice>(4 * kMiB, can_discard);
+  // A RAM disk whose unmap zeroes the range, or refuses as a device without discard does.
+  auto mem = std::make_unique<vixtest::FakeDevice>(4 * kMiB, "nbd");
+  mem->fill(pattern);
+  mem->set_discard(can_discard);
   Cached c;
   c.mem = mem.get();
   vix::ReadaheadOptions opt;
@@ -93,14 +48,15 @@ TEST(ReadaheadUnmap, CachedChunksAreNotServedAfterADiscard) {
   // Chunks 0..2 cached by one read; a second read of them does not reach the device.
   const uint64_t span = 768 * kKiB;
   auto first = read(*c.dev, 0, span);
-  const int reads = c.mem->reads();
+  const uint64_t reads = c.mem->count(vixtest::Op::kRead);
   auto again = read(*c.dev, 0, span);
-  ASSERT_EQ(c.mem->reads(), reads) << "the chunks were not cached: the test would prove nothing";
+  ASSERT_EQ(c.mem->count(vixtest::Op::kRead), reads)
+      << "the chunks were not cached: the test would prove nothing";
   ASSERT_EQ(first, again);
   // Across the chunk 0/1 border and into chunk 2, unaligned to chunks.
   const uint64_t off = 200 * kKiB, len = 400 * kKiB + 1536;
   ASSERT_TRUE(c.dev->unmap(off / 512, len / 512).ok());
-  EXPECT_EQ(c.mem->unmaps(), 1);
+  EXPECT_EQ(c.mem->count(vixtest::Op::kUnmap), 1u);
   auto after = read(*c.dev, 0, span);
   for (uint64_t i = 0; i < span; ++i) {
     const bool gone = i >= off && i < off + len;

@@ -4,10 +4,9 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
-#include <set>
 #include <thread>
 
+#include "support/fake_device.h"
 #include "support/fixtures.h"
 #include "transports/transport.h"
 #include "vix/connection.h"
@@ -19,65 +18,28 @@ namespace {
 using namespace std::chrono_literals;
 using vix::SectorExtent;
 
-// A RAM disk that tracks allocation at 16-sector grains; can fail or slow down on demand.
-class MemDevice final : public vix::BlockDevice {
- public:
-  static constexpr uint64_t kGrain = 16;
-  explicit MemDevice(uint64_t sectors) : data_(sectors * 512, 0), capacity_(sectors) {}
+using vixtest::FakeDevice;
 
-  uint64_t capacity_sectors() const override { return capacity_; }
-  vix::DiskInfo info() const override {
-    vix::DiskInfo d;
-    d.capacity_sectors = capacity_;
-    return d;
-  }
-  bool read_only() const override { return false; }
-  std::string_view transport_name() const override { return "file"; }
+constexpr uint64_t kGrain = 16;
 
-  vix::Result<void> read(uint64_t sector, uint64_t count, uint8_t* buf) override {
-    if (delay.count()) std::this_thread::sleep_for(delay);
-    if (fail_reads) return vix::fail(VIX_E_DISK_INVAL, "mem: grain table 3 points past EOF");
-    std::lock_guard lock(mu_);
-    memcpy(buf, data_.data() + sector * 512, count * 512);
-    return vix::ok();
-  }
-  vix::Result<void> write(uint64_t sector, uint64_t count, const uint8_t* buf) override {
-    std::lock_guard lock(mu_);
-    memcpy(data_.data() + sector * 512, buf, count * 512);
-    for (uint64_t g = sector / kGrain; g <= (sector + count - 1) / kGrain; ++g) grains_.insert(g);
-    return vix::ok();
-  }
-  vix::Result<void> flush() override { return vix::ok(); }
-  vix::Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
-    std::lock_guard lock(mu_);
-    std::vector<SectorExtent> out;
-    for (uint64_t g : grains_) {
-      uint64_t s = std::max(g * kGrain, sector);
-      uint64_t e = std::min(g * kGrain + kGrain, sector + count);
-      if (s < e) out.push_back({s, e - s});
-    }
-    return out;
-  }
-  void allocate(uint64_t sector, uint64_t count) {
-    std::vector<uint8_t> buf(count * 512, 1);
-    (void)write(sector, count, buf.data());
-  }
+// A RAM disk that tracks allocation at 16-sector grains, as a sparse VMDK does.
+std::unique_ptr<FakeDevice> mem_device(uint64_t sectors) {
+  auto dev = std::make_unique<FakeDevice>(sectors * 512, "file");
+  dev->set_allocation_grain(kGrain);
+  return dev;
+}
 
-  std::chrono::milliseconds delay{0};
-  bool fail_reads = false;
-
- private:
-  std::mutex mu_;
-  std::vector<uint8_t> data_;
-  uint64_t capacity_;
-  std::set<uint64_t> grains_;
-};
+// Writes ones over [sector, sector+count), which allocates the grains it touches.
+void allocate(FakeDevice& dev, uint64_t sector, uint64_t count) {
+  std::vector<uint8_t> buf(count * 512, 1);
+  ASSERT_TRUE(dev.write(sector, count, buf.data()).ok());
+}
 
 class VixDiskTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(vix::Library::init({}, "", "").ok());
-    auto dev = std::make_unique<MemDevice>(4096);
+    auto dev = mem_device(4096);
     mem_ = dev.get();
     disk_ = std::make_unique<vix::Disk>(nullptr, "mem", 0, std::move(dev));
   }
@@ -85,7 +47,7 @@ class VixDiskTest : public ::testing::Test {
     disk_.reset();
     vix::Library::exit();
   }
-  MemDevice* mem_ = nullptr;
+  FakeDevice* mem_ = nullptr;
   std::unique_ptr<vix::Disk> disk_;
 };
 
@@ -117,7 +79,7 @@ TEST_F(VixDiskTest, AsyncCallbackRunsOnceOnAWorkerWithoutWait) {
 }
 
 TEST_F(VixDiskTest, WaitReturnsAfterEveryCallbackReturned) {
-  mem_->delay = 5ms;
+  mem_->set_delay(5ms);
   std::atomic<int> returned{0};
   std::vector<std::vector<uint8_t>> bufs(20, std::vector<uint8_t>(512));
   for (auto& b : bufs) {
@@ -134,7 +96,7 @@ TEST_F(VixDiskTest, WaitReturnsAfterEveryCallbackReturned) {
 }
 
 TEST_F(VixDiskTest, DestroyingTheDiskWaitsForItsIo) {
-  mem_->delay = 20ms;
+  mem_->set_delay(20ms);
   std::atomic<int> returned{0};
   std::vector<uint8_t> buf(512);
   for (int i = 0; i < 4; ++i) {
@@ -159,7 +121,7 @@ TEST_F(VixDiskTest, RejectedAsyncNeverCallsBack) {
 }
 
 TEST_F(VixDiskTest, AsyncErrorReachesTheCallbackWithItsDetail) {
-  mem_->fail_reads = true;
+  mem_->fail_reads(0, 4096, VIX_E_DISK_INVAL, "mem: grain table 3 points past EOF");
   std::vector<uint8_t> buf(512);
   VixError got = VIX_OK;
   std::string text;
@@ -187,7 +149,7 @@ TEST_F(VixDiskTest, SyncReadWriteAndRanges) {
 }
 
 TEST_F(VixDiskTest, ReadOnlyFlagRefusesWrites) {
-  vix::Disk ro(nullptr, "mem-ro", VIXDISKLIB_FLAG_OPEN_READ_ONLY, std::make_unique<MemDevice>(64));
+  vix::Disk ro(nullptr, "mem-ro", VIXDISKLIB_FLAG_OPEN_READ_ONLY, mem_device(64));
   std::vector<uint8_t> buf(512);
   auto r = ro.write(0, 1, buf.data());
   ASSERT_FALSE(r.ok());
@@ -214,10 +176,10 @@ TEST_F(VixDiskTest, QueryAllocatedArgumentRules) {
 }
 
 TEST_F(VixDiskTest, QueryAllocatedRoundsOutMergesAndClips) {
-  mem_->allocate(16, 1);     // grain 16..31   -> chunk 0..127
-  mem_->allocate(100, 40);   // grains 96..143 -> chunks 0..255
-  mem_->allocate(1000, 1);   // grain 992..1007 -> chunk 896..1023
-  mem_->allocate(3000, 16);  // grains 2992..3023 -> chunk 2944..3071
+  allocate(*mem_, 16, 1);     // grain 16..31   -> chunk 0..127
+  allocate(*mem_, 100, 40);   // grains 96..143 -> chunks 0..255
+  allocate(*mem_, 1000, 1);   // grain 992..1007 -> chunk 896..1023
+  allocate(*mem_, 3000, 16);  // grains 2992..3023 -> chunk 2944..3071
   auto r = disk_->query_allocated(0, 4096, 128);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(*r, (std::vector<SectorExtent>{{0, 256}, {896, 128}, {2944, 128}}));
