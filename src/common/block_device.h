@@ -89,9 +89,11 @@ class BlockDevice {
   // at the device's native granularity (a VMDK grain). Zeroed grains and holes are not included.
   virtual Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) = 0;
 
-  // How many times the transport had to re-establish its link to the server (stats.json);
-  // transports without a link, and decorators without a device below, report 0.
-  virtual uint64_t reconnects() const { return 0; }
+  // What a transport counts of its link to the server, for stats.json's transportIo: camelCase
+  // name -> count ("reconnects": how many times it re-established the link). A new counter is an
+  // entry here, in its transport alone: the meter and stats.json pass every entry through.
+  using LinkCounters = std::map<std::string, uint64_t>;
+  virtual LinkCounters link_counters() const { return {}; }
 
   // The disk database (ddb.* keys of a VMDK descriptor). Devices without one return
   // VIX_E_NOT_SUPPORTED.
@@ -135,7 +137,7 @@ class BlockDeviceWrapper : public BlockDevice {
   Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override {
     return inner_->allocated(sector, count);
   }
-  uint64_t reconnects() const override { return inner_->reconnects(); }
+  LinkCounters link_counters() const override { return inner_->link_counters(); }
   Result<std::map<std::string, std::string>> metadata() override { return inner_->metadata(); }
   Result<void> write_metadata(const std::string& key, const std::string& value) override {
     return inner_->write_metadata(key, value);

@@ -9,6 +9,15 @@ namespace vixfs {
 
 namespace {
 
+// The transport's link counters besides reconnects (always shown, 0 without a link).
+std::string link_json(const vix::IoSnapshot& io) {
+  std::string out;
+  for (const auto& [name, count] : io.link) {
+    if (name != "reconnects") out += ", " + vix::json_string(name) + ": " + std::to_string(count);
+  }
+  return out;
+}
+
 std::string io_json(const vix::IoSnapshot& io) {
   return "{\"readRequests\": " + std::to_string(io.read_requests) +
          ", \"readBytes\": " + std::to_string(io.read_bytes) +
@@ -18,7 +27,7 @@ std::string io_json(const vix::IoSnapshot& io) {
          ", \"unmaps\": " + std::to_string(io.unmaps) +
          ", \"unmapBytes\": " + std::to_string(io.unmap_bytes) +
          ", \"errors\": " + std::to_string(io.errors) +
-         ", \"reconnects\": " + std::to_string(io.reconnects) +
+         ", \"reconnects\": " + std::to_string(io.link_counter("reconnects")) + link_json(io) +
          ", \"readLatencyUs\": {\"p50\": " + std::to_string(io.p50_us) +
          ", \"p90\": " + std::to_string(io.p90_us) + ", \"p99\": " + std::to_string(io.p99_us) +
          ", \"max\": " + std::to_string(io.max_us) + "}}";

@@ -79,7 +79,9 @@ class NbdDevice final : public BlockDevice {
 
   uint64_t capacity_sectors() const override { return info_.size / kSectorSize; }
   bool read_only() const override { return s_.read_only || info_.read_only(); }
-  uint64_t reconnects() const override { return reconnects_.load(std::memory_order_relaxed); }
+  LinkCounters link_counters() const override {
+    return {{"reconnects", reconnects_.load(std::memory_order_relaxed)}};
+  }
   std::string_view transport_name() const override { return s_.tls ? "nbdssl" : "nbd"; }
 
   DiskInfo info() const override {

@@ -25,7 +25,7 @@ void IoSnapshot::add(const IoSnapshot& o) {
   unmaps += o.unmaps;
   unmap_bytes += o.unmap_bytes;
   errors += o.errors;
-  reconnects += o.reconnects;
+  for (const auto& [name, count] : o.link) link[name] += count;
   p50_us = std::max(p50_us, o.p50_us);
   p90_us = std::max(p90_us, o.p90_us);
   p99_us = std::max(p99_us, o.p99_us);

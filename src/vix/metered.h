@@ -18,10 +18,14 @@ struct IoSnapshot {
   uint64_t write_requests = 0, write_bytes = 0;
   uint64_t flushes = 0, errors = 0;
   uint64_t unmaps = 0, unmap_bytes = 0;  // BlockDevice::unmap calls, bytes discarded
-  uint64_t reconnects = 0;               // BlockDevice::reconnects() of the transport's device
+  BlockDevice::LinkCounters link;        // BlockDevice::link_counters() of the transport's device
   // Read latency in microseconds (upper bounds of log2 buckets: within 2x of the truth).
   uint64_t p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0;
   void add(const IoSnapshot& o);  // sums counts; percentiles keep the larger (an upper bound)
+  uint64_t link_counter(const std::string& name) const {
+    auto it = link.find(name);
+    return it == link.end() ? 0 : it->second;
+  }
 };
 
 class IoMeter {
@@ -51,10 +55,10 @@ class MeteredDevice final : public BlockDeviceWrapper {
   Result<void> unmap(uint64_t sector, uint64_t count) override;
   // Counted as a read of the mapped bytes: the caller reads them from the host file itself.
   Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) override;
-  // The meter's counts plus the transport's reconnects.
+  // The meter's counts plus the transport's link counters.
   IoSnapshot snapshot() const {
     IoSnapshot s = meter_.snapshot();
-    s.reconnects = inner_->reconnects();
+    s.link = inner_->link_counters();
     return s;
   }
 

@@ -59,7 +59,9 @@ class VmdkDisk final : public BlockDevice {
   // zero pieces; false for compressed grains, non-local extent files, or a `below` device that
   // cannot map.
   Result<bool> map_to_host(uint64_t sector, uint64_t count, std::vector<HostPiece>* out) override;
-  uint64_t reconnects() const override { return below_ ? below_->reconnects() : 0; }
+  LinkCounters link_counters() const override {
+    return below_ ? below_->link_counters() : LinkCounters{};
+  }
   Result<std::map<std::string, std::string>> metadata() override;
   Result<void> write_metadata(const std::string& key, const std::string& value) override;
 

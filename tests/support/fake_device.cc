@@ -30,8 +30,8 @@ const char* op_name(Op op) {
       return "map_to_host";
     case Op::kAllocated:
       return "allocated";
-    case Op::kReconnects:
-      return "reconnects";
+    case Op::kLinkCounters:
+      return "link_counters";
     case Op::kMetadata:
       return "metadata";
     case Op::kWriteMetadata:
@@ -274,10 +274,10 @@ vix::Result<std::vector<vix::SectorExtent>> FakeDevice::allocated(uint64_t secto
   return out;
 }
 
-uint64_t FakeDevice::reconnects() const {
-  record(Op::kReconnects);
+vix::BlockDevice::LinkCounters FakeDevice::link_counters() const {
+  record(Op::kLinkCounters);
   std::lock_guard lock(mu_);
-  return reconnects_;
+  return {{"reconnects", reconnects_}};
 }
 
 vix::Result<std::map<std::string, std::string>> FakeDevice::metadata() {

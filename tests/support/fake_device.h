@@ -33,14 +33,14 @@ enum class Op {
   kUnmap,
   kMapToHost,
   kAllocated,
-  kReconnects,
+  kLinkCounters,
   kMetadata,
   kWriteMetadata,
 };
 inline constexpr Op kAllOps[] = {
     Op::kCapacitySectors, Op::kInfo,     Op::kReadOnly,     Op::kTransportName, Op::kRead,
     Op::kWrite,           Op::kFlush,    Op::kUnmap,        Op::kMapToHost,     Op::kAllocated,
-    Op::kReconnects,      Op::kMetadata, Op::kWriteMetadata};
+    Op::kLinkCounters,    Op::kMetadata, Op::kWriteMetadata};
 const char* op_name(Op op);
 
 // One recorded call; sector and count for the methods that take a range.
@@ -114,7 +114,7 @@ class FakeDevice final : public vix::BlockDevice {
   vix::Result<bool> map_to_host(uint64_t sector, uint64_t count,
                                 std::vector<vix::HostPiece>* out) override;
   vix::Result<std::vector<vix::SectorExtent>> allocated(uint64_t sector, uint64_t count) override;
-  uint64_t reconnects() const override;
+  LinkCounters link_counters() const override;
   vix::Result<std::map<std::string, std::string>> metadata() override;
   vix::Result<void> write_metadata(const std::string& key, const std::string& value) override;
 

@@ -334,7 +334,7 @@ TEST_F(NbdTransportLocal, ServerRestartedDuringReadsReadsStillMatch) {
   }
   EXPECT_GE(recoveries, 2u) << log;
   // stats.json's "reconnects": every connection of the pool came back after each outage.
-  EXPECT_GE((*disk)->transport_stats().reconnects, 2u);
+  EXPECT_GE((*disk)->transport_stats().link_counter("reconnects"), 2u);
 }
 
 TEST_F(NbdTransportLocal, ServerGoneForGoodFailsWithinTheBudget) {

@@ -121,8 +121,8 @@ void call_and_check(vix::BlockDevice& dev, Op op) {
       EXPECT_EQ(*r, (std::vector<vix::SectorExtent>{{64, 32}}));
       return;
     }
-    case Op::kReconnects:
-      EXPECT_EQ(dev.reconnects(), 7u);
+    case Op::kLinkCounters:
+      EXPECT_EQ(dev.link_counters(), (vix::BlockDevice::LinkCounters{{"reconnects", 7}}));
       return;
     case Op::kMetadata: {
       auto r = dev.metadata();

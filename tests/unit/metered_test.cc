@@ -75,7 +75,7 @@ TEST(MeteredDevice, CountsWhatReachedTheTransportOnly) {
   EXPECT_EQ(s.unmap_bytes, 8u * 512);
   EXPECT_EQ(s.read_requests, 0u);
   EXPECT_EQ(s.errors, 0u);
-  EXPECT_EQ(s.reconnects, 3u);
+  EXPECT_EQ(s.link_counter("reconnects"), 3u);
   EXPECT_EQ(raw->count(vixtest::Op::kUnmap), 3u);
   EXPECT_EQ(raw->count(vixtest::Op::kMapToHost), 1u);
 }
