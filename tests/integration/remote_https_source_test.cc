@@ -4,8 +4,6 @@
 // connection, and every lie (ignored Range, wrong Content-Range, short or long body) an error
 // rather than wrong bytes.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +12,7 @@
 #include <thread>
 
 #include "support/fixtures.h"
+#include "support/process.h"
 #include "transports/https.h"
 
 using vixtest::run;
@@ -114,23 +113,23 @@ class HttpsSource : public ::testing::Test {
       thumbprint_.pop_back();
     vixtest::write_file(dir_->file("server.py"), std::string(kServer));
     const std::string portfile = dir_->file("port");
-    auto r = run("python3 " + sh_quote(dir_->file("server.py")) + " " + sh_quote(cert) + " " +
-                 sh_quote(key) + " " + sh_quote(portfile) + " >" + sh_quote(dir_->file("log")) +
-                 " 2>&1 & echo $!");
-    pid_ = std::atoi(r.output.c_str());
-    for (int i = 0; i < 100 && port_.empty(); ++i) {
+    server_ = new vixtest::Child(
+        {{"python3", dir_->file("server.py"), cert, key, portfile}, "", {}, dir_->file("log")});
+    if (server_->wait_for_file(portfile, std::chrono::seconds(5))) {
       std::ifstream in(portfile);
       std::getline(in, port_);
-      if (port_.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     for (size_t i = 0; i < kFileSize; ++i) expected_.push_back(static_cast<uint8_t>(i % 251));
   }
   static void TearDownTestSuite() {
-    if (pid_ > 0) kill(pid_, SIGTERM);
+    delete server_;
+    server_ = nullptr;
     delete dir_;
     dir_ = nullptr;
   }
-  void SetUp() override { ASSERT_FALSE(port_.empty()) << "the test HTTPS server did not start"; }
+  void SetUp() override {
+    ASSERT_FALSE(port_.empty()) << "the test HTTPS server did not start: " << server_->log();
+  }
 
   static std::unique_ptr<vix::SourceOpener> opener(
       const std::string& thumbprint = thumbprint_,
@@ -150,12 +149,12 @@ class HttpsSource : public ::testing::Test {
 
   static TempDir* dir_;
   static std::string thumbprint_, port_;
-  static pid_t pid_;
+  static vixtest::Child* server_;
   static std::vector<uint8_t> expected_;
 };
 TempDir* HttpsSource::dir_ = nullptr;
 std::string HttpsSource::thumbprint_, HttpsSource::port_;
-pid_t HttpsSource::pid_ = 0;
+vixtest::Child* HttpsSource::server_ = nullptr;
 std::vector<uint8_t> HttpsSource::expected_;
 
 TEST_F(HttpsSource, LargeReadSplitsIntoRangesAndMatches) {

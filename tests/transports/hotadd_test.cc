@@ -4,8 +4,10 @@
 // no SOAP call, the journal's ownership rules, and kill -9 of a vixfs holding a hot-added disk.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -15,9 +17,9 @@
 #include <tuple>
 #include <vector>
 
-#include "integration/fs_mount_fixture.h"
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vixfs_daemon.h"
+#include "support/vsphere_sim.h"
 #include "transports/hotadd.h"
 #include "transports/hotadd_journal.h"
 #include "transports/hotadd_kernel.h"

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vsphere_sim.h"
 #include "transports/loop_device.h"
 #include "transports/nbd_transport_servers.h"
 #include "transports/san.h"
