@@ -492,9 +492,7 @@ TEST_F(HotaddTransport, RefusesWhatItCannotServeWithClearReasons) {
 namespace {
 
 std::string vixdisk_binary() {
-  // vixdisk is built at the top of the build tree; vixfs in src/fs.
-  return (std::filesystem::path(VIXFS_BINARY).parent_path().parent_path().parent_path() / "vixdisk")
-      .string();
+  return VIXFS_VIXDISK;
 }
 
 TEST_F(HotaddTransport, CleanupTouchesOnlyEntriesOfDeadProcesses) {
