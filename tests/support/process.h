@@ -31,8 +31,8 @@ std::vector<std::string> shell(const std::string& command);
 
 class Child {
  public:
-  // Starts the child in its own process group. started() is false when fork or exec failed
-  // (the log says why).
+  // Starts the child in its own process group. started() is false when fork failed; a program
+  // that cannot be run exits with status 127, "cannot run PROGRAM" in the log.
   explicit Child(ChildOptions options);
   ~Child();  // stop()
   Child(const Child&) = delete;
