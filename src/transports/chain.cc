@@ -6,22 +6,46 @@
 
 namespace vix {
 
+// How a mode reaches the disk. A remote connection whose only mode reads the storage, and
+// cannot open the disk, falls back to the encrypted network modes (open_through_chain).
+enum class Reach {
+  kStorage,    // reads the disk's storage directly (local files, a LUN, a hot-added disk)
+  kEncrypted,  // over the network, encrypted: a fallback for kStorage modes
+  kPlain,      // over the network in plain text: only when the mode list names it
+};
+
+// The one table of transport modes, in VDDK's default order: ListTransportModes, the default
+// chain, the fallback order and GetTransportMode's names all come from it. One line per mode;
+// the mode's src/transports/<mode>.cc defines make_<mode>_transport(). A macro, so that the
+// line also declares that factory and no header has to list it.
+#define VIX_TRANSPORT_MODES(MODE) \
+  MODE(file, kStorage)            \
+  MODE(san, kStorage)             \
+  MODE(hotadd, kStorage)          \
+  MODE(nbdssl, kEncrypted)        \
+  MODE(nbd, kPlain)               \
+  MODE(https, kEncrypted)
+
+#define VIX_DECLARE_FACTORY(mode, reach) std::unique_ptr<Transport> make_##mode##_transport();
+VIX_TRANSPORT_MODES(VIX_DECLARE_FACTORY)
+#undef VIX_DECLARE_FACTORY
+
 namespace {
 
 struct ModeEntry {
-  const char* name;
-  std::unique_ptr<Transport> (*make)();  // nullptr: a VDDK mode this build does not have yet
+  const char* name;  // a literal: GetTransportMode hands it out
+  std::unique_ptr<Transport> (*make)();
+  Reach reach;
 };
 
-// The one list of transport modes, in VDDK's default order. A mode gets its factory here when
-// its transport lands; ListTransportModes and the default chain follow automatically.
 constexpr ModeEntry kModes[] = {
-    {"file", &make_file_transport},     {"san", &make_san_transport},
-    {"hotadd", &make_hotadd_transport}, {"nbdssl", &make_nbdssl_transport},
-    {"nbd", &make_nbd_transport},       {"https", &make_https_transport},
+#define VIX_MODE_ENTRY(mode, reach) {#mode, &make_##mode##_transport, Reach::reach},
+    VIX_TRANSPORT_MODES(VIX_MODE_ENTRY)
+#undef VIX_MODE_ENTRY
 };
+#undef VIX_TRANSPORT_MODES
 
-const ModeEntry* find_mode(const std::string& name) {
+const ModeEntry* find_mode(std::string_view name) {
   for (const ModeEntry& m : kModes)
     if (name == m.name) return &m;
   return nullptr;
@@ -32,11 +56,20 @@ const ModeEntry* find_mode(const std::string& name) {
 const std::vector<std::string>& known_transport_modes() {
   static const std::vector<std::string> modes = [] {
     std::vector<std::string> v;
-    for (const ModeEntry& m : kModes)
-      if (m.make) v.emplace_back(m.name);
+    for (const ModeEntry& m : kModes) v.emplace_back(m.name);
     return v;
   }();
   return modes;
+}
+
+const char* transport_static_name(std::string_view mode) {
+  const ModeEntry* entry = find_mode(mode);
+  return entry ? entry->name : "unknown";
+}
+
+std::unique_ptr<Transport> make_transport(std::string_view mode) {
+  const ModeEntry* entry = find_mode(mode);
+  return entry ? entry->make() : nullptr;
 }
 
 Result<std::vector<std::string>> parse_transport_modes(const std::string& modes) {
@@ -72,7 +105,7 @@ Result<std::unique_ptr<BlockDevice>> try_mode(const std::string& mode, const Tra
                                               std::vector<Error>* failures) {
   const ModeEntry* entry = find_mode(mode);
   Error why;
-  if (entry == nullptr || entry->make == nullptr) {
+  if (entry == nullptr) {
     why = fail(VIX_E_NOT_SUPPORTED, mode + ": not available in this version of vixfs");
   } else {
     auto dev = entry->make()->open(ctx, path, flags);
@@ -84,8 +117,26 @@ Result<std::unique_ptr<BlockDevice>> try_mode(const std::string& mode, const Tra
   return why;
 }
 
-bool is_local_access_mode(const std::string& mode) {
-  return mode == "file" || mode == "san" || mode == "hotadd";
+bool reads_storage(const std::string& mode) {
+  const ModeEntry* entry = find_mode(mode);
+  return entry != nullptr && entry->reach == Reach::kStorage;
+}
+
+// The encrypted network modes in table order, and how the log names them ("nbdssl, then https").
+const std::vector<std::string>& encrypted_fallbacks() {
+  static const std::vector<std::string> modes = [] {
+    std::vector<std::string> v;
+    for (const ModeEntry& m : kModes)
+      if (m.reach == Reach::kEncrypted) v.emplace_back(m.name);
+    return v;
+  }();
+  return modes;
+}
+
+std::string fallback_list() {
+  std::string out;
+  for (const std::string& m : encrypted_fallbacks()) out += (out.empty() ? "" : ", then ") + m;
+  return out;
 }
 
 }  // namespace
@@ -99,13 +150,13 @@ Result<std::unique_ptr<BlockDevice>> open_through_chain(const std::vector<std::s
     auto dev = try_mode(mode, ctx, path, flags, &failures);
     if (dev.ok()) return dev;
   }
-  // As VDDK does: a remote connection asked for exactly one local-access mode that cannot open
-  // the disk goes on over the network, encrypted only (nbdssl, then https; plain nbd only when
-  // the list names it).
-  if (modes.size() == 1 && is_local_access_mode(modes[0]) && ctx.remote != nullptr) {
+  // As VDDK does: a remote connection asked for exactly one mode that reads the disk's storage
+  // and that mode cannot open the disk: it goes on over the network, encrypted only (nbdssl,
+  // then https; plain nbd only when the list names it).
+  if (modes.size() == 1 && reads_storage(modes[0]) && ctx.remote != nullptr) {
     log::warn(path + ": transport " + modes[0] + " cannot open the disk (" +
-              failures.front().message + "); falling back to nbdssl, then https");
-    for (const char* mode : {"nbdssl", "https"}) {
+              failures.front().message + "); falling back to " + fallback_list());
+    for (const std::string& mode : encrypted_fallbacks()) {
       auto dev = try_mode(mode, ctx, path, flags, &failures);
       if (dev.ok()) return dev;
     }

@@ -1,5 +1,7 @@
 // A transport turns (connection, disk path) into a BlockDevice, or says why it can't.
-// chain.cc walks the connection's mode list left to right and keeps the first that opens.
+// chain.cc holds the one table of modes (name, factory, how it reaches the disk) and walks the
+// connection's mode list left to right, keeping the first that opens. A mode is its own
+// src/transports/<mode>.cc, which defines make_<mode>_transport(), and one line of that table.
 #pragma once
 
 #include <memory>
@@ -36,8 +38,15 @@ class Transport {
                                                     const std::string& path, uint32_t flags) = 0;
 };
 
-// Default mode order as ListTransportModes reports it, restricted to the modes this build has.
+// Every mode of the table, in its order (VDDK's default), as ListTransportModes reports it.
 const std::vector<std::string>& known_transport_modes();
+// The mode's name as a string literal of the mode table, which outlives every handle (what
+// GetTransportMode returns); "unknown" for a name the table does not have.
+const char* transport_static_name(std::string_view mode);
+// A fresh transport of that mode, or nullptr for a name the table does not have. For opening
+// through one mode without the chain's fallback (tests, tools); everything else goes through
+// open_through_chain.
+std::unique_ptr<Transport> make_transport(std::string_view mode);
 // Parses "file:nbd" into modes; an unknown or empty mode is VIX_E_INVALID_ARG naming it.
 Result<std::vector<std::string>> parse_transport_modes(const std::string& modes);
 // Opens through the first mode that works; on failure the error lists every mode's reason.
@@ -45,12 +54,5 @@ Result<std::vector<std::string>> parse_transport_modes(const std::string& modes)
 Result<std::unique_ptr<BlockDevice>> open_through_chain(const std::vector<std::string>& modes,
                                                         const TransportContext& ctx,
                                                         const std::string& path, uint32_t flags);
-
-std::unique_ptr<Transport> make_file_transport();
-std::unique_ptr<Transport> make_https_transport();
-std::unique_ptr<Transport> make_nbd_transport();
-std::unique_ptr<Transport> make_nbdssl_transport();
-std::unique_ptr<Transport> make_san_transport();
-std::unique_ptr<Transport> make_hotadd_transport();
 
 }  // namespace vix

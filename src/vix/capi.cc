@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "common/log.h"
+#include "transports/transport.h"
 #include "vix/capi_support.h"
 #include "vix/connection.h"
 #include "vix/errors.h"
@@ -137,15 +138,6 @@ VixError init(const char* fn, VixDiskLibGenericLogFunc* log, VixDiskLibGenericLo
     }
     return report(fn, r.error());
   });
-}
-
-constexpr const char* kModeNames[] = {"file", "san", "hotadd", "nbdssl", "nbd", "https"};
-
-// GetTransportMode must return a string that outlives the handle: one of these literals.
-const char* static_mode_name(std::string_view name) {
-  for (const char* m : kModeNames)
-    if (name == m) return m;
-  return "unknown";
 }
 
 VixError progress_done(VixDiskLibProgressFunc progress, void* data) {
@@ -346,7 +338,8 @@ const char* VixDiskLib_GetTransportMode(VixDiskLibHandle diskHandle) {
     if (Library::get() == nullptr || diskHandle == nullptr || !is_live(diskHandle)) {
       return "unknown";
     }
-    return static_mode_name(diskHandle->disk->transport_name());
+    // A string that outlives the handle: the mode table's literal.
+    return vix::transport_static_name(diskHandle->disk->transport_name());
   } catch (...) {
     return "unknown";
   }

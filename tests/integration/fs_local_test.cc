@@ -1,6 +1,6 @@
 // vixfs --local: real mounts of qemu-img-made disks, checked against qemu-img's bytes.
-// Every mount is torn down by a guard (fusermount3 -u -z, then the daemon is reaped) even when
-// an assertion fails.
+// Every mount is a VixfsDaemon (support/vixfs_daemon.h), torn down (fusermount3 -u -z, then the
+// daemon is reaped) even when an assertion fails.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -24,68 +24,17 @@
 #include <thread>
 #include <vector>
 
-#include "integration/fs_mount_fixture.h"
 #include "support/fixtures.h"
+#include "support/vixfs_daemon.h"
 
 using vixtest::run;
 using vixtest::run_ok;
 using vixtest::sh_quote;
 using vixtest::TempDir;
 using vixtest::vixfs_mounted;
+using vixtest::VixfsDaemon;
 
 namespace {
-
-// A vixfs -f started in the background; the destructor unmounts lazily and reaps it.
-class Mount {
- public:
-  Mount(const std::string& local, const std::string& mnt, const std::string& log)
-      : mnt_(mnt), log_(log) {
-    mkdir(mnt.c_str(), 0755);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-      execl(VIXFS_BINARY, "vixfs", "-f", "--local", local.c_str(), mnt.c_str(),
-            static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    for (int i = 0; i < 200 && !vixfs_mounted(mnt_); ++i) {
-      if (waitpid(pid_, &status_, WNOHANG) == pid_) {
-        reaped_ = true;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-  }
-  ~Mount() {
-    if (vixfs_mounted(mnt_)) run("fusermount3 -u -z " + sh_quote(mnt_));
-    if (!reaped_ && pid_ > 0 && !wait_exit(10000)) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status_, 0);
-    }
-  }
-  bool ok() const { return !reaped_ && vixfs_mounted(mnt_); }
-  std::string log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  // Waits up to ms for the daemon to exit; true if it did.
-  bool wait_exit(int ms) {
-    for (int i = 0; i < ms / 20; ++i) {
-      if (reaped_ || waitpid(pid_, &status_, WNOHANG) == pid_) return reaped_ = true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-  }
-  pid_t pid() const { return pid_; }
-  int status() const { return status_; }
-
- private:
-  std::string mnt_, log_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool reaped_ = false;
-};
 
 std::set<std::string> list_dir(const std::string& dir) {
   std::set<std::string> out;
@@ -113,7 +62,7 @@ struct Env {
   std::string disks = tmp.file("disks");
   std::string mnt = tmp.file("mnt");
   std::string known = "vixfs known file contents 0123456789\n";
-  std::unique_ptr<Mount> mount;
+  std::unique_ptr<VixfsDaemon> mount;
 
   Env() {
     run_ok("mkdir -p " + sh_quote(disks));
@@ -158,7 +107,8 @@ struct Env {
     run_ok("dd if=" + sh_quote(tmp.file("fs.raw")) + " of=" + sh_quote(tmp.file("part.raw")) +
            " bs=512 seek=2048 conv=notrunc,sparse status=none");
     run_ok("qemu-img convert -O vmdk " + sh_quote(tmp.file("part.raw")) + " " + d + "part.vmdk");
-    mount = std::make_unique<Mount>(disks, mnt, tmp.file("vixfs.log"));
+    mount = std::make_unique<VixfsDaemon>(std::vector<std::string>{"--local", disks}, mnt,
+                                          tmp.file("vixfs.log"));
   }
   ~Env() { mount.reset(); }
 };
@@ -173,7 +123,7 @@ class FsLocal : public ::testing::Test {
     env = nullptr;
   }
   void SetUp() override {
-    ASSERT_TRUE(env->mount->ok()) << "vixfs did not mount; its log:\n" << env->mount->log();
+    ASSERT_TRUE(env->mount->mounted()) << "vixfs did not mount; its log:\n" << env->mount->log();
   }
   std::string img(const std::string& name) { return env->mnt + "/" + name; }
 };
@@ -329,8 +279,8 @@ TEST(FsLocalMount, UnmountLeavesNoProcess) {
   TempDir tmp;
   run_ok("mkdir -p " + sh_quote(tmp.file("d")));
   run_ok("qemu-img create -q -f vmdk " + sh_quote(tmp.file("d/one.vmdk")) + " 1M");
-  Mount m(tmp.file("d"), tmp.file("mnt"), tmp.file("log"));
-  ASSERT_TRUE(m.ok()) << m.log();
+  VixfsDaemon m({"--local", tmp.file("d")}, tmp.file("mnt"), tmp.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
   // A busy unmount fails at once instead of hanging; the daemon keeps serving.
   int fd = open((tmp.file("mnt") + "/one.img").c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
@@ -342,7 +292,7 @@ TEST(FsLocalMount, UnmountLeavesNoProcess) {
   close(fd);
   auto r = run("timeout 10 fusermount3 -u " + sh_quote(tmp.file("mnt")));
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_TRUE(m.wait_exit(10000)) << "vixfs still running after unmount";
+  EXPECT_TRUE(m.wait_exit(std::chrono::seconds(10))) << "vixfs still running after unmount";
   EXPECT_TRUE(WIFEXITED(m.status()) && WEXITSTATUS(m.status()) == 0) << m.status();
   std::string log = m.log();
   for (const char* step : {"closed every disk", "disconnected", "library exit"}) {
@@ -354,13 +304,13 @@ TEST(FsLocalMount, SigtermUnmounts) {
   TempDir tmp;
   run_ok("mkdir -p " + sh_quote(tmp.file("d")));
   run_ok("qemu-img create -q -f vmdk " + sh_quote(tmp.file("d/one.vmdk")) + " 1M");
-  Mount m(tmp.file("d"), tmp.file("mnt"), tmp.file("log"));
-  ASSERT_TRUE(m.ok()) << m.log();
+  VixfsDaemon m({"--local", tmp.file("d")}, tmp.file("mnt"), tmp.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
   // Even with a file open, SIGTERM ends the daemon and the mount.
   int fd = open((tmp.file("mnt") + "/one.img").c_str(), O_RDONLY);
   ASSERT_GE(fd, 0);
-  kill(m.pid(), SIGTERM);
-  EXPECT_TRUE(m.wait_exit(10000));
+  EXPECT_TRUE(m.signal(SIGTERM));
+  EXPECT_TRUE(m.wait_exit(std::chrono::seconds(10)));
   close(fd);
   EXPECT_FALSE(vixfs_mounted(tmp.file("mnt")));
   EXPECT_NE(m.log().find("library exit"), std::string::npos) << m.log();
@@ -474,8 +424,8 @@ TEST(FsLocalMount, CorruptDiskIsEioNotACrash) {
     close(fd);
   }
   run_ok("printf 'not a disk' > " + sh_quote(d + "/junk.vmdk"));
-  Mount m(d, tmp.file("mnt"), tmp.file("log"));
-  ASSERT_TRUE(m.ok()) << m.log();
+  VixfsDaemon m({"--local", d}, tmp.file("mnt"), tmp.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
   auto names = list_dir(tmp.file("mnt"));
   EXPECT_TRUE(names.count("good.img"));
   EXPECT_FALSE(names.count("junk.img"));
@@ -550,14 +500,14 @@ TEST_F(FsLocal, StatsJsonCountsReadsAndSigusr1LogsThem) {
   EXPECT_NE(after_json.find("\"transports\": {\"file\": {\"readRequests\": "), std::string::npos)
       << after_json;
 
-  ASSERT_EQ(kill(env->mount->pid(), SIGUSR1), 0);
+  ASSERT_TRUE(env->mount->signal(SIGUSR1));
   bool logged = false;
   for (int i = 0; i < 100 && !logged; ++i) {
     logged = env->mount->log().find("stats (SIGUSR1)") != std::string::npos;
     if (!logged) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(logged) << env->mount->log();
-  EXPECT_TRUE(env->mount->ok());
+  EXPECT_TRUE(env->mount->mounted());
 }
 
 }  // namespace

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "integration/fs_write_support.h"
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vsphere_sim.h"
 #include "transports/loop_device.h"
 
 using vixtest::first_difference;

@@ -11,9 +11,9 @@
 #include <map>
 #include <string>
 
-#include "integration/fs_mount_fixture.h"
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vixfs_daemon.h"
+#include "support/vsphere_sim.h"
 
 using vixtest::read_text;
 using vixtest::run;

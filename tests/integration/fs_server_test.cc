@@ -21,9 +21,9 @@
 #include <thread>
 #include <vector>
 
-#include "integration/fs_mount_fixture.h"
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vixfs_daemon.h"
+#include "support/vsphere_sim.h"
 #include "vsphere/client.h"
 
 using vixtest::read_text;

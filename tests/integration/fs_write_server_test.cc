@@ -19,8 +19,8 @@
 #include <vector>
 
 #include "integration/fs_write_support.h"
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vsphere_sim.h"
 #include "vsphere/client.h"
 
 using vixtest::expect_check_clean;

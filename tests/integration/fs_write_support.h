@@ -16,12 +16,12 @@
 #include <thread>
 #include <vector>
 
-#include "integration/fs_mount_fixture.h"
 #include "support/fixtures.h"
+#include "support/vixfs_daemon.h"
 
 namespace vixtest {
 
-// The rw suites' daemon is the shared one (fs_mount_fixture.h), which can also be killed.
+// The rw suites' daemon is the shared one (support/vixfs_daemon.h), which can also be killed.
 using RwMount = VixfsDaemon;
 
 inline std::vector<uint8_t> pread_all(int fd, size_t size) {

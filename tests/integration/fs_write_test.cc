@@ -20,7 +20,7 @@
 
 #include "integration/fs_write_support.h"
 #include "support/fixtures.h"
-#include "transports/nbd_transport_servers.h"
+#include "support/process.h"
 
 using vixtest::expect_check_clean;
 using vixtest::first_difference;
@@ -56,10 +56,10 @@ class FsWriteLocal : public ::testing::Test {
   std::string img() const { return mnt_ + "/disk.img"; }
   // qemu-nbd serving the VMDK (with `flags` added; its output in qemu-nbd.log), and the rw mount
   // arguments that reach it through the nbd transport.
-  std::unique_ptr<nbdtest::Server> serve_over_nbd(const std::string& flags,
-                                                  std::vector<std::string>* mount_args) {
-    const int port = nbdtest::free_port();
-    auto server = std::make_unique<nbdtest::Server>(
+  std::unique_ptr<vixtest::PortServer> serve_over_nbd(const std::string& flags,
+                                                      std::vector<std::string>* mount_args) {
+    const int port = vixtest::free_port();
+    auto server = std::make_unique<vixtest::PortServer>(
         "qemu-nbd -f vmdk -x disk -b 127.0.0.1 -p " + std::to_string(port) +
             " --shared=4 --persistent " + flags + " " + sh_quote(vmdk_),
         port, dir_.file("qemu-nbd.log"));
@@ -307,7 +307,7 @@ TEST_F(FsWriteLocal, SizeIsFixedAndRefusalsAreErrnos) {
 TEST_F(FsWriteLocal, NbdWritesReachQemuNbdWithFlush) {
   std::vector<std::string> a;
   auto server_owner = serve_over_nbd("", &a);
-  nbdtest::Server& server = *server_owner;
+  vixtest::PortServer& server = *server_owner;
   ASSERT_TRUE(server.ready()) << server.log();
   {
     RwMount m(a, mnt_, log_);
@@ -348,7 +348,7 @@ TEST_F(FsWriteLocal, PunchHoleOverNbdReadsZerosAndKeepsNeighbours) {
   const std::string trace = dir_.file("qemu-nbd.log");
   std::vector<std::string> a;
   auto server_owner = serve_over_nbd("--discard=unmap -T nbd_receive_request", &a);
-  nbdtest::Server& server = *server_owner;
+  vixtest::PortServer& server = *server_owner;
   ASSERT_TRUE(server.ready()) << server.log();
   {
     RwMount m(a, mnt_, log_);

@@ -8,8 +8,8 @@
 
 #include <filesystem>
 
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vsphere_sim.h"
 #include "vixDiskLib.h"
 
 using vixtest::run_ok;

@@ -6,8 +6,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vsphere_sim.h"
 #include "transports/transport.h"
 #include "vix/connection.h"
 #include "vix/library.h"

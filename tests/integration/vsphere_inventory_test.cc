@@ -9,8 +9,8 @@
 #include <set>
 #include <thread>
 
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vsphere_sim.h"
 #include "vsphere/client.h"
 
 using vix::vsphere::Client;

@@ -1,13 +1,11 @@
 // The vSphere client's session and TLS handling against a real vcsim started with -user u:p.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 
-#include "integration/vsphere_sim.h"
+#include "support/process.h"
+#include "support/vsphere_sim.h"
 #include "vsphere/client.h"
 
 using vix::vsphere::Client;
@@ -194,17 +192,10 @@ TEST_F(VsphereSession, StoppedSimulatorFailsFastWithConnectionRefused) {
 
 TEST_F(VsphereSession, SilentServerTimesOut) {
   // A socket that listens but never answers: the TLS handshake must not hang past the timeout.
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(s, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(s, 4), 0);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  vixtest::SilentListener silent;
+  ASSERT_TRUE(silent.ok());
   ConnectOptions o;
-  o.url = "https://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/sdk";
+  o.url = "https://127.0.0.1:" + std::to_string(silent.port()) + "/sdk";
   o.thumbprint = sim_->get("VCSIM_SHA1");
   o.connect_timeout_ms = 500;
   o.timeout_ms = 800;
@@ -213,7 +204,6 @@ TEST_F(VsphereSession, SilentServerTimesOut) {
   auto t0 = std::chrono::steady_clock::now();
   auto r = (*c)->service_content();
   auto elapsed = std::chrono::steady_clock::now() - t0;
-  close(s);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, VIX_E_HOST_TCP_CONN_LOST) << r.error().message;
   EXPECT_LT(elapsed, std::chrono::seconds(3));

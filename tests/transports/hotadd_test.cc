@@ -4,8 +4,10 @@
 // no SOAP call, the journal's ownership rules, and kill -9 of a vixfs holding a hot-added disk.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -15,9 +17,9 @@
 #include <tuple>
 #include <vector>
 
-#include "integration/fs_mount_fixture.h"
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vixfs_daemon.h"
+#include "support/vsphere_sim.h"
 #include "transports/hotadd.h"
 #include "transports/hotadd_journal.h"
 #include "transports/hotadd_kernel.h"
@@ -271,7 +273,7 @@ class HotaddTransport : public ::testing::Test {
   vix::Result<std::unique_ptr<vix::BlockDevice>> open_hotadd(vix::Connection& conn,
                                                              const std::string& path = kDisk) {
     vix::TransportContext ctx{conn.spec(), true, conn.snapshot(), conn.config(), conn.remote()};
-    return vix::make_hotadd_transport()->open(ctx, path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+    return vix::make_transport("hotadd")->open(ctx, path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
   }
 
   static bool has_disk(const std::vector<std::string>& summary, const std::string& file) {
@@ -366,7 +368,7 @@ TEST_F(HotaddTransport, ReadWriteOpenOfTheLiveDiskIsPersistent) {
   ASSERT_TRUE(conn.ok()) << conn.error().message;
   vix::TransportContext ctx{(*conn)->spec(), false, (*conn)->snapshot(), (*conn)->config(),
                             (*conn)->remote()};
-  auto dev = vix::make_hotadd_transport()->open(ctx, kDisk, 0);
+  auto dev = vix::make_transport("hotadd")->open(ctx, kDisk, 0);
   ASSERT_TRUE(dev.ok()) << dev.error().message << " / " << k->error();
   EXPECT_FALSE((*dev)->read_only());
   auto c = client();
@@ -478,7 +480,7 @@ TEST_F(HotaddTransport, RefusesWhatItCannotServeWithClearReasons) {
     ASSERT_TRUE(snap.ok()) << snap.error().message;
     vix::TransportContext ctx{(*snap)->spec(), false, (*snap)->snapshot(), (*snap)->config(),
                               (*snap)->remote()};
-    dev = vix::make_hotadd_transport()->open(ctx, kDisk, 0);
+    dev = vix::make_transport("hotadd")->open(ctx, kDisk, 0);
     ASSERT_FALSE(dev.ok());
     EXPECT_NE(dev.error().message.find("read-only"), std::string::npos) << dev.error().message;
   }

@@ -12,6 +12,7 @@
 #include "nbd/connection.h"
 #include "nbd/stream.h"
 #include "support/fixtures.h"
+#include "support/process.h"
 #include "transports/nbd_connection_support.h"
 
 namespace {
@@ -55,7 +56,7 @@ TEST(NbdConnectionEndpoint, Parses) {
 }
 
 TEST(NbdConnectionEndpoint, RefusedConnectionNamesTheEndpoint) {
-  uint16_t port = unused_port();
+  const auto port = static_cast<uint16_t>(vixtest::free_port());
   auto r = connect_stream(tcp_endpoint(port), deadline_after_ms(2000));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, VIX_E_HOST_NETWORK_CONN_REFUSED);
@@ -288,7 +289,7 @@ TEST_F(NbdConnectionNbdkit, FileDirServesEachFileByNameOverTcp) {
   auto a = pattern(1 << 20, 1), b = pattern(3 << 20, 9);
   vixtest::write_file(files + "/a.img", a);
   vixtest::write_file(files + "/b.img", b);
-  uint16_t port = unused_port();
+  const auto port = static_cast<uint16_t>(vixtest::free_port());
   ServerProcess server(
       "nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) + " file dir=" + sh_quote(files),
       tcp_endpoint(port), dir_.file("nbdkit.log"));

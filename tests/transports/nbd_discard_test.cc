@@ -16,8 +16,8 @@
 #include "vix/connection.h"
 #include "vix/library.h"
 
-using nbdtest::free_port;
-using nbdtest::Server;
+using vixtest::free_port;
+using vixtest::PortServer;
 using vixtest::run;
 using vixtest::run_ok;
 using vixtest::sh_quote;
@@ -81,9 +81,9 @@ class NbdDiscard : public ::testing::Test {
 
   // A writable qemu-nbd over a raw file that honours discards (--discard=unmap), tracing every
   // request it receives into its log.
-  std::unique_ptr<Server> qemu_nbd(const std::string& raw, const std::string& export_name) {
+  std::unique_ptr<PortServer> qemu_nbd(const std::string& raw, const std::string& export_name) {
     const int port = free_port();
-    return std::make_unique<Server>(
+    return std::make_unique<PortServer>(
         "qemu-nbd -f raw -x " + sh_quote(export_name) + " -b 127.0.0.1 -p " + std::to_string(port) +
             " -t --shared=8 --discard=unmap -T nbd_receive_request " + sh_quote(raw),
         port, log_);
@@ -205,7 +205,7 @@ TEST_F(NbdDiscard, UnbufferedWritesCarryFuaAndBufferedOnesDoNot) {
 // alone may leave the old bytes readable, so discard is not offered, and nothing changes.
 TEST_F(NbdDiscard, ServerWithoutWriteZeroesCannotDiscard) {
   const int port = free_port();
-  Server srv(
+  PortServer srv(
       "nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) +
           " --filter=log --filter=nozero memory 4M logfile=" + sh_quote(dir_.file("nbdkit.log")),
       port, log_);
@@ -239,9 +239,9 @@ TEST_F(NbdDiscard, ServerWithoutWriteZeroesCannotDiscard) {
 TEST_F(NbdDiscard, UnbufferedWithoutServerFuaFlushesAfterEachWrite) {
   const int port = free_port();
   const std::string nlog = dir_.file("nbdkit.log");
-  Server srv("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) +
-                 " --filter=log --filter=fua memory 4M logfile=" + sh_quote(nlog),
-             port, log_);
+  PortServer srv("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) +
+                     " --filter=log --filter=fua memory 4M logfile=" + sh_quote(nlog),
+                 port, log_);
   ASSERT_TRUE(srv.ready()) << srv.log();
   init(port);
   auto disk = open("m", VIXDISKLIB_FLAG_OPEN_UNBUFFERED);

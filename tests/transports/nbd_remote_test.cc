@@ -13,15 +13,15 @@
 #include <thread>
 #include <vector>
 
-#include "integration/fs_mount_fixture.h"
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vixfs_daemon.h"
+#include "support/vsphere_sim.h"
 #include "transports/nbd_transport_servers.h"
 #include "vix/connection.h"
 #include "vix/library.h"
 
-using nbdtest::free_port;
-using nbdtest::Server;
+using vixtest::free_port;
+using vixtest::PortServer;
 using vixtest::run;
 using vixtest::run_ok;
 using vixtest::sh_quote;
@@ -86,17 +86,17 @@ class NbdTransportRemote : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.error().message;
   }
 
-  std::unique_ptr<Server> qemu_nbd(const std::string& image, bool tls) {
+  std::unique_ptr<PortServer> qemu_nbd(const std::string& image, bool tls) {
     const int port = free_port();
     std::string tls_args;
     if (tls) {
       tls_args = "--object tls-creds-x509,id=t0,endpoint=server,dir=" +
                  sh_quote(fixtures_->file("certs")) + ",verify-peer=off --tls-creds t0 ";
     }
-    return std::make_unique<Server>("qemu-nbd -f vmdk -x " + sh_quote(kDisk) + " -b 127.0.0.1 -p " +
-                                        std::to_string(port) + " -t --read-only --shared=8 " +
-                                        tls_args + sh_quote(image),
-                                    port, dir_.file("server.log"));
+    return std::make_unique<PortServer>(
+        "qemu-nbd -f vmdk -x " + sh_quote(kDisk) + " -b 127.0.0.1 -p " + std::to_string(port) +
+            " -t --read-only --shared=8 " + tls_args + sh_quote(image),
+        port, dir_.file("server.log"));
   }
 
   static vix::ConnectSpec spec() {
@@ -286,11 +286,11 @@ TEST_F(NbdTransportRemote, MountServerGoneGivesEioAndTheDaemonLives) {
 TEST_F(NbdTransportRemote, PerServerKeyWinsAndNbdkitTlsWorks) {
   // nbdkit --tls=require with the same certificates; the per-server key names the server.
   const int port = free_port();
-  Server srv("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) +
-                 " --tls=require --tls-certificates=" + sh_quote(fixtures_->file("certs")) +
-                 " --filter=exportname file " + sh_quote(disk_) +
-                 " exportname-strict=false default-export=x",
-             port, dir_.file("server.log"));
+  PortServer srv("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) +
+                     " --tls=require --tls-certificates=" + sh_quote(fixtures_->file("certs")) +
+                     " --filter=exportname file " + sh_quote(disk_) +
+                     " exportname-strict=false default-export=x",
+                 port, dir_.file("server.log"));
   ASSERT_TRUE(srv.ready()) << srv.log();
   init("vixfs.nbd.server = 127.0.0.1:1\nvixfs.server." + sim_->get("VCSIM_HOST") +
        ".nbd.server = 127.0.0.1:" + std::to_string(port) + "\nvixfs.nbd.thumbprint = " + sha256_ +
@@ -311,9 +311,9 @@ TEST_F(NbdTransportRemote, NbdsslWithAPreSharedKey) {
   const std::string psk = dir_.file("keys.psk");
   vixtest::write_file(psk, std::string("vixfs:0123456789abcdef0123456789abcdef\n"));
   const int port = free_port();
-  Server srv("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) +
-                 " --tls=require --tls-psk=" + sh_quote(psk) + " file " + sh_quote(disk_),
-             port, dir_.file("server.log"));
+  PortServer srv("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) +
+                     " --tls=require --tls-psk=" + sh_quote(psk) + " file " + sh_quote(disk_),
+                 port, dir_.file("server.log"));
   ASSERT_TRUE(srv.ready()) << srv.log();
   init("vixfs.nbd.server = 127.0.0.1:" + std::to_string(port) + "\nvixfs.nbd.pskFile = " + psk +
        "\n");

@@ -15,13 +15,14 @@
 #include <vector>
 
 #include "support/fixtures.h"
+#include "support/process.h"
 #include "transports/nbd.h"
 #include "transports/nbd_transport_servers.h"
 #include "vix/connection.h"
 #include "vix/library.h"
 
-using nbdtest::free_port;
-using nbdtest::Server;
+using vixtest::free_port;
+using vixtest::PortServer;
 using vixtest::run_ok;
 using vixtest::sh_quote;
 using vixtest::TempDir;
@@ -90,22 +91,22 @@ class NbdTransportLocal : public ::testing::Test {
     return path;
   }
 
-  std::unique_ptr<Server> qemu_nbd(const std::string& image, const std::string& export_name,
-                                   const std::string& extra = "") {
+  std::unique_ptr<PortServer> qemu_nbd(const std::string& image, const std::string& export_name,
+                                       const std::string& extra = "") {
     const int port = free_port();
-    return std::make_unique<Server>(
+    return std::make_unique<PortServer>(
         "qemu-nbd -f vmdk -x " + sh_quote(export_name) + " -b 127.0.0.1 -p " +
             std::to_string(port) + " -t --read-only --shared=8 " + extra + " " + sh_quote(image),
         port, dir_.file("server.log"));
   }
 
   // filters: "--filter=NAME ..."; params: their settings, which go after the plugin's.
-  std::unique_ptr<Server> nbdkit(const std::string& dir, const std::string& filters = "",
-                                 const std::string& params = "") {
+  std::unique_ptr<PortServer> nbdkit(const std::string& dir, const std::string& filters = "",
+                                     const std::string& params = "") {
     const int port = free_port();
-    return std::make_unique<Server>("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) + " " +
-                                        filters + " file dir=" + sh_quote(dir) + " " + params,
-                                    port, dir_.file("server.log"));
+    return std::make_unique<PortServer>("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) + " " +
+                                            filters + " file dir=" + sh_quote(dir) + " " + params,
+                                        port, dir_.file("server.log"));
   }
 
   static vix::Result<std::unique_ptr<vix::Connection>> local(const std::string& modes = "nbd") {
@@ -370,16 +371,9 @@ TEST_F(NbdTransportLocal, UnixSocketServer) {
   run_ok("qemu-img create -q -f raw " + sh_quote(raw) + " 2M");
   run_ok("qemu-io -f raw -c 'write -P 0x2d 4096 1M' " + sh_quote(raw));
   const std::string sock = dir_.file("nbd.sock");
-  // Server waits for a TCP port; this one listens on a socket, so wait for the file.
-  vixtest::CommandResult started =
-      vixtest::run("nbdkit -U " + sh_quote(sock) + " -P " + sh_quote(dir_.file("pid")) +
-                   " file dir=" + sh_quote(dir) + " && for i in $(seq 100); do [ -S " +
-                   sh_quote(sock) + " ] && exit 0; sleep 0.05; done; exit 1");
-  struct Killer {
-    std::string pidfile;
-    ~Killer() { vixtest::run("kill $(cat " + sh_quote(pidfile) + ")"); }
-  } killer{dir_.file("pid")};
-  ASSERT_EQ(started.exit_code, 0) << started.output;
+  vixtest::Child server(
+      {{"nbdkit", "-f", "-U", sock, "file", "dir=" + dir}, "", {}, dir_.file("server.log")});
+  ASSERT_TRUE(server.wait_until([&] { return vixtest::unix_socket_open(sock); })) << server.log();
   init("vixfs.nbd.server = " + sock + "\n");
   auto conn = local();
   ASSERT_TRUE(conn.ok());
@@ -451,16 +445,8 @@ TEST_F(NbdTransportLocal, HostileServerFailsFastWithoutWaitingForTheBudget) {
     const std::string sock = dir_.file(mode + ".sock");
     const std::string script =
         std::string(VIXFS_SOURCE_DIR) + "/tests/transports/nbd_hostile_server.py";
-    vixtest::CommandResult started =
-        vixtest::run("python3 " + sh_quote(script) + " " + sh_quote(sock) + " " + mode +
-                     " >/dev/null 2>&1 & echo $! > " + sh_quote(sock + ".pid") +
-                     "; for i in $(seq 100); do [ -S " + sh_quote(sock) +
-                     " ] && exit 0; sleep 0.05; done; exit 1");
-    struct Killer {
-      std::string pidfile;
-      ~Killer() { vixtest::run("kill $(cat " + sh_quote(pidfile) + ")"); }
-    } killer{sock + ".pid"};
-    ASSERT_EQ(started.exit_code, 0) << started.output;
+    vixtest::Child server({{"python3", script, sock, mode}, "", {}, dir_.file(mode + ".log")});
+    ASSERT_TRUE(server.wait_until([&] { return vixtest::unix_socket_open(sock); })) << server.log();
     init("vixfs.nbd.server = " + sock + "\n");
     auto conn = local();
     ASSERT_TRUE(conn.ok());

@@ -20,7 +20,7 @@
 #include "nbd/tls.h"
 #include "nbd/tls_psk.h"
 #include "support/fixtures.h"
-#include "transports/nbd_transport_servers.h"
+#include "support/process.h"
 
 namespace {
 
@@ -108,8 +108,8 @@ class NbdTlsStream : public ::testing::Test {
  protected:
   void start_server(const std::string& cert, const std::string& key,
                     const std::string& extra = "") {
-    port_ = nbdtest::free_port();
-    server_ = std::make_unique<nbdtest::Server>(
+    port_ = vixtest::free_port();
+    server_ = std::make_unique<vixtest::PortServer>(
         "openssl s_server -accept 127.0.0.1:" + std::to_string(port_) + " -cert " + sh_quote(cert) +
             " -key " + sh_quote(key) + " -rev " + extra + " </dev/null",
         port_, log_dir_.file("s_server.log"));
@@ -135,7 +135,7 @@ class NbdTlsStream : public ::testing::Test {
 
   vixtest::TempDir log_dir_;
   int port_ = 0;
-  std::unique_ptr<nbdtest::Server> server_;
+  std::unique_ptr<vixtest::PortServer> server_;
 };
 
 TEST_F(NbdTlsStream, PinnedSha1OfASelfSignedCertificateIsAccepted) {
@@ -265,25 +265,18 @@ TEST(NbdTls, NothingToVerifyAgainstIsRefusedBeforeAnyByte) {
             std::string::npos);
   EXPECT_NE(checked.error().message.find("vixfs.nbd.thumbprint"), std::string::npos);
 
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(lfd, 4), 0);
-  ASSERT_EQ(getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  auto plain = connect_plain(ntohs(a.sin_port));
+  vixtest::SilentListener listener;
+  ASSERT_TRUE(listener.ok());
+  auto plain = connect_plain(listener.port());
   ASSERT_TRUE(plain);
   auto s = vix::nbd::start_tls(std::move(plain), o, in(5s));
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.error().code, VIX_E_INVALID_ARG);
-  int cfd = accept(lfd, nullptr, nullptr);
+  int cfd = listener.accept_one();
   ASSERT_GE(cfd, 0);
   char byte;
   EXPECT_LE(recv(cfd, &byte, 1, MSG_DONTWAIT), 0);  // no ClientHello was sent
   close(cfd);
-  close(lfd);
 }
 
 TEST(NbdTls, MalformedThumbprintIsAnInvalidArgument) {
@@ -296,17 +289,11 @@ TEST(NbdTls, MalformedThumbprintIsAnInvalidArgument) {
 }
 
 TEST(NbdTls, HandshakeWithASilentServerTimesOutWithinTheDeadline) {
-  int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(bind(lfd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(lfd, 4), 0);
-  ASSERT_EQ(getsockname(lfd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  auto plain = connect_plain(ntohs(a.sin_port));
+  vixtest::SilentListener listener;
+  ASSERT_TRUE(listener.ok());
+  auto plain = connect_plain(listener.port());
   ASSERT_TRUE(plain);
-  int cfd = accept(lfd, nullptr, nullptr);  // accepts, then never says a word
+  int cfd = listener.accept_one();  // accepts, then never says a word
   TlsOptions o;
   o.thumbprints = {certs().self_sha1};
   auto t0 = std::chrono::steady_clock::now();
@@ -318,7 +305,6 @@ TEST(NbdTls, HandshakeWithASilentServerTimesOutWithinTheDeadline) {
   EXPECT_GE(took, 250ms);
   EXPECT_LT(took, 2s);
   close(cfd);
-  close(lfd);
 }
 
 TEST_F(NbdTlsStream, ReadPastTheDeadlineTimesOut) {
@@ -465,11 +451,11 @@ class NbdTlsEndToEnd : public ::testing::Test {
   }
 
   void start(const std::string& command_without_port) {
-    port_ = nbdtest::free_port();
+    port_ = vixtest::free_port();
     std::string cmd = command_without_port;
     size_t at = cmd.find("@PORT@");
     if (at != std::string::npos) cmd.replace(at, 6, std::to_string(port_));
-    server_ = std::make_unique<nbdtest::Server>(cmd, port_, log_.file("server.log"));
+    server_ = std::make_unique<vixtest::PortServer>(cmd, port_, log_.file("server.log"));
     ASSERT_TRUE(server_->ready()) << cmd << "\n" << server_->log();
   }
 
@@ -504,7 +490,7 @@ class NbdTlsEndToEnd : public ::testing::Test {
   static inline std::vector<uint8_t>*raw_bytes_ = nullptr, *vmdk_bytes_ = nullptr;
   vixtest::TempDir log_;
   int port_ = 0;
-  std::unique_ptr<nbdtest::Server> server_;
+  std::unique_ptr<vixtest::PortServer> server_;
 };
 
 TEST_F(NbdTlsEndToEnd, NbdkitWithCaFileServesTheFileBytes) {

@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "integration/vsphere_sim.h"
 #include "support/fixtures.h"
+#include "support/vsphere_sim.h"
 #include "transports/loop_device.h"
 #include "transports/nbd_transport_servers.h"
 #include "transports/san.h"
@@ -130,7 +130,7 @@ class SanTransport : public ::testing::Test {
     if (!conn.ok()) return std::move(conn).error();
     vix::TransportContext ctx{(*conn)->spec(), read_only, (*conn)->snapshot(), (*conn)->config(),
                               (*conn)->remote()};
-    return vix::make_san_transport()->open(ctx, path, flags);
+    return vix::make_transport("san")->open(ctx, path, flags);
   }
 
   // Opens `path` through `modes`, checks the winner and the bytes against qemu-img's.

@@ -1,4 +1,4 @@
-#include "integration/vsphere_sim.h"
+#include "support/vsphere_sim.h"
 
 #include <stdlib.h>
 
@@ -42,21 +42,38 @@ std::unique_ptr<Simulator> Simulator::start(const std::string& args, bool share_
     return nullptr;
   }
   sim->dir_ = buf.data();
-  sim->env_file_ = sim->dir_ + "/vcsim.env";
-  CommandResult r = run(sh_quote(std::string(VIXFS_SOURCE_DIR) + "/scripts/vcsim") + " start " +
-                        sh_quote(sim->env_file_) + " " + args);
-  if (r.exit_code != 0 || !read_env(sim->env_file_, sim->vars_)) {
-    *error = "cannot start the simulator (scripts/vcsim start, exit " +
-             std::to_string(r.exit_code) + "): " + r.output;
+  const std::string script = std::string(VIXFS_SOURCE_DIR) + "/scripts/vcsim";
+  CommandResult built = run(sh_quote(script) + " build");
+  std::string binary = built.output;
+  while (!binary.empty() && binary.back() == '\n') binary.pop_back();
+  binary.erase(0, binary.rfind('\n') + 1);  // the last line is the binary's path
+  if (built.exit_code != 0 || binary.empty()) {
+    *error = "cannot build the simulator (scripts/vcsim build, exit " +
+             std::to_string(built.exit_code) + "): " + built.output;
+    return nullptr;
+  }
+  const std::string env_file = sim->dir_ + "/vcsim.env";
+  sim->child_ = std::make_unique<Child>(
+      ChildOptions{shell(sh_quote(binary) + " -env-file " + sh_quote(env_file) + " " + args),
+                   "",
+                   {},
+                   sim->dir_ + "/vcsim.log"});
+  // Setting up -samples or -rdm disks takes a while: as long as scripts/vcsim start waits.
+  if (!sim->child_->wait_for_file(env_file, std::chrono::seconds(60)) ||
+      !read_env(env_file, sim->vars_)) {
+    *error = "cannot start the simulator (" + binary + " " + args + ", " +
+             (sim->child_->running() ? "not ready after 60 s" : "exited") +
+             "): " + sim->child_->log();
     return nullptr;
   }
   return sim;
 }
 
 void Simulator::stop() {
-  if (env_file_.empty()) return;
-  run(sh_quote(std::string(VIXFS_SOURCE_DIR) + "/scripts/vcsim") + " stop " + sh_quote(env_file_));
-  env_file_.clear();
+  // vcsim removes its datastore folders and certificate on SIGTERM: give it the time
+  // scripts/vcsim stop gives it.
+  if (child_) child_->stop(std::chrono::seconds(10));
+  child_.reset();
 }
 
 Simulator::~Simulator() {

@@ -1,12 +1,15 @@
-// A vcsim instance for one test suite: started through scripts/vcsim (built on first use), or the
-// one named by $VIXFS_VCSIM_ENV (an env file written by `scripts/vcsim start`) when a suite needs
-// no special flags. Never skipped silently: when it cannot start, `error` says why and the tests
-// fail with it.
+// Test support: a vcsim instance for one test suite, a child of the test (support/process.h:
+// stopped and reaped with the fixture, killed with the test binary) running the binary that
+// `scripts/vcsim build` makes on first use; or the one named by $VIXFS_VCSIM_ENV (an env file
+// written by `scripts/vcsim start`) when a suite needs no special flags. Never skipped silently:
+// when it cannot start, `error` says why and the tests fail with it.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
+
+#include "support/process.h"
 
 namespace vix::vsphere {
 class Client;
@@ -16,7 +19,8 @@ namespace vixtest {
 
 class Simulator {
  public:
-  // `args` go to the simulator (e.g. "-user u:p"); `share_env` allows using $VIXFS_VCSIM_ENV.
+  // `args` go to the simulator as shell words (e.g. "-user u:p"); `share_env` allows using
+  // $VIXFS_VCSIM_ENV.
   static std::unique_ptr<Simulator> start(const std::string& args, bool share_env,
                                           std::string* error);
   ~Simulator();
@@ -39,8 +43,8 @@ class Simulator {
 
  private:
   Simulator() = default;
-  std::string dir_;       // temp folder holding the env file (ours to remove)
-  std::string env_file_;  // "" when shared
+  std::string dir_;               // temp folder holding the env file and log (ours to remove)
+  std::unique_ptr<Child> child_;  // null when shared or stopped
   std::map<std::string, std::string> vars_;
 };
 
