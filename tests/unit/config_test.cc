@@ -165,7 +165,7 @@ TEST(ConfigTest, SetOverridesCanonicalKey) {
   ASSERT_TRUE(cfg.ok());
   cfg->set("tmpDirectory", "/b");
   EXPECT_EQ(cfg->get("tmpDirectory"), "/b");
-  EXPECT_EQ(cfg->values().size(), 1u);
+  EXPECT_EQ(cfg->settings().size(), 1u);
 }
 
 }  // namespace
