@@ -169,32 +169,6 @@ std::string Config::get(const std::string& key, const std::string& fallback) con
   return s ? s->value : fallback;
 }
 
-Result<int64_t> Config::get_int(const std::string& key, int64_t fallback) const {
-  if (!has(key)) return fallback;
-  std::string v = get(key);
-  auto n = parse_int(v);
-  if (!n)
-    return fail(VIX_E_INVALID_ARG,
-                "configuration key " + key + " = \"" + v + "\" is not an integer");
-  return *n;
-}
-
-Result<int64_t> Config::get_int_in(const std::string& key, int64_t fallback, int64_t lo,
-                                   int64_t hi) const {
-  VIX_ASSIGN_OR_RETURN(int64_t v, get_int(key, fallback));
-  if (v < lo || v > hi) {
-    return fail(VIX_E_INVALID_ARG, key + " = " + std::to_string(v) + ": expected " +
-                                       std::to_string(lo) + ".." + std::to_string(hi));
-  }
-  return v;
-}
-
-Result<int64_t> Config::get_int_any(const std::vector<std::string>& keys, int64_t fallback) const {
-  for (const std::string& k : keys)
-    if (has(k)) return get_int(k, fallback);
-  return fallback;
-}
-
 Result<int64_t> checked_integer(const ConfigKey& key, const std::string& value,
                                 const std::string& origin, const std::string& written_name) {
   const std::optional<int64_t> n = parse_int(value);

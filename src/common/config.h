@@ -47,11 +47,6 @@ class Config {
   // Raw access by name (any case), for code that handles keys generically.
   bool has(const std::string& key) const;
   std::string get(const std::string& key, const std::string& fallback = "") const;
-  // Untyped reads by name, until every reader goes through a declaration.
-  Result<int64_t> get_int(const std::string& key, int64_t fallback) const;
-  Result<int64_t> get_int_in(const std::string& key, int64_t fallback, int64_t lo,
-                             int64_t hi) const;
-  Result<int64_t> get_int_any(const std::vector<std::string>& keys, int64_t fallback) const;
   // The setting of `key` (any case), or of the declaration's alias; nullptr when unset.
   const Setting* find(std::string_view key) const;
   const Setting* find(const ConfigKey& key) const;

@@ -138,15 +138,16 @@ std::string collect_servers(Options* o) {
     o->servers.push_back(std::move(s));
   } else {
     for (const std::string& alias : config.server_aliases()) {
-      const std::string key = "vixfs.server." + alias + ".";
+      auto value = [&](const vix::PatternKey& key) { return config.get(key, alias).value_or(""); };
       ServerArgs s;
       s.name = s.config_scope = alias;
-      s.url = config.get(key + "url");
-      s.user = config.get(key + "user");
-      s.password_file = config.get(key + "passwordFile");
-      s.thumbprint = config.get(key + "thumbprint");
-      s.transports = o->transports.empty() ? config.get(key + "transports") : o->transports;
-      if (s.user.empty()) return o->config + ": " + key + "user is missing";
+      s.url = value(vix::kServerUrl);
+      s.user = value(vix::kServerUser);
+      s.password_file = value(vix::kServerPasswordFile);
+      s.thumbprint = value(vix::kServerThumbprint);
+      s.transports = o->transports.empty() ? value(vix::kServerTransports) : o->transports;
+      if (s.user.empty())
+        return o->config + ": " + vix::kServerUser.instance(alias) + " is missing";
       if (!s.password_file.empty()) {
         std::error_code ec;
         s.password_file = std::filesystem::absolute(

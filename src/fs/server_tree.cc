@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "fs/disk_file.h"
+#include "vix/config_keys.h"
 #include "vix/errors.h"
 #include "vix/library.h"
 #include "vsphere/session.h"
@@ -122,7 +123,7 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   co.url = options.url;
   co.thumbprint = options.thumbprint;
   if (auto* lib = vix::Library::get()) {
-    co.ca_file = lib->config().get("vixfs.tls.caFile", "");
+    co.ca_file = lib->config().get(vix::kTlsCaFile);
     VIX_ASSIGN_OR_RETURN(co.timeout_ms, vix::soap_timeout_ms(lib->config()));
   }
   VIX_ASSIGN_OR_RETURN(st->client_, vs::Client::connect(co));
@@ -136,15 +137,12 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   st->inventory_ = std::move(inv).value();
 
   if (auto* lib = vix::Library::get()) {
-    const std::string ttl = lib->config().get("vixfs.inventory.ttlSeconds", "30");
-    char* end = nullptr;
-    const long v = strtol(ttl.c_str(), &end, 10);
-    if (ttl.empty() || *end || v < 0) {
+    auto ttl = lib->config().get(vix::kInventoryTtl);
+    if (!ttl.ok()) {
       (void)st->client_->logout();
-      return vix::fail(VIX_E_INVALID_ARG,
-                       "vixfs.inventory.ttlSeconds = " + ttl + ": not a number of seconds");
+      return std::move(ttl).error();
     }
-    st->ttl_ = std::chrono::seconds(v);
+    st->ttl_ = std::chrono::seconds(*ttl);
   }
   st->loaded_at_ = std::chrono::steady_clock::now();
   st->server_dir_ = tree->add_dir(tree->root(), st->folder_);

@@ -1,0 +1,24 @@
+#include "vix/config_keys.h"
+
+#include "transports/config_keys.h"
+#include "vsphere/session.h"
+
+namespace vix {
+
+namespace {
+
+constexpr const ConfigKey* kDaemonKeys[] = {&kFuseReadAheadKB, &kFuseThreads, &kInventoryTtl};
+
+}  // namespace
+
+const KeyRegistry& config_registry() {
+  // A function-local static: built on first use, after every constant it points to exists.
+  static const KeyRegistry registry{
+      common_config_keys(),    session_config_keys(), file_config_keys(), https_config_keys(),
+      nbd_config_keys(),       hotadd_config_keys(),  san_config_keys(),  library_config_keys(),
+      readahead_config_keys(), KeyList(kDaemonKeys),
+  };
+  return registry;
+}
+
+}  // namespace vix
