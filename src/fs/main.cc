@@ -129,6 +129,20 @@ void adjust_config(const Options& o, vix::Config& c) {
   }
 }
 
+// --dump-config: the configuration a mount with these options would run with. Exit status 1
+// when the file does not load or a value is refused.
+int dump_config(const Options& o) {
+  auto report = vix::config_report(o.config, [&o](vix::Config& c) { adjust_config(o, c); });
+  if (!report.ok()) {
+    fprintf(stderr, "vixfs: %s\n", report.error().message.c_str());
+    return 1;
+  }
+  for (const std::string& w : report->warnings) fprintf(stderr, "vixfs: warning: %s\n", w.c_str());
+  for (const std::string& e : report->errors) fprintf(stderr, "vixfs: %s\n", e.c_str());
+  for (const std::string& line : report->lines) printf("%s\n", line.c_str());
+  return report->errors.empty() ? 0 : 1;
+}
+
 // keep-redo=DIR, else a fresh folder under tmpDirectory, made after the fork so it is the
 // daemon's and removed at its unmount.
 std::string make_redo_dir(const Options& o, Daemon* d) {
@@ -383,6 +397,7 @@ int main(int argc, char** argv) {
     fputs(message.c_str(), rc == 0 ? stdout : stderr);
     return rc;
   }
+  if (o.dump_config) return dump_config(o);
 
   // Not in the foreground: fork before anything starts threads; the parent waits for the
   // child's verdict on the mount and exits with it, so errors reach the caller's terminal.

@@ -26,6 +26,7 @@ namespace {
 const char kUsage[] =
     "usage: vixfs --local PATH [options] MOUNTPOINT\n"
     "       vixfs --server https://HOST[:PORT] --user USER [options] MOUNTPOINT\n"
+    "       vixfs [--config FILE] [--cache | --no-cache] --dump-config\n"
     "Mounts VMDK disks as raw image files, read-only unless -o rw.\n"
     "\n"
     "  --local PATH        a .vmdk file or a folder of them (each disk as NAME.img)\n"
@@ -51,6 +52,8 @@ const char kUsage[] =
     "  -o keep-redo=DIR    make the redo logs in DIR and keep them\n"
     "  -f                  stay in the foreground, log to stderr\n"
     "  -d                  foreground with FUSE debug output\n"
+    "  --dump-config       print every configuration key with its value and where it\n"
+    "                      was set (default, FILE:LINE, command line), then exit\n"
     "  -h, --help          this text\n"
     "  --version           print the version\n";
 
@@ -207,6 +210,8 @@ int parse(int argc, char** argv, Options* o, std::string* message) {
       o->foreground = true;
     } else if (a == "-d") {
       o->foreground = o->debug = true;
+    } else if (a == "--dump-config") {
+      o->dump_config = true;
     } else if (a == "--cache" || a == "--no-cache") {
       o->cache = a == "--cache" ? 1 : 0;
     } else if (a == "--local" || a == "--config" || a == "--transports" || a == "--log-file" ||
@@ -235,7 +240,7 @@ int parse(int argc, char** argv, Options* o, std::string* message) {
       return usage_error("unexpected argument " + a);
     }
   }
-  if ((!o->local.empty() && !o->cli.url.empty()) || o->mountpoint.empty()) {
+  if ((!o->local.empty() && !o->cli.url.empty()) || (o->mountpoint.empty() && !o->dump_config)) {
     return usage_error("need --local PATH or --server URL, and a MOUNTPOINT (see vixfs --help)");
   }
   for (const std::string& opts : o->fuse_opts) {
@@ -293,7 +298,8 @@ int parse(int argc, char** argv, Options* o, std::string* message) {
   if (o->config.empty() && access("/etc/vixfs/vixfs.conf", R_OK) == 0) {
     o->config = "/etc/vixfs/vixfs.conf";
   }
-  if (o->local.empty()) {
+  // A dump mounts nothing: it needs no servers, and asks for no password.
+  if (o->local.empty() && !o->dump_config) {
     if (std::string failure = collect_servers(o); !failure.empty()) {
       return usage_error(failure);
     }

@@ -21,4 +21,19 @@ const KeyRegistry& config_registry() {
   return registry;
 }
 
+Result<ConfigReport> config_report(const std::string& config_file,
+                                   const std::function<void(Config&)>& adjust) {
+  ConfigReport report;
+  Config config;
+  if (!config_file.empty()) {
+    VIX_ASSIGN_OR_RETURN(config, Config::load_file(config_file, &report.warnings));
+  }
+  if (adjust) adjust(config);
+  const KeyRegistry& registry = config_registry();
+  for (std::string& w : registry.unknown_keys(config)) report.warnings.push_back(std::move(w));
+  report.errors = registry.invalid_values(config);
+  report.lines = registry.dump(config);
+  return report;
+}
+
 }  // namespace vix

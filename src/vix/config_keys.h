@@ -8,9 +8,14 @@
 // about them as unknown, and this layer cannot see src/fs.
 #pragma once
 
+#include <functional>
+#include <string>
+#include <vector>
+
 #include "common/config.h"
 #include "common/config_keys.h"
 #include "common/config_registry.h"
+#include "common/result.h"
 
 namespace vix {
 
@@ -34,5 +39,15 @@ KeyList library_config_keys();    // library.cc
 KeyList readahead_config_keys();  // readahead_config.cc
 
 const KeyRegistry& config_registry();
+
+// What `vixfs --dump-config` and `vixdisk config` print: the file (if any) as the library would
+// load it, after `adjust` (a program's own settings).
+struct ConfigReport {
+  std::vector<std::string> lines;     // KeyRegistry::dump
+  std::vector<std::string> warnings;  // the parser's and the unknown keys
+  std::vector<std::string> errors;    // values their declarations refuse
+};
+Result<ConfigReport> config_report(const std::string& config_file,
+                                   const std::function<void(Config&)>& adjust = nullptr);
 
 }  // namespace vix

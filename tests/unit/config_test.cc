@@ -412,4 +412,74 @@ TEST(ConfigTest, DumpListsEveryKeyWithValueAndOrigin) {
   EXPECT_EQ(config_registry().invalid_values(*bad), errors);
 }
 
+// The programs print the same registry: vixfs with the daemon's own default for the cache.
+TEST(ConfigTest, VixfsDumpConfigAndVixdiskConfigPrintTheRegistry) {
+  vixtest::TempDir dir;
+  const std::string conf = dir.file("vixfs.conf");
+  vixtest::write_file(conf, std::string("vixfs.nbd.connections = 8\nvixfs.nbd.conections = 9\n"));
+  const std::string err = dir.file("err");
+  const std::string vixfs = vixtest::sh_quote(VIXFS_BINARY);
+  const std::string vixdisk = vixtest::sh_quote(VIXFS_VIXDISK);
+  auto lines_of = [](const std::string& text) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);) out.push_back(l);
+    return out;
+  };
+  auto contains = [](const std::vector<std::string>& v, const std::string& line) {
+    return std::find(v.begin(), v.end(), line) != v.end();
+  };
+  const std::string warning =
+      conf + ":2: unknown key vixfs.nbd.conections (did you mean " + "vixfs.nbd.connections?)";
+
+  auto fs = vixtest::run(vixfs + " --config " + vixtest::sh_quote(conf) + " --dump-config 2>" +
+                         vixtest::sh_quote(err));
+  ASSERT_EQ(fs.exit_code, 0) << fs.output;
+  const std::vector<std::string> fs_lines = lines_of(fs.output);
+  auto expected = Config::load_file(conf, nullptr);
+  ASSERT_TRUE(expected.ok());
+  expected->set("vixDiskLib.disklib.EnableCache", "1", vix::kOriginDefault);
+  EXPECT_EQ(fs_lines, config_registry().dump(*expected));
+  EXPECT_TRUE(contains(fs_lines, "vixfs.nbd.connections = \"8\"  # " + conf + ":1"));
+  EXPECT_TRUE(contains(fs_lines, "vixDiskLib.disklib.EnableCache = \"1\"  # default"));
+  EXPECT_EQ(fs_lines.size(), config_registry().dump(Config()).size());
+  EXPECT_TRUE(contains(lines_of(vixtest::run("cat " + vixtest::sh_quote(err)).output),
+                       "vixfs: warning: " + warning));
+
+  auto no_cache = vixtest::run(vixfs + " --no-cache --config " + vixtest::sh_quote(conf) +
+                               " --dump-config 2>/dev/null");
+  EXPECT_TRUE(contains(lines_of(no_cache.output),
+                       "vixDiskLib.disklib.EnableCache = \"0\"  # command line"));
+
+  auto disk = vixtest::run(vixdisk + " config --config " + vixtest::sh_quote(conf) + " 2>" +
+                           vixtest::sh_quote(err));
+  ASSERT_EQ(disk.exit_code, 0) << disk.output;
+  const std::vector<std::string> disk_lines = lines_of(disk.output);
+  EXPECT_TRUE(contains(disk_lines, "vixfs.nbd.connections = \"8\"  # " + conf + ":1"));
+  EXPECT_TRUE(
+      contains(disk_lines, "vixDiskLib.disklib.EnableCache = \"0\"  # default (1 for vixfs)"));
+  EXPECT_EQ(disk_lines.size(), fs_lines.size());
+  EXPECT_TRUE(contains(lines_of(vixtest::run("cat " + vixtest::sh_quote(err)).output),
+                       "vixdisk: warning: " + warning));
+
+  // A value out of range: everything is still printed, the error named, the status not 0.
+  vixtest::write_file(conf, std::string("vixfs.fuse.threads = 0\n"));
+  auto bad_fs = vixtest::run(vixfs + " --config " + vixtest::sh_quote(conf) + " --dump-config");
+  EXPECT_EQ(bad_fs.exit_code, 1);
+  EXPECT_NE(bad_fs.output.find("vixfs: " + conf + ":1: vixfs.fuse.threads = 0: expected 1..256"),
+            std::string::npos)
+      << bad_fs.output;
+  auto bad_disk = vixtest::run(vixdisk + " config --config " + vixtest::sh_quote(conf));
+  EXPECT_EQ(bad_disk.exit_code, 2);
+  EXPECT_NE(bad_disk.output.find("vixfs.fuse.threads = \"0\"  # " + conf + ":1"),
+            std::string::npos);
+
+  // A file that does not load.
+  auto missing =
+      vixtest::run(vixfs + " --config " + vixtest::sh_quote(dir.file("nope")) + " --dump-config");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("nope"), std::string::npos);
+  EXPECT_EQ(vixtest::run(vixdisk + " config extra").exit_code, 1);
+}
+
 }  // namespace
