@@ -412,6 +412,88 @@ TEST(ConfigTest, DumpListsEveryKeyWithValueAndOrigin) {
   EXPECT_EQ(config_registry().invalid_values(*bad), errors);
 }
 
+// The key names man/vixfs.conf.5 documents: the tags (.TP/.TQ lines) of its KEYS section, with
+// fonts and roff escapes removed. A tag names a key first, and may give other spellings after it.
+std::set<std::string> man_page_keys() {
+  std::ifstream in(std::string(VIXFS_SOURCE_DIR) + "/man/vixfs.conf.5");
+  EXPECT_TRUE(in.good());
+  std::set<std::string> keys;
+  std::string line;
+  bool in_keys = false, tag_next = false;
+  while (std::getline(in, line)) {
+    if (line.rfind(".SH", 0) == 0) in_keys = line == ".SH KEYS";
+    if (!in_keys) continue;
+    if (line == ".TP" || line == ".TQ") {
+      tag_next = true;
+      continue;
+    }
+    if (!tag_next) continue;
+    tag_next = false;
+    // Macro arguments: .B joins them with spaces, .BR/.BI/... without (alternating fonts).
+    std::string text;
+    if (line[0] == '.') {
+      const size_t space = line.find(' ');
+      const std::string macro = line.substr(0, space);
+      const bool joined = macro.size() == 3;
+      bool quoted = false;
+      for (char c : line.substr(space + 1)) {
+        if (c == '"') {
+          quoted = !quoted;
+        } else if (c != ' ' || quoted || !joined) {
+          text += c;
+        }
+      }
+    } else {
+      text = line;
+    }
+    std::string plain;
+    for (size_t i = 0; i < text.size(); ++i) {
+      if (text[i] != '\\' || i + 1 >= text.size()) {
+        plain += text[i];
+      } else if (text[i + 1] == 'f') {
+        i += 2;  // \fB, \fI, \fR
+      } else {
+        plain += text[++i];  // \- and "\ "
+      }
+    }
+    std::istringstream words(plain);
+    std::string word;
+    bool first = true;
+    while (words >> word) {
+      while (!word.empty() && std::string("(),").find(word.back()) != std::string::npos) {
+        word.pop_back();
+      }
+      while (!word.empty() && word.front() == '(') word.erase(0, 1);
+      if (first || word.find('.') != std::string::npos) keys.insert(word);
+      first = false;
+    }
+  }
+  return keys;
+}
+
+TEST(ConfigTest, ManPageListsEveryRegisteredKeyAndNothingElse) {
+  const std::set<std::string> man = man_page_keys();
+  ASSERT_GT(man.size(), 40u);
+  std::set<std::string> registered;
+  for (const vix::ConfigKey* k : config_registry().keys()) {
+    registered.emplace(k->name);
+    if (!k->alias.empty()) registered.emplace(k->alias);
+  }
+  for (const std::string& name : registered) {
+    EXPECT_TRUE(man.count(name)) << name << " is registered but not in man/vixfs.conf.5";
+  }
+  for (const std::string& name : man) {
+    // vixfs.server.NAME.nbd.KEY and .datastore.DS stand for every nbd and datastore key.
+    if (name.find(".KEY") != std::string::npos || name.find(".DS") != std::string::npos) {
+      std::string example = name.substr(0, name.rfind('.')) + (name.back() == 'Y' ? ".port" : ".d");
+      example.replace(example.find("NAME"), 4, "lab");
+      EXPECT_NE(config_registry().find(example), nullptr) << name << " (as " << example << ")";
+      continue;
+    }
+    EXPECT_TRUE(registered.count(name)) << name << " is in man/vixfs.conf.5 but not registered";
+  }
+}
+
 // The programs print the same registry: vixfs with the daemon's own default for the cache.
 TEST(ConfigTest, VixfsDumpConfigAndVixdiskConfigPrintTheRegistry) {
   vixtest::TempDir dir;
