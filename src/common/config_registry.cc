@@ -1,7 +1,9 @@
 #include "common/config_registry.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <utility>
 
 namespace vix {
 
