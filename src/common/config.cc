@@ -12,61 +12,24 @@ namespace vix {
 
 namespace {
 
-enum class KeyKind { kString, kInteger };
-
-struct KnownKey {
-  const char* name;
-  KeyKind kind;
-};
-
-// VDDK's keys (DESIGN.md "Configuration" and docs/reference/vddk-abi.md §7). vixfs.* keys are ours
-// and checked by whoever reads them.
-constexpr KnownKey kKnownKeys[] = {
-    {"tmpDirectory", KeyKind::kString},
-    {"vixDiskLib.transport.LogLevel", KeyKind::kInteger},
-    {"vixDiskLib.disklib.EnableCache", KeyKind::kInteger},
-    {"vixDiskLib.linuxSSL.verifyCertificates", KeyKind::kInteger},
-    {"linuxSSL.verifyCertificates", KeyKind::kInteger},
-    {"vixDiskLib.nfc.LogLevel", KeyKind::kInteger},
-    {"vixDiskLib.nfc.AcceptTimeoutMs", KeyKind::kInteger},
-    {"vixDiskLib.nfc.RequestTimeoutMs", KeyKind::kInteger},
-    {"vixDiskLib.nfc.ReadTimeoutMs", KeyKind::kInteger},
-    {"vixDiskLib.nfc.WriteTimeoutMs", KeyKind::kInteger},
-    {"vixDiskLib.nfc.ReadTimeoutsMs", KeyKind::kInteger},
-    {"vixDiskLib.nfc.WriteTimeoutsMs", KeyKind::kInteger},
-    {"vixDiskLib.nfcFssrvr.TimeoutMs", KeyKind::kInteger},
-    {"vixDiskLib.nfcFssrvrWrite.TimeoutMs", KeyKind::kInteger},
-    {"vixDiskLib.transport.san.blacklist", KeyKind::kString},
-    {"vixDiskLib.transport.san.whitelist", KeyKind::kString},
-    {"vixDiskLib.transport.san.denyList", KeyKind::kString},
-    {"vixDiskLib.transport.san.allowList", KeyKind::kString},
-    {"vixDiskLib.nfcAio.Session.BufSizeIn64KB", KeyKind::kInteger},
-    {"vixDiskLib.nfcAio.Session.BufCount", KeyKind::kInteger},
-    {"vixDiskLib.transport.hotadd.NoNfcSession", KeyKind::kInteger},
-    {"vixDiskLib.phoneHome.EnablePhoneHome", KeyKind::kInteger},
-    {"vixDiskLib.phoneHome.ProductName", KeyKind::kString},
-    {"vixDiskLib.phoneHome.ProductVersion", KeyKind::kString},
-    {"log.fileName", KeyKind::kString},
-    {"log.fileLevel", KeyKind::kString},
-};
-
 constexpr size_t kMaxConfigBytes = 1 << 20;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+  return s.size() >= prefix.size() && key_iequals(s.substr(0, prefix.size()), prefix);
 }
 
-const KnownKey* find_known(std::string_view name) {
-  for (const KnownKey& k : kKnownKeys)
-    if (iequals(k.name, name)) return &k;
-  return nullptr;
+// VDDK's key `name` (any case) as declared: its own spelling, or the alias one.
+struct KnownKey {
+  const ConfigKey* key;
+  std::string_view spelling;
+};
+std::optional<KnownKey> find_known(std::string_view name) {
+  for (const ConfigKey* k : common_config_keys()) {
+    if (k->is_pattern()) continue;
+    if (key_iequals(k->name, name)) return KnownKey{k, k->name};
+    if (!k->alias.empty() && key_iequals(k->alias, name)) return KnownKey{k, k->alias};
+  }
+  return std::nullopt;
 }
 
 std::string_view trim(std::string_view s) {
@@ -153,25 +116,23 @@ Result<Config> Config::parse(const std::string& text, const std::string& origin,
     }
 
     std::string key(name);
-    if (const KnownKey* known = find_known(name)) {
-      key = known->name;
-      if (known->kind == KeyKind::kInteger && !parse_int(value)) {
+    const std::string where = origin + ":" + std::to_string(line_no);
+    if (std::optional<KnownKey> known = find_known(name)) {
+      key = known->spelling;
+      if (known->key->type != KeyType::kString && !parse_int(value)) {
         return malformed(origin, line_no, key + " needs an integer value, got \"" + value + "\"");
       }
-      if ((key == "vixDiskLib.linuxSSL.verifyCertificates" ||
-           key == "linuxSSL.verifyCertificates") &&
-          parse_int(value) == 0) {
-        warn(origin + ":" + std::to_string(line_no) + ": " + key +
+      if (known->key == &kVerifyCertificates && parse_int(value) == 0) {
+        warn(where + ": " + key +
              "=0 is ignored: TLS peers are always verified (as in VDDK since 6.0)");
       }
     } else if (!istarts_with(name, "vixfs.")) {
-      warn(origin + ":" + std::to_string(line_no) + ": unknown key '" + key + "' ignored");
+      warn(where + ": unknown key '" + key + "' ignored");
     }
-    if (cfg.values_.count(key)) {
-      warn(origin + ":" + std::to_string(line_no) + ": '" + key +
-           "' set again; the last value wins");
+    if (cfg.settings_.count(key)) {
+      warn(where + ": '" + key + "' set again; the last value wins");
     }
-    cfg.values_[key] = std::move(value);
+    cfg.settings_[key] = Setting{std::move(value), where, key};
   }
   return cfg;
 }
@@ -187,77 +148,96 @@ Result<Config> Config::load_file(const std::string& path, std::vector<std::strin
   return parse(text, path, warnings);
 }
 
+const Setting* Config::find(std::string_view key) const {
+  if (auto it = settings_.find(std::string(key)); it != settings_.end()) return &it->second;
+  for (const auto& [k, v] : settings_)
+    if (key_iequals(k, key)) return &v;
+  return nullptr;
+}
+
+const Setting* Config::find(const ConfigKey& key) const {
+  if (const Setting* s = find(key.name)) return s;
+  return key.alias.empty() ? nullptr : find(key.alias);
+}
+
 bool Config::has(const std::string& key) const {
-  if (values_.count(key)) return true;
-  for (const auto& [k, v] : values_)
-    if (iequals(k, key)) return true;
-  return false;
+  return find(key) != nullptr;
 }
 
 std::string Config::get(const std::string& key, const std::string& fallback) const {
-  auto it = values_.find(key);
-  if (it != values_.end()) return it->second;
-  for (const auto& [k, v] : values_)
-    if (iequals(k, key)) return v;
-  return fallback;
+  const Setting* s = find(key);
+  return s ? s->value : fallback;
 }
 
-Result<int64_t> Config::get_int(const std::string& key, int64_t fallback) const {
-  if (!has(key)) return fallback;
-  std::string v = get(key);
-  auto n = parse_int(v);
-  if (!n)
+Result<int64_t> checked_integer(const ConfigKey& key, const std::string& value,
+                                const std::string& origin, const std::string& written_name) {
+  const std::optional<int64_t> n = parse_int(value);
+  if (!n || *n < key.lo || *n > key.hi) {
     return fail(VIX_E_INVALID_ARG,
-                "configuration key " + key + " = \"" + v + "\" is not an integer");
+                origin + ": " + written_name + " = " + value + ": expected " + key.range_text());
+  }
   return *n;
 }
 
-Result<int64_t> Config::get_int_in(const std::string& key, int64_t fallback, int64_t lo,
-                                   int64_t hi) const {
-  VIX_ASSIGN_OR_RETURN(int64_t v, get_int(key, fallback));
-  if (v < lo || v > hi) {
-    return fail(VIX_E_INVALID_ARG, key + " = " + std::to_string(v) + ": expected " +
-                                       std::to_string(lo) + ".." + std::to_string(hi));
-  }
-  return v;
+Result<int64_t> Config::get(const IntKey& key) const {
+  return get(key, key.int_default);
 }
 
-Result<int64_t> Config::get_int_any(const std::vector<std::string>& keys, int64_t fallback) const {
-  for (const std::string& k : keys)
-    if (has(k)) return get_int(k, fallback);
-  return fallback;
+Result<int64_t> Config::get(const IntKey& key, int64_t context_default) const {
+  if (const Setting* s = find(key)) return checked_integer(key, s->value, s->origin, s->name);
+  return checked_integer(key, std::to_string(context_default), std::string(kOriginDefault),
+                         std::string(key.name));
+}
+
+Result<bool> Config::get(const FlagKey& key) const {
+  if (const Setting* s = find(key)) {
+    VIX_ASSIGN_OR_RETURN(int64_t v, checked_integer(key, s->value, s->origin, s->name));
+    return v != 0;
+  }
+  return key.int_default != 0;
+}
+
+std::string Config::get(const TextKey& key) const {
+  const Setting* s = find(key);
+  return s ? s->value : std::string(key.text_default);
+}
+
+std::optional<std::string> Config::get(const PatternKey& key, std::string_view name_value) const {
+  if (const Setting* s = find(key.instance(name_value))) return s->value;
+  return std::nullopt;
 }
 
 Config Config::scoped(const std::string& server_alias) const {
   Config out = *this;
   if (server_alias.empty()) return out;
   const std::string prefix = "vixfs.server." + server_alias + ".";
-  for (const auto& [k, v] : values_) {
+  for (const auto& [k, v] : settings_) {
     if (!istarts_with(k, prefix)) continue;
     const std::string rest = k.substr(prefix.size());
-    if (!istarts_with(rest, "nbd.") && !istarts_with(rest, "datastore.")) continue;
+    if (std::none_of(std::begin(kScopedPrefixes), std::end(kScopedPrefixes),
+                     [&](std::string_view p) { return istarts_with(rest, p); })) {
+      continue;
+    }
     const std::string global = "vixfs." + rest;
-    std::erase_if(out.values_, [&](const auto& kv) { return iequals(kv.first, global); });
-    out.values_[global] = v;
+    std::erase_if(out.settings_, [&](const auto& kv) { return key_iequals(kv.first, global); });
+    out.settings_[global] = v;
   }
   return out;
 }
 
 std::vector<std::string> Config::server_aliases() const {
   std::vector<std::string> out;
-  for (const auto& [k, v] : values_) {
-    if (!istarts_with(k, "vixfs.server.") || k.size() <= 17) continue;
-    const std::string rest = k.substr(13);
-    const size_t dot = rest.rfind('.');
-    if (dot == std::string::npos || dot == 0 || !iequals(rest.substr(dot + 1), "url")) continue;
-    out.push_back(rest.substr(0, dot));
+  std::string alias;
+  for (const auto& [k, v] : settings_) {
+    if (kServerUrl.matches_pattern(k, &alias)) out.push_back(alias);
   }
   return out;
 }
 
-void Config::set(const std::string& key, const std::string& value) {
-  const KnownKey* known = find_known(key);
-  values_[known ? std::string(known->name) : key] = value;
+void Config::set(const std::string& key, const std::string& value, std::string_view origin) {
+  const std::optional<KnownKey> known = find_known(key);
+  const std::string name = known ? std::string(known->spelling) : key;
+  settings_[name] = Setting{value, std::string(origin), name};
 }
 
 }  // namespace vix

@@ -30,6 +30,7 @@
 #include "fs/options.h"
 #include "fs/server_tree.h"
 #include "fs/stats.h"
+#include "vix/config_keys.h"
 #include "vix/connection.h"
 #include "vix/errors.h"
 #include "vix/library.h"
@@ -116,6 +117,32 @@ struct Daemon {
 std::string start_servers(const Options& o, Daemon* d);
 std::string start_local(const Options& o, Daemon* d);
 
+// The command line's part of the configuration. Unlike a backup stream (VDDK's reason to leave
+// caching off), a mount serves both sequential copies and a loop-mounted file system's repeated
+// random reads: the cache is on by default.
+void adjust_config(const Options& o, vix::Config& c) {
+  const std::string cache(vix::kEnableCache.name);
+  if (o.cache >= 0) {
+    c.set(cache, o.cache ? "1" : "0");
+  } else if (c.find(vix::kEnableCache) == nullptr) {
+    c.set(cache, "1", vix::kOriginDefault);
+  }
+}
+
+// --dump-config: the configuration a mount with these options would run with. Exit status 1
+// when the file does not load or a value is refused.
+int dump_config(const Options& o) {
+  auto report = vix::config_report(o.config, [&o](vix::Config& c) { adjust_config(o, c); });
+  if (!report.ok()) {
+    fprintf(stderr, "vixfs: %s\n", report.error().message.c_str());
+    return 1;
+  }
+  for (const std::string& w : report->warnings) fprintf(stderr, "vixfs: warning: %s\n", w.c_str());
+  for (const std::string& e : report->errors) fprintf(stderr, "vixfs: %s\n", e.c_str());
+  for (const std::string& line : report->lines) printf("%s\n", line.c_str());
+  return report->errors.empty() ? 0 : 1;
+}
+
 // keep-redo=DIR, else a fresh folder under tmpDirectory, made after the fork so it is the
 // daemon's and removed at its unmount.
 std::string make_redo_dir(const Options& o, Daemon* d) {
@@ -123,7 +150,7 @@ std::string make_redo_dir(const Options& o, Daemon* d) {
   if (!o.keep_redo.empty()) {
     d->redo_dir = o.keep_redo;
   } else {
-    std::string base = vix::Library::get()->config().get("tmpDirectory");
+    std::string base = vix::Library::get()->config().get(vix::kTmpDirectory);
     if (base.empty()) {
       const char* t = std::getenv("TMPDIR");
       base = t && *t ? t : "/tmp";
@@ -151,7 +178,7 @@ std::string start(const Options& o, Daemon* d, const char* argv0) {
       std::vector<std::string> ignored;
       if (!o.config.empty()) {
         if (auto c = vix::Config::load_file(o.config, &ignored); c.ok()) {
-          dir = c->get("tmpDirectory", dir);
+          if (std::string tmp = c->get(vix::kTmpDirectory); !tmp.empty()) dir = tmp;
         }
       }
       std::error_code ec;
@@ -162,15 +189,7 @@ std::string start(const Options& o, Daemon* d, const char* argv0) {
     if (!f) return "log file " + file + ": " + strerror(errno);
     g_log = f;
   }
-  // Unlike a backup stream (VDDK's reason to leave caching off), a mount serves both sequential
-  // copies and a loop-mounted file system's repeated random reads: the cache is on by default.
-  auto adjust = [&o](vix::Config& c) {
-    if (o.cache >= 0) {
-      c.set("vixDiskLib.disklib.EnableCache", o.cache ? "1" : "0");
-    } else if (!c.has("vixDiskLib.disklib.EnableCache")) {
-      c.set("vixDiskLib.disklib.EnableCache", "1");
-    }
-  };
+  auto adjust = [&o](vix::Config& c) { adjust_config(o, c); };
   if (auto r = vix::Library::init({log_cb, warn_cb, panic_cb}, "", o.config, adjust); !r.ok()) {
     return "init" + (o.config.empty() ? "" : " " + o.config) + ": " + r.error().message;
   }
@@ -335,11 +354,8 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
   }
   d->mounted = true;
   {
-    auto kb = vix::Library::get()->config().get_int("vixfs.fuse.readAheadKB", 4096);
-    if (!kb.ok() || *kb < 0 || *kb > (1 << 20)) {
-      return "vixfs.fuse.readAheadKB: " +
-             (kb.ok() ? std::to_string(*kb) + " is not in 0..1048576" : kb.error().message);
-    }
+    auto kb = vix::Library::get()->config().get(vix::kFuseReadAheadKB);
+    if (!kb.ok()) return kb.error().message;
     vixfs::arm_kernel_readahead(o.mountpoint, static_cast<uint32_t>(*kb));
   }
   {
@@ -348,8 +364,8 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
     // 51k, 0.25 ms). Network disks block workers on the server, and a listing or stats.json must
     // not wait behind them.
     const int64_t fallback =
-        o.local.empty() ? 16 : std::max<int64_t>(2, std::thread::hardware_concurrency());
-    auto n = vix::Library::get()->config().get_int_in("vixfs.fuse.threads", fallback, 1, 256);
+        o.local.empty() ? 16 : std::clamp<int64_t>(std::thread::hardware_concurrency(), 2, 256);
+    auto n = vix::Library::get()->config().get(vix::kFuseThreads, fallback);
     if (!n.ok()) return n.error().message;
     d->fuse_threads = static_cast<int>(*n);
   }
@@ -381,6 +397,7 @@ int main(int argc, char** argv) {
     fputs(message.c_str(), rc == 0 ? stdout : stderr);
     return rc;
   }
+  if (o.dump_config) return dump_config(o);
 
   // Not in the foreground: fork before anything starts threads; the parent waits for the
   // child's verdict on the mount and exits with it, so errors reach the caller's terminal.

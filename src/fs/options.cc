@@ -26,6 +26,7 @@ namespace {
 const char kUsage[] =
     "usage: vixfs --local PATH [options] MOUNTPOINT\n"
     "       vixfs --server https://HOST[:PORT] --user USER [options] MOUNTPOINT\n"
+    "       vixfs [--config FILE] [--cache | --no-cache] --dump-config\n"
     "Mounts VMDK disks as raw image files, read-only unless -o rw.\n"
     "\n"
     "  --local PATH        a .vmdk file or a folder of them (each disk as NAME.img)\n"
@@ -51,6 +52,8 @@ const char kUsage[] =
     "  -o keep-redo=DIR    make the redo logs in DIR and keep them\n"
     "  -f                  stay in the foreground, log to stderr\n"
     "  -d                  foreground with FUSE debug output\n"
+    "  --dump-config       print every configuration key with its value and where it\n"
+    "                      was set (default, FILE:LINE, command line), then exit\n"
     "  -h, --help          this text\n"
     "  --version           print the version\n";
 
@@ -138,15 +141,16 @@ std::string collect_servers(Options* o) {
     o->servers.push_back(std::move(s));
   } else {
     for (const std::string& alias : config.server_aliases()) {
-      const std::string key = "vixfs.server." + alias + ".";
+      auto value = [&](const vix::PatternKey& key) { return config.get(key, alias).value_or(""); };
       ServerArgs s;
       s.name = s.config_scope = alias;
-      s.url = config.get(key + "url");
-      s.user = config.get(key + "user");
-      s.password_file = config.get(key + "passwordFile");
-      s.thumbprint = config.get(key + "thumbprint");
-      s.transports = o->transports.empty() ? config.get(key + "transports") : o->transports;
-      if (s.user.empty()) return o->config + ": " + key + "user is missing";
+      s.url = value(vix::kServerUrl);
+      s.user = value(vix::kServerUser);
+      s.password_file = value(vix::kServerPasswordFile);
+      s.thumbprint = value(vix::kServerThumbprint);
+      s.transports = o->transports.empty() ? value(vix::kServerTransports) : o->transports;
+      if (s.user.empty())
+        return o->config + ": " + vix::kServerUser.instance(alias) + " is missing";
       if (!s.password_file.empty()) {
         std::error_code ec;
         s.password_file = std::filesystem::absolute(
@@ -206,6 +210,8 @@ int parse(int argc, char** argv, Options* o, std::string* message) {
       o->foreground = true;
     } else if (a == "-d") {
       o->foreground = o->debug = true;
+    } else if (a == "--dump-config") {
+      o->dump_config = true;
     } else if (a == "--cache" || a == "--no-cache") {
       o->cache = a == "--cache" ? 1 : 0;
     } else if (a == "--local" || a == "--config" || a == "--transports" || a == "--log-file" ||
@@ -234,7 +240,7 @@ int parse(int argc, char** argv, Options* o, std::string* message) {
       return usage_error("unexpected argument " + a);
     }
   }
-  if ((!o->local.empty() && !o->cli.url.empty()) || o->mountpoint.empty()) {
+  if ((!o->local.empty() && !o->cli.url.empty()) || (o->mountpoint.empty() && !o->dump_config)) {
     return usage_error("need --local PATH or --server URL, and a MOUNTPOINT (see vixfs --help)");
   }
   for (const std::string& opts : o->fuse_opts) {
@@ -292,7 +298,8 @@ int parse(int argc, char** argv, Options* o, std::string* message) {
   if (o->config.empty() && access("/etc/vixfs/vixfs.conf", R_OK) == 0) {
     o->config = "/etc/vixfs/vixfs.conf";
   }
-  if (o->local.empty()) {
+  // A dump mounts nothing: it needs no servers, and asks for no password.
+  if (o->local.empty() && !o->dump_config) {
     if (std::string failure = collect_servers(o); !failure.empty()) {
       return usage_error(failure);
     }

@@ -20,7 +20,8 @@ struct Options {
   std::vector<ServerArgs> servers;  // what gets mounted
   std::vector<std::string> fuse_opts;
   bool foreground = false, debug = false;
-  bool read_write = false;  // -o rw
+  bool dump_config = false;  // --dump-config: print the configuration, mount nothing
+  bool read_write = false;   // -o rw
   // -o redo / noredo (-1: neither given). On -o rw, snapshot disks of a server default to redo;
   // a --local mount writes its disks in place unless redo is asked for.
   int redo = -1;
@@ -28,9 +29,10 @@ struct Options {
   int cache = -1;         // --cache 1, --no-cache 0, else the config's (vixfs's default: on)
 };
 
-// Fills *o from argv. Returns -1 when the mount should go on; else the process should exit
-// with the returned code after writing *message (whole lines) to stdout when the code is 0
-// (--help, --version) and to stderr otherwise (2: a usage error). *message is left alone on -1.
+// Fills *o from argv. Returns -1 when the mount (or --dump-config) should go on; else the
+// process should exit with the returned code after writing *message (whole lines) to stdout
+// when the code is 0 (--help, --version) and to stderr otherwise (2: a usage error). *message
+// is left alone on -1.
 // Paths come back absolute, the vixfs-only -o options (redo, noredo, keep-redo=) are taken out
 // of o->fuse_opts, and for a server mount o->servers holds each server with its password, which
 // may be asked on the terminal.

@@ -4,6 +4,7 @@
 #include "fs/server_tree.h"
 
 #include "common/log.h"
+#include "vix/config_keys.h"
 #include "vix/errors.h"
 #include "vix/library.h"
 #include "vsphere/session.h"
@@ -97,15 +98,12 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
                  options.user);
   st->inventory_ = *st->session_->inventory();
 
-  if (auto* lib = vix::Library::get()) {
-    const std::string ttl = lib->config().get("vixfs.inventory.ttlSeconds", "30");
-    char* end = nullptr;
-    const long v = strtol(ttl.c_str(), &end, 10);
-    if (ttl.empty() || *end || v < 0) {
-      return vix::fail(VIX_E_INVALID_ARG,
-                       "vixfs.inventory.ttlSeconds = " + ttl + ": not a number of seconds");
+  {
+    auto ttl = lib->config().get(vix::kInventoryTtl);
+    if (!ttl.ok()) {
+      return std::move(ttl).error();
     }
-    st->ttl_ = std::chrono::seconds(v);
+    st->ttl_ = std::chrono::seconds(*ttl);
   }
   st->loaded_at_ = std::chrono::steady_clock::now();
   st->server_dir_ = tree->add_dir(tree->root(), st->folder_);

@@ -128,5 +128,6 @@ int cmd_map(const std::vector<std::string>& args);
 int cmd_create(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_cleanup(const std::vector<std::string>& args);
+int cmd_config(const std::vector<std::string>& args);
 
 }  // namespace vixdisk

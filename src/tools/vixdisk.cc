@@ -10,7 +10,7 @@
 namespace {
 
 const char kUsage[] =
-    "Usage: vixdisk [GLOBAL OPTIONS] COMMAND DISK [OPTIONS]\n"
+    "Usage: vixdisk [GLOBAL OPTIONS] COMMAND [DISK] [OPTIONS]\n"
     "\n"
     "Commands:\n"
     "  info DISK [--json]                       capacity, geometry, adapter, chain, ddb keys\n"
@@ -23,6 +23,8 @@ const char kUsage[] =
     "                                           sequential MB/s and random 4 KiB IOPS\n"
     "  cleanup --server HOST [--port N] [--user U --password-file F] [--thumbprint HEX]\n"
     "          [--name ALIAS] [--json]          detach disks killed processes left hot-added\n"
+    "  config [--config FILE]                   every configuration key, its value and\n"
+    "                                           where it was set (default, FILE:LINE)\n"
     "\n"
     "TYPE: monolithicSparse (default), monolithicFlat, twoGbMaxExtentSparse,\n"
     "      twoGbMaxExtentFlat, streamOptimized. Sizes take K, M, G, T suffixes (x1024).\n"
@@ -95,5 +97,6 @@ int main(int argc, char** argv) {
   if (command == "create") return vixdisk::cmd_create(rest);
   if (command == "bench") return vixdisk::cmd_bench(rest);
   if (command == "cleanup") return vixdisk::cmd_cleanup(rest);
+  if (command == "config") return vixdisk::cmd_config(rest);
   return vixdisk::usage_error("unknown command '" + command + "'");
 }

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "common/byte_source.h"
+#include "transports/config_keys.h"
 #include "vmdk/vmdk.h"
 #include "vsphere/session.h"
 
@@ -17,15 +18,17 @@ bool is_dir(const std::string& path) {
 
 // The local folder of a remote datastore: a config mapping, else its URL when that is a path
 // on this host (an NFS mount under the same path, or vcsim's folders).
+constexpr PatternKey kDatastoreFolder{"vixfs.datastore.NAME",
+                                      "the local folder where datastore NAME is mounted"};
+
 Result<std::string> local_folder(const TransportContext& ctx, const DatastoreLocation& loc) {
-  const std::string key = "vixfs.datastore." + loc.datastore;
-  if (ctx.config.has(key)) {
-    std::string dir = ctx.config.get(key);
-    if (!is_dir(dir)) {
-      return fail(VIX_E_NOT_SUPPORTED, "file: datastore " + loc.datastore + " is mapped to " + dir +
-                                           " by " + key + ", which is not a folder here");
+  const std::string key = kDatastoreFolder.instance(loc.datastore);
+  if (std::optional<std::string> dir = ctx.config.get(kDatastoreFolder, loc.datastore)) {
+    if (!is_dir(*dir)) {
+      return fail(VIX_E_NOT_SUPPORTED, "file: datastore " + loc.datastore + " is mapped to " +
+                                           *dir + " by " + key + ", which is not a folder here");
     }
-    return dir;
+    return *dir;
   }
   std::string dir = loc.url;
   if (dir.rfind("ds://", 0) == 0) dir.erase(0, 5);
@@ -62,6 +65,11 @@ Result<std::unique_ptr<BlockDevice>> FileTransport::open(const TransportContext&
   options.transport = name();
   auto opener = make_local_opener();
   return vmdk::open(*opener, local_path, options);
+}
+
+KeyList file_config_keys() {
+  static constexpr const ConfigKey* kKeys[] = {&kDatastoreFolder};
+  return kKeys;
 }
 
 std::unique_ptr<Transport> make_file_transport() {

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "transports/config_keys.h"
 #include "transports/device_node.h"
 #include "transports/hotadd_journal.h"
 #include "transports/transport.h"
@@ -27,9 +28,14 @@ namespace {
 
 namespace vs = vsphere;
 
-constexpr const char* kDefaultDevRoot = "/dev/disk/by-id";
-constexpr const char* kDefaultProductUuidFile = "/sys/class/dmi/id/product_uuid";
-constexpr int64_t kDefaultAttachTimeoutMs = 60000;
+constexpr TextKey kProxyVm{"vixfs.hotadd.proxyVm", "", "the moRef of the proxy VM (this host)",
+                           default_varies("the VM whose BIOS uuid is this host's")};
+constexpr TextKey kDevRoot{"vixfs.hotadd.devRoot", "/dev/disk/by-id",
+                           "where an attached disk appears as scsi-3<uuid>"};
+constexpr TextKey kProductUuidFile{"vixfs.hotadd.productUuidFile", "/sys/class/dmi/id/product_uuid",
+                                   "where this host's BIOS uuid is read"};
+constexpr IntKey kAttachTimeout{"vixfs.hotadd.attachTimeoutMs", 0, 3600000, 60000,
+                                "how long Open waits for an attached disk's device (ms)"};
 // SCSI targets 0..15 on every controller type vSphere offers (pvscsi can do more, but 15 is what
 // all of them take); the controller's own unit (7) is skipped.
 constexpr int32_t kScsiUnits = 16;
@@ -96,21 +102,15 @@ struct Settings {
   std::string proxy_vm;
   std::string dev_root;
   std::string product_uuid_file;
-  int64_t attach_timeout_ms = kDefaultAttachTimeoutMs;
+  int64_t attach_timeout_ms = kAttachTimeout.int_default;
 };
 
 Result<Settings> read_settings(const Config& config) {
   Settings s;
-  s.proxy_vm = config.get("vixfs.hotadd.proxyVm");
-  s.dev_root = config.get("vixfs.hotadd.devRoot", kDefaultDevRoot);
-  s.product_uuid_file = config.get("vixfs.hotadd.productUuidFile", kDefaultProductUuidFile);
-  VIX_ASSIGN_OR_RETURN(s.attach_timeout_ms,
-                       config.get_int("vixfs.hotadd.attachTimeoutMs", kDefaultAttachTimeoutMs));
-  if (s.attach_timeout_ms < 0 || s.attach_timeout_ms > 3600000) {
-    return fail(VIX_E_INVALID_ARG,
-                "vixfs.hotadd.attachTimeoutMs = " + std::to_string(s.attach_timeout_ms) +
-                    ": expected 0..3600000");
-  }
+  s.proxy_vm = config.get(kProxyVm);
+  s.dev_root = config.get(kDevRoot);
+  s.product_uuid_file = config.get(kProductUuidFile);
+  VIX_ASSIGN_OR_RETURN(s.attach_timeout_ms, config.get(kAttachTimeout));
   if (s.dev_root.empty()) return fail(VIX_E_INVALID_ARG, "vixfs.hotadd.devRoot is empty");
   return s;
 }
@@ -442,6 +442,12 @@ Result<CleanupResult> cleanup(const ConnectSpec& spec, const Config& config) {
 }
 
 }  // namespace hotadd
+
+KeyList hotadd_config_keys() {
+  static constexpr const ConfigKey* kKeys[] = {&hotadd::kProxyVm, &hotadd::kDevRoot,
+                                               &hotadd::kProductUuidFile, &hotadd::kAttachTimeout};
+  return kKeys;
+}
 
 std::unique_ptr<Transport> make_hotadd_transport() {
   return std::make_unique<hotadd::HotaddTransport>();

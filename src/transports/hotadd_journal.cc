@@ -175,7 +175,7 @@ std::string server_key(const std::string& server, uint32_t port) {
 }
 
 std::string journal_dir(const Config& config) {
-  std::string dir = config.get("tmpDirectory");
+  std::string dir = config.get(kTmpDirectory);
   if (dir.empty()) {
     const char* t = std::getenv("TMPDIR");
     dir = t && *t ? t : "/tmp";

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <vector>
 
+#include "transports/config_keys.h"
 #include "vmdk/vmdk.h"
 #include "vsphere/inventory.h"
 #include "vsphere/session.h"
@@ -505,6 +506,9 @@ class HttpsOpener final : public SourceOpener {
   std::shared_ptr<Session> session_;
 };
 
+constexpr IntKey kHttpsConnections{"vixfs.https.connections", 1, 64, 4,
+                                   "https: range requests in flight per read"};
+
 }  // namespace
 
 std::unique_ptr<SourceOpener> make_https_opener(const HttpsOptions& options) {
@@ -527,7 +531,7 @@ Result<std::unique_ptr<BlockDevice>> HttpsTransport::open(const TransportContext
   o.renew_cookie = [remote](const std::string& rejected) { return remote->renew_cookie(rejected); };
   o.dc_path = loc.dc_path;
   o.datastore = loc.datastore;
-  VIX_ASSIGN_OR_RETURN(int64_t conns, ctx.config.get_int_in("vixfs.https.connections", 4, 1, 64));
+  VIX_ASSIGN_OR_RETURN(int64_t conns, ctx.config.get(kHttpsConnections));
   o.connections = static_cast<unsigned>(conns);
   VIX_ASSIGN_OR_RETURN(auto session, Session::make(o));
   HttpsOpener opener(std::move(session));
@@ -536,6 +540,11 @@ Result<std::unique_ptr<BlockDevice>> HttpsTransport::open(const TransportContext
   options.single_link = (flags & VIXDISKLIB_FLAG_OPEN_SINGLE_LINK) != 0;
   options.transport = name();
   return vmdk::open(opener, loc.path, options);
+}
+
+KeyList https_config_keys() {
+  static constexpr const ConfigKey* kKeys[] = {&kHttpsConnections};
+  return kKeys;
 }
 
 std::unique_ptr<Transport> make_https_transport() {

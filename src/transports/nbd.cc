@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "transports/config_keys.h"
 #include "vsphere/inventory.h"
 #include "vsphere/session.h"
 
@@ -34,36 +35,24 @@ bool same_host(const std::string& a, const std::string& b) {
          });
 }
 
-// vixfs.nbd.<key>; a vixfs.server.NAME.nbd.<key> of the connection's server is already in its
-// place (Config::scoped).
-class Settings {
- public:
-  explicit Settings(const TransportContext& ctx) : ctx_(ctx) {}
-  std::string key(const std::string& name) const { return "vixfs.nbd." + name; }
-  std::string get(const std::string& name) const { return ctx_.config.get(key(name)); }
-  Result<int64_t> get_int(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const {
-    const std::string k = key(name);
-    VIX_ASSIGN_OR_RETURN(int64_t v, ctx_.config.get_int(k, fallback));
-    if (v < lo || v > hi) {
-      return fail(VIX_E_INVALID_ARG, k + " = " + std::to_string(v) + ": expected " +
-                                         std::to_string(lo) + ".." + std::to_string(hi));
-    }
-    return v;
-  }
-
- private:
-  const TransportContext& ctx_;
-};
-
-Result<int64_t> timeout(const Config& config, std::vector<std::string> names, int64_t fallback) {
-  for (std::string& n : names) n = "vixDiskLib.nfc." + n;
-  VIX_ASSIGN_OR_RETURN(int64_t v, config.get_int_any(names, fallback));
-  if (v < 0) {
-    return fail(VIX_E_INVALID_ARG, names.front() + " = " + std::to_string(v) +
-                                       ": expected milliseconds (0 for no limit)");
-  }
-  return v;
-}
+// A vixfs.server.NAME.nbd.* key of the connection's server is already in its global key's place
+// (Config::scoped).
+constexpr TextKey kServer{"vixfs.nbd.server", "",
+                          "the NBD server: HOST:PORT, HOST or a socket path",
+                          default_varies("the ESXi host of the VM")};
+constexpr IntKey kPort{"vixfs.nbd.port", 1, 65535, 10809,
+                       "TCP port when vixfs.nbd.server names a host without one"};
+constexpr TextKey kExport{"vixfs.nbd.export", "",
+                          "export name template ({datastore} {path} {file} {vm} {snapshot})",
+                          default_varies("the datastore path")};
+constexpr IntKey kConnections{"vixfs.nbd.connections", 1, 64, 4,
+                              "connections per disk (when the server allows several)"};
+constexpr IntKey kMaxRequestKB{"vixfs.nbd.maxRequestKB", 4, 32768, 2048,
+                               "largest NBD request (KiB)"};
+constexpr TextKey kThumbprint{"vixfs.nbd.thumbprint", "",
+                              "nbdssl: the server certificate's SHA-1 or SHA-256 thumbprint"};
+constexpr TextKey kCaFile{"vixfs.nbd.caFile", "", "nbdssl: PEM CA bundle for the server"};
+constexpr TextKey kPskFile{"vixfs.nbd.pskFile", "", "nbdssl: TLS-PSK keys (psktool format)"};
 
 // The inventory's capacity of the disk at `path` on the connection's VM (or snapshot); 0 when
 // the inventory does not list it.
@@ -143,19 +132,19 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
                                                         const std::string& path, uint32_t flags) {
   const std::string mode(name());
   if (path.empty()) return fail(VIX_E_INVALID_ARG, mode + ": empty disk path");
-  Settings settings(ctx);
+  const Config& config = ctx.config;
   NbdSettings s;
   s.tls = tls_;
 
   // Where: the configured server, else the ESXi host of the VM.
-  VIX_ASSIGN_OR_RETURN(int64_t port, settings.get_int("port", 10809, 1, 65535));
-  const std::string server = settings.get("server");
+  VIX_ASSIGN_OR_RETURN(int64_t port, config.get(kPort));
+  const std::string server = config.get(kServer);
   const vsphere::Host* host = nullptr;
   if (!server.empty()) {
     auto ep = nbd::parse_endpoint(server, static_cast<uint16_t>(port));
     if (!ep.ok()) {
       return fail(VIX_E_INVALID_ARG,
-                  settings.key("server") + " = " + server + ": " + ep.error().message);
+                  std::string(kServer.name) + " = " + server + ": " + ep.error().message);
     }
     s.endpoint = std::move(ep).value();
     host = host_named(ctx, s.endpoint.host);
@@ -191,7 +180,7 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
   parts.file = slash == std::string::npos ? parts.path : parts.path.substr(slash + 1);
   parts.vm = ctx.remote ? ctx.remote->vm() : vm_moref_from_vmx_spec(ctx.spec.vmx_spec);
   parts.snapshot = ctx.snapshot;
-  const std::string tmpl = settings.get("export");
+  const std::string tmpl = config.get(kExport);
   if (tmpl.empty()) {
     s.export_name = path;
   } else {
@@ -199,15 +188,13 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
   }
 
   // How long.
-  VIX_ASSIGN_OR_RETURN(s.accept_timeout_ms, timeout(ctx.config, {"AcceptTimeoutMs"}, 180000));
-  VIX_ASSIGN_OR_RETURN(s.request_timeout_ms, timeout(ctx.config, {"RequestTimeoutMs"}, 180000));
-  VIX_ASSIGN_OR_RETURN(s.read_timeout_ms,
-                       timeout(ctx.config, {"ReadTimeoutMs", "ReadTimeoutsMs"}, 60000));
-  VIX_ASSIGN_OR_RETURN(s.write_timeout_ms,
-                       timeout(ctx.config, {"WriteTimeoutMs", "WriteTimeoutsMs"}, 600000));
-  VIX_ASSIGN_OR_RETURN(int64_t conns, settings.get_int("connections", 4, 1, 64));
+  VIX_ASSIGN_OR_RETURN(s.accept_timeout_ms, config.get(kNfcAcceptTimeout));
+  VIX_ASSIGN_OR_RETURN(s.request_timeout_ms, config.get(kNfcRequestTimeout));
+  VIX_ASSIGN_OR_RETURN(s.read_timeout_ms, config.get(kNfcReadTimeout));
+  VIX_ASSIGN_OR_RETURN(s.write_timeout_ms, config.get(kNfcWriteTimeout));
+  VIX_ASSIGN_OR_RETURN(int64_t conns, config.get(kConnections));
   s.connections = static_cast<unsigned>(conns);
-  VIX_ASSIGN_OR_RETURN(int64_t max_kb, settings.get_int("maxRequestKB", 2048, 4, 32768));
+  VIX_ASSIGN_OR_RETURN(int64_t max_kb, config.get(kMaxRequestKB));
   s.max_request = static_cast<uint32_t>(max_kb * 1024);
   s.read_only = ctx.read_only || (flags & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0;
   s.fua = (flags & VIXDISKLIB_FLAG_OPEN_UNBUFFERED) != 0;
@@ -217,7 +204,7 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
   if (tls_) {
     nbd::TlsOptions& t = s.tls_options;
     t.server_name = s.endpoint.host;
-    const std::string pinned = settings.get("thumbprint");
+    const std::string pinned = config.get(kThumbprint);
     if (!pinned.empty()) {
       t.thumbprints.push_back(pinned);
     } else if (host != nullptr && !host->ssl_thumbprint.empty() &&
@@ -227,11 +214,17 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
                same_host(host_of(ctx.spec.server), s.endpoint.host)) {
       t.thumbprints.push_back(ctx.spec.thumbprint);
     } else {
-      t.ca_file = settings.get("caFile");
+      t.ca_file = config.get(kCaFile);
     }
-    t.psk_file = settings.get("pskFile");
+    t.psk_file = config.get(kPskFile);
   }
   return open_nbd_device(s);
+}
+
+KeyList nbd_config_keys() {
+  static constexpr const ConfigKey* kKeys[] = {
+      &kServer, &kPort, &kExport, &kConnections, &kMaxRequestKB, &kThumbprint, &kCaFile, &kPskFile};
+  return kKeys;
 }
 
 std::unique_ptr<Transport> make_nbd_transport() {

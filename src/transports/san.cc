@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "transports/config_keys.h"
 #include "transports/device_node.h"
 #include "transports/transport.h"
 #include "vsphere/inventory.h"
@@ -22,6 +23,9 @@
 namespace vix {
 
 namespace {
+
+constexpr TextKey kSanDevRoot{"vixfs.san.devRoot", "/dev",
+                              "where san looks for a LUN's disk/by-id links"};
 
 constexpr std::string_view kRdmBacking = "VirtualDiskRawDiskMappingVer1BackingInfo";
 
@@ -169,7 +173,7 @@ class SanTransport final : public Transport {
                       own.lun_uuid + "\", deviceName \"" + own.device_name + "\")");
     }
 
-    std::string dev_root = ctx.config.get("vixfs.san.devRoot", "/dev");
+    std::string dev_root = ctx.config.get(kSanDevRoot);
     while (dev_root.size() > 1 && dev_root.back() == '/') dev_root.pop_back();
     std::string link;
     const std::vector<std::string> candidates = san_device_candidates(dev_root, *naa);
@@ -257,13 +261,11 @@ std::vector<std::string> san_device_candidates(const std::string& dev_root,
 
 SanDeviceFilter SanDeviceFilter::from_config(const Config& config) {
   SanDeviceFilter f;
-  for (const char* key :
-       {"vixDiskLib.transport.san.whitelist", "vixDiskLib.transport.san.allowList"}) {
-    for (std::string& p : split_list(config.get(key))) f.white_.push_back(std::move(p));
+  for (const TextKey* key : {&kSanWhitelist, &kSanAllowList}) {
+    for (std::string& p : split_list(config.get(*key))) f.white_.push_back(std::move(p));
   }
-  for (const char* key :
-       {"vixDiskLib.transport.san.blacklist", "vixDiskLib.transport.san.denyList"}) {
-    for (std::string& p : split_list(config.get(key))) {
+  for (const TextKey* key : {&kSanBlacklist, &kSanDenyList}) {
+    for (std::string& p : split_list(config.get(*key))) {
       if (lower(p) == "all") {
         f.black_all_ = true;
       } else {
@@ -287,6 +289,11 @@ bool SanDeviceFilter::allows(const std::string& link, const std::string& node,
     return false;
   }
   return true;
+}
+
+KeyList san_config_keys() {
+  static constexpr const ConfigKey* kKeys[] = {&kSanDevRoot};
+  return kKeys;
 }
 
 std::unique_ptr<Transport> make_san_transport() {

@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/worker_pool.h"
 #include "transports/transport.h"
+#include "vix/config_keys.h"
 
 namespace vix {
 
@@ -38,11 +39,16 @@ void call_log_func(VixDiskLibGenericLogFunc* fn, const char* fmt, ...) {
   va_end(ap);
 }
 
-constexpr int kDefaultLogLevel = 3;
-constexpr int kDefaultWorkers = 4;
-constexpr int kMaxWorkers = 64;
+constexpr int kDefaultLogLevel = static_cast<int>(kLogLevel.int_default);
+constexpr IntKey kAsyncWorkers{"vixfs.asyncWorkers", 1, 64, 4,
+                               "threads that carry out ReadAsync and WriteAsync"};
 
 }  // namespace
+
+KeyList library_config_keys() {
+  static constexpr const ConfigKey* kKeys[] = {&kAsyncWorkers};
+  return kKeys;
+}
 
 // Where log::info and friends go while the library is initialised: the caller's callbacks, else
 // spdlog.
@@ -107,14 +113,9 @@ Result<void> Library::init(const LogCallbacks& callbacks, const std::string& lib
   if (adjust) {
     adjust(config);
   }
-  VIX_ASSIGN_OR_RETURN(int64_t level,
-                       config.get_int("vixDiskLib.transport.LogLevel", kDefaultLogLevel));
-  VIX_ASSIGN_OR_RETURN(int64_t workers, config.get_int("vixfs.asyncWorkers", kDefaultWorkers));
-  if (workers < 1 || workers > kMaxWorkers) {
-    return fail(VIX_E_INVALID_ARG, config_file + ": vixfs.asyncWorkers must be 1.." +
-                                       std::to_string(kMaxWorkers) + ", got " +
-                                       std::to_string(workers));
-  }
+  for (std::string& w : config_registry().unknown_keys(config)) warnings.push_back(std::move(w));
+  VIX_ASSIGN_OR_RETURN(int64_t level, config.get(kLogLevel));
+  VIX_ASSIGN_OR_RETURN(int64_t workers, config.get(kAsyncWorkers));
 
   auto lib = std::make_unique<Library>();
   lib->config_ = std::move(config);
@@ -124,7 +125,7 @@ Result<void> Library::init(const LogCallbacks& callbacks, const std::string& lib
   std::string file_warning;
   try {
     std::vector<spdlog::sink_ptr> sinks;
-    std::string log_file = lib->config_.get("log.fileName");
+    std::string log_file = lib->config_.get(kLogFileName);
     if (!log_file.empty()) {
       try {
         sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file));

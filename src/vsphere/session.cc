@@ -8,6 +8,11 @@ namespace vix {
 
 namespace {
 
+constexpr IntKey kSoapTimeout{"vixfs.soap.timeoutMs", 100, 3600000, 120000,
+                              "how long one SOAP or https request may take (ms)"};
+constexpr IntKey kSoapMaxResponse{"vixfs.soap.maxResponseMB", 1, 4096, 256,
+                                  "largest SOAP response accepted (MiB)"};
+
 std::string server_url(const ConnectSpec& spec) {
   if (spec.server.find("://") != std::string::npos) return spec.server;
   std::string host = spec.server;
@@ -37,12 +42,13 @@ std::string vm_moref_from_vmx_spec(const std::string& vmx_spec) {
 }
 
 Result<long> soap_timeout_ms(const Config& config) {
-  VIX_ASSIGN_OR_RETURN(int64_t ms, config.get_int("vixfs.soap.timeoutMs", 120000));
-  if (ms < 100 || ms > 3600000) {
-    return fail(VIX_E_INVALID_ARG,
-                "vixfs.soap.timeoutMs = " + std::to_string(ms) + ": expected 100..3600000");
-  }
+  VIX_ASSIGN_OR_RETURN(int64_t ms, config.get(kSoapTimeout));
   return static_cast<long>(ms);
+}
+
+KeyList session_config_keys() {
+  static constexpr const ConfigKey* kKeys[] = {&kSoapTimeout, &kSoapMaxResponse, &kTlsCaFile};
+  return kKeys;
 }
 
 Result<std::shared_ptr<ServerSession>> ServerSession::login(const ConnectSpec& spec,
@@ -50,13 +56,13 @@ Result<std::shared_ptr<ServerSession>> ServerSession::login(const ConnectSpec& s
   std::shared_ptr<ServerSession> s(new ServerSession());
   s->options_.url = server_url(spec);
   s->options_.thumbprint = spec.thumbprint;
-  s->options_.ca_file = config.get("vixfs.tls.caFile");
-  VIX_ASSIGN_OR_RETURN(int64_t max_mb, config.get_int_in("vixfs.soap.maxResponseMB", 256, 1, 4096));
+  s->options_.ca_file = config.get(kTlsCaFile);
+  VIX_ASSIGN_OR_RETURN(int64_t max_mb, config.get(kSoapMaxResponse));
   s->options_.max_response_bytes = static_cast<uint64_t>(max_mb) << 20;
   VIX_ASSIGN_OR_RETURN(s->options_.timeout_ms, soap_timeout_ms(config));
   if (!s->options_.ca_file.empty() && !std::filesystem::exists(s->options_.ca_file)) {
     return fail(VIX_E_FILE_NOT_FOUND,
-                "vixfs.tls.caFile = " + s->options_.ca_file + ": no such file");
+                std::string(kTlsCaFile.name) + " = " + s->options_.ca_file + ": no such file");
   }
 
   VIX_ASSIGN_OR_RETURN(s->client_, vsphere::Client::connect(s->options_));

@@ -115,6 +115,12 @@ class RemoteSession {
 // vixfs.soap.timeoutMs (default 120000): how long one SOAP or https request may take.
 Result<long> soap_timeout_ms(const Config& config);
 
+// Declared here rather than in session.cc: the daemon's own login (src/fs) reads it too.
+inline constexpr TextKey kTlsCaFile{"vixfs.tls.caFile", "",
+                                    "PEM CA certificates that vouch for vCenter/ESXi"};
+// The keys session.cc reads (the registry: vix::config_registry()).
+KeyList session_config_keys();
+
 // "moref=vm-42" (other key=value pairs separated by '/' or ';' are ignored) -> "vm-42".
 std::string vm_moref_from_vmx_spec(const std::string& vmx_spec);
 
