@@ -12,6 +12,9 @@
 #ifndef VIXFS_VIXDISKLIB_H
 #define VIXFS_VIXDISKLIB_H
 
+/* The layout follows VMware's header, columns aligned by hand: clang-format leaves it. */
+/* clang-format off */
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -401,5 +404,7 @@ VixError VixDiskLib_CheckRepair(const VixDiskLibConnection connection, const cha
 #ifdef __cplusplus
 }
 #endif
+
+/* clang-format on */
 
 #endif /* VIXFS_VIXDISKLIB_H */

@@ -17,12 +17,14 @@ struct Error {
 };
 
 // Builds an Error; the usual way to fail: `return fail(VIX_E_DISK_INVAL, "x: bad magic")`.
-inline Error fail(VixError code, std::string message) { return Error{code, std::move(message)}; }
+inline Error fail(VixError code, std::string message) {
+  return Error{code, std::move(message)};
+}
 
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }
@@ -59,7 +61,9 @@ class [[nodiscard]] Result<void> {
   bool ok_ = true;
 };
 
-inline Result<void> ok() { return {}; }
+inline Result<void> ok() {
+  return {};
+}
 
 }  // namespace vix
 
@@ -67,9 +71,9 @@ inline Result<void> ok() { return {}; }
 #define VIX_CONCAT_(a, b) VIX_CONCAT_INNER_(a, b)
 
 // Returns the error of `expr` (a Result) from the enclosing function.
-#define VIX_TRY(expr)                                          \
-  do {                                                         \
-    auto&& vix_try_result_ = (expr);                           \
+#define VIX_TRY(expr)                                                     \
+  do {                                                                    \
+    auto&& vix_try_result_ = (expr);                                      \
     if (!vix_try_result_.ok()) return std::move(vix_try_result_).error(); \
   } while (0)
 

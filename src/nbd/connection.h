@@ -32,7 +32,7 @@ struct HandshakeOptions {
 
 struct ExportInfo {
   uint64_t size = 0;
-  uint16_t transmission_flags = 0;  // NBD_FLAG_*
+  uint16_t transmission_flags = 0;                                        // NBD_FLAG_*
   uint32_t min_block = 1, preferred_block = 4096, max_block = 32u << 20;  // NBD_INFO_BLOCK_SIZE
   bool structured_replies = false;
   bool base_allocation = false;  // block_status() is available

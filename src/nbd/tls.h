@@ -15,8 +15,8 @@ struct TlsOptions {
   // Acceptable thumbprints (SHA-1 or SHA-256, colon-separated hex, any case), tried as one set:
   // the config's vixfs.nbd.thumbprint, the host's sslThumbprint, the connection's thumbPrint.
   std::vector<std::string> thumbprints;
-  std::string ca_file;   // vixfs.nbd.caFile: chain and host-name verification against it
-  std::string psk_file;  // vixfs.nbd.pskFile: nbdkit/gnutls psktool format "identity:hexkey"
+  std::string ca_file;      // vixfs.nbd.caFile: chain and host-name verification against it
+  std::string psk_file;     // vixfs.nbd.pskFile: nbdkit/gnutls psktool format "identity:hexkey"
   std::string server_name;  // SNI and the name checked with ca_file (the endpoint's host)
 };
 

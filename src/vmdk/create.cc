@@ -1,5 +1,5 @@
-// Disk creation in qemu-img create's exact layout (docs/reference/vmdk-format.md §2.7, §4.2, §6.3, §10, §11),
-// so that qemu-img check is clean and qemu-img info agrees, and redo-log children (§7).
+// Disk creation in qemu-img create's exact layout (docs/reference/vmdk-format.md §2.7, §4.2, §6.3,
+// §10, §11), so that qemu-img check is clean and qemu-img info agrees, and redo-log children (§7).
 #include <algorithm>
 #include <filesystem>
 #include <vector>

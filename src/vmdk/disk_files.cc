@@ -11,7 +11,8 @@ namespace vix::vmdk {
 namespace {
 
 constexpr uint64_t kMaxDescriptorBytes = 1 << 20;
-// The hosted sparse header fields that locate the embedded descriptor (docs/reference/vmdk-format.md §3).
+// The hosted sparse header fields that locate the embedded descriptor
+// (docs/reference/vmdk-format.md §3).
 constexpr size_t kHeaderBytes = 512;
 constexpr size_t kDescriptorOffsetField = 28, kDescriptorSizeField = 36;
 

@@ -1,6 +1,6 @@
 // What `qemu-img create` writes for a hosted sparse (KDMV) extent: the layout arithmetic of
-// docs/reference/vmdk-format.md §4.2 and the 512-byte header encoding of §3. Used by create; the reader lives
-// in sparse_extent.* and does not depend on this.
+// docs/reference/vmdk-format.md §4.2 and the 512-byte header encoding of §3. Used by create; the
+// reader lives in sparse_extent.* and does not depend on this.
 #pragma once
 
 #include <array>

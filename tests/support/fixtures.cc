@@ -43,15 +43,18 @@ CommandResult run(const std::string& cmd) {
 
 std::string run_ok(const std::string& cmd) {
   CommandResult r = run(cmd);
-  if (r.exit_code != 0) ADD_FAILURE() << "command failed (" << r.exit_code << "): " << cmd << "\n" << r.output;
+  if (r.exit_code != 0)
+    ADD_FAILURE() << "command failed (" << r.exit_code << "): " << cmd << "\n" << r.output;
   return r.output;
 }
 
 std::string sh_quote(const std::string& s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
   }
   return out + "'";
 }

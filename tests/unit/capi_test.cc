@@ -78,7 +78,8 @@ const Api& api() {
   if (!x.name) x.missing += " VixDiskLib_" #name;
     VIX_LOAD(InitEx)
     VIX_LOAD(Init)
-    VIX_LOAD(Exit) VIX_LOAD(ListTransportModes) VIX_LOAD(GetErrorText) VIX_LOAD(FreeErrorText)
+    VIX_LOAD(Exit)
+    VIX_LOAD(ListTransportModes) VIX_LOAD(GetErrorText) VIX_LOAD(FreeErrorText)
         VIX_LOAD(AllocateConnectParams) VIX_LOAD(FreeConnectParams) VIX_LOAD(GetConnectParams)
             VIX_LOAD(ConnectEx) VIX_LOAD(Connect) VIX_LOAD(Disconnect) VIX_LOAD(Cleanup)
                 VIX_LOAD(PrepareForAccess) VIX_LOAD(EndAccess) VIX_LOAD(Open) VIX_LOAD(Close)

@@ -118,7 +118,8 @@ TEST(VmdkCreate, MonolithicSparseHeaderMd5IsTheReferenceVector) {
   std::string f = dir.file("x.vmdk");
   make_ok(f, VIXDISKLIB_DISK_MONOLITHIC_SPARSE, 100 * kMiB);
   std::string md5 = run_ok("head -c 512 " + f + " | md5sum");
-  EXPECT_EQ(md5.substr(0, 32), "55b3a71043e7a773e39185aa363a9158");  // docs/reference/vmdk-format.md §14 row 1
+  EXPECT_EQ(md5.substr(0, 32),
+            "55b3a71043e7a773e39185aa363a9158");  // docs/reference/vmdk-format.md §14 row 1
   EXPECT_EQ(vixtest::read_file(f).size(), 65536u);
   expect_qemu_clean(f, "monolithicSparse", 100u << 20);
 }
