@@ -75,26 +75,52 @@ const Api& api() {
     }
 #define VIX_LOAD(name)                                                           \
   x.name = reinterpret_cast<decltype(x.name)>(dlsym(x.dl, "VixDiskLib_" #name)); \
-  if (!x.name) x.missing += " VixDiskLib_" #name;
-    VIX_LOAD(InitEx)
-    VIX_LOAD(Init)
-    VIX_LOAD(Exit)
-    VIX_LOAD(ListTransportModes) VIX_LOAD(GetErrorText) VIX_LOAD(FreeErrorText)
-        VIX_LOAD(AllocateConnectParams) VIX_LOAD(FreeConnectParams) VIX_LOAD(GetConnectParams)
-            VIX_LOAD(ConnectEx) VIX_LOAD(Connect) VIX_LOAD(Disconnect) VIX_LOAD(Cleanup)
-                VIX_LOAD(PrepareForAccess) VIX_LOAD(EndAccess) VIX_LOAD(Open) VIX_LOAD(Close)
-                    VIX_LOAD(GetTransportMode) VIX_LOAD(GetInfo) VIX_LOAD(FreeInfo) VIX_LOAD(Read)
-                        VIX_LOAD(Write) VIX_LOAD(ReadAsync) VIX_LOAD(WriteAsync) VIX_LOAD(Wait)
-                            VIX_LOAD(Flush) VIX_LOAD(QueryAllocatedBlocks) VIX_LOAD(FreeBlockList)
-                                VIX_LOAD(ReadMetadata) VIX_LOAD(WriteMetadata)
-                                    VIX_LOAD(GetMetadataKeys) VIX_LOAD(Create) VIX_LOAD(CreateChild)
-                                        VIX_LOAD(Unlink) VIX_LOAD(Grow) VIX_LOAD(Shrink)
-                                            VIX_LOAD(Defragment) VIX_LOAD(Rename) VIX_LOAD(Clone)
-                                                VIX_LOAD(IsAttachPossible) VIX_LOAD(Attach)
-                                                    VIX_LOAD(SpaceNeededForClone)
-                                                        VIX_LOAD(CheckRepair)
+  if (!x.name) x.missing += " VixDiskLib_" #name
+    VIX_LOAD(InitEx);
+    VIX_LOAD(Init);
+    VIX_LOAD(Exit);
+    VIX_LOAD(ListTransportModes);
+    VIX_LOAD(GetErrorText);
+    VIX_LOAD(FreeErrorText);
+    VIX_LOAD(AllocateConnectParams);
+    VIX_LOAD(FreeConnectParams);
+    VIX_LOAD(GetConnectParams);
+    VIX_LOAD(ConnectEx);
+    VIX_LOAD(Connect);
+    VIX_LOAD(Disconnect);
+    VIX_LOAD(Cleanup);
+    VIX_LOAD(PrepareForAccess);
+    VIX_LOAD(EndAccess);
+    VIX_LOAD(Open);
+    VIX_LOAD(Close);
+    VIX_LOAD(GetTransportMode);
+    VIX_LOAD(GetInfo);
+    VIX_LOAD(FreeInfo);
+    VIX_LOAD(Read);
+    VIX_LOAD(Write);
+    VIX_LOAD(ReadAsync);
+    VIX_LOAD(WriteAsync);
+    VIX_LOAD(Wait);
+    VIX_LOAD(Flush);
+    VIX_LOAD(QueryAllocatedBlocks);
+    VIX_LOAD(FreeBlockList);
+    VIX_LOAD(ReadMetadata);
+    VIX_LOAD(WriteMetadata);
+    VIX_LOAD(GetMetadataKeys);
+    VIX_LOAD(Create);
+    VIX_LOAD(CreateChild);
+    VIX_LOAD(Unlink);
+    VIX_LOAD(Grow);
+    VIX_LOAD(Shrink);
+    VIX_LOAD(Defragment);
+    VIX_LOAD(Rename);
+    VIX_LOAD(Clone);
+    VIX_LOAD(IsAttachPossible);
+    VIX_LOAD(Attach);
+    VIX_LOAD(SpaceNeededForClone);
+    VIX_LOAD(CheckRepair);
 #undef VIX_LOAD
-                                                            return x;
+    return x;
   }();
   return a;
 }
