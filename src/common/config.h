@@ -1,4 +1,4 @@
-// Config: VDDK's config-file syntax (`name = "value"`, `#` comments) with every key DESIGN.md
+// Config: VDDK's config-file syntax (`name = "value"`, `#` comments) with every key vixfs.conf(5)
 // lists. A malformed line is an error naming file and line; an unknown key that is not vixfs's
 // is a warning here (vixfs.* keys are checked against every declaration by KeyRegistry, which
 // this layer cannot see all of). Each value remembers where it was set, so that an error about

@@ -86,7 +86,7 @@ using KeyList = std::span<const ConfigKey* const>;
 // connections (Config::scoped): vixfs.server.NAME.nbd.port for vixfs.nbd.port.
 inline constexpr std::string_view kScopedPrefixes[] = {"nbd.", "datastore."};
 
-// --- VDDK's keys (DESIGN.md "Configuration"; reference/vddk-abi.md §7) ----------------------
+// --- VDDK's keys (docs/reference/vddk-abi.md §7) ----------------------
 inline constexpr TextKey kTmpDirectory{
     "tmpDirectory", "", "folder for temporary files, the hotadd journal and the daemon's log",
     default_varies("$TMPDIR, else /tmp")};

@@ -2,6 +2,7 @@
 #include <cctype>
 
 #include "common/log.h"
+#include "transports/config_keys.h"
 #include "transports/transport.h"
 
 namespace vix {
@@ -44,6 +45,34 @@ constexpr ModeEntry kModes[] = {
 #undef VIX_MODE_ENTRY
 };
 #undef VIX_TRANSPORT_MODES
+
+// The transport files that declare configuration keys: each defines <file>_config_keys() next to
+// the code that reads them (nbd.cc serves both nbd and nbdssl).
+#define VIX_TRANSPORT_KEY_FILES(FILE) FILE(file) FILE(san) FILE(hotadd) FILE(nbd) FILE(https)
+
+}  // namespace
+
+#define VIX_DECLARE_KEYS(file) KeyList file##_config_keys();
+VIX_TRANSPORT_KEY_FILES(VIX_DECLARE_KEYS)
+#undef VIX_DECLARE_KEYS
+
+KeyList transport_config_keys() {
+  static const std::vector<const ConfigKey*> keys = [] {
+    std::vector<const ConfigKey*> all;
+    for (KeyList list : {
+#define VIX_KEY_LIST(file) file##_config_keys(),
+             VIX_TRANSPORT_KEY_FILES(VIX_KEY_LIST)
+#undef VIX_KEY_LIST
+         }) {
+      all.insert(all.end(), list.begin(), list.end());
+    }
+    return all;
+  }();
+  return keys;
+}
+#undef VIX_TRANSPORT_KEY_FILES
+
+namespace {
 
 const ModeEntry* find_mode(std::string_view name) {
   for (const ModeEntry& m : kModes)

@@ -14,9 +14,8 @@ constexpr const ConfigKey* kDaemonKeys[] = {&kFuseReadAheadKB, &kFuseThreads, &k
 const KeyRegistry& config_registry() {
   // A function-local static: built on first use, after every constant it points to exists.
   static const KeyRegistry registry{
-      common_config_keys(),    session_config_keys(), file_config_keys(), https_config_keys(),
-      nbd_config_keys(),       hotadd_config_keys(),  san_config_keys(),  library_config_keys(),
-      readahead_config_keys(), KeyList(kDaemonKeys),
+      common_config_keys(),  session_config_keys(),   transport_config_keys(),
+      library_config_keys(), readahead_config_keys(), KeyList(kDaemonKeys),
   };
   return registry;
 }

@@ -45,7 +45,7 @@ TEST(ConfigTest, AcceptsEveryDocumentedKeyWithoutWarnings) {
       "vixDiskLib.transport.san.blacklist",
       "vixDiskLib.transport.san.whitelist",
   };
-  std::string text = "# every key DESIGN.md lists\n";
+  std::string text = "# every VDDK key vixfs.conf(5) lists\n";
   int i = 1;
   for (const char* k : keys) text += std::string(k) + " = \"" + std::to_string(i++) + "\"\n";
   std::vector<std::string> warnings;
