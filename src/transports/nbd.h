@@ -2,8 +2,8 @@
 // nbdkit-vddk proxy) over the open NBD protocol (src/nbd/), plain or over TLS. Not VMware's NFC.
 //
 // nbd.cc works out where the disk lives (endpoint, export name, trust anchors, timeouts) from the
-// config and the connection's inventory; nbd_device.cc is the BlockDevice over a pool of NBD
-// connections that re-establishes broken ones within the request budget.
+// config and the connection's inventory; nbd_device.cc is the BlockDevice over nbd_pool.h's pool
+// of NBD connections, which re-establishes broken ones within the request budget.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // The san transport: a raw device mapping's LUN read directly as a block device of this host.
-// The pieces below are exposed for tests; the transport itself is make_san_transport().
+// The pieces below are exposed for tests; the transport itself is make_transport("san").
 #pragma once
 
 #include <optional>

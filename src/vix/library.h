@@ -57,7 +57,8 @@ class Library {
   ~Library();
 };
 
-// The transport modes this build supports, in default order ("file" now; more as they land).
+// The transport modes this build supports, in default order, colon-separated (the transport
+// table of src/transports/chain.cc).
 const char* supported_transport_modes();
 
 }  // namespace vix
