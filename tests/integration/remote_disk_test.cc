@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "support/disk_read.h"
 #include "support/fixtures.h"
 #include "support/vsphere_sim.h"
 #include "transports/transport.h"
@@ -20,6 +21,8 @@ using vixtest::Simulator;
 using vixtest::TempDir;
 
 namespace {
+
+using vixtest::read_all;
 
 constexpr const char* kDisk = "[LocalDS_0] DC0_H0_VM0/disk1.vmdk";
 
@@ -69,29 +72,7 @@ class RemoteDisk : public ::testing::Test {
   }
 
   static vix::ConnectSpec spec(const std::string& password = "p") {
-    vix::ConnectSpec s;
-    s.server = sim_->get("VCSIM_HOST");
-    s.port = static_cast<uint32_t>(std::stoul(sim_->get("VCSIM_PORT")));
-    s.thumbprint = sim_->get("VCSIM_SHA1");
-    s.cred_type = VIXDISKLIB_CRED_UID;
-    s.user = "u";
-    s.password = password;
-    s.vmx_spec = "moref=" + vm_;
-    return s;
-  }
-
-  static std::vector<uint8_t> read_all(vix::Disk& d) {
-    const uint64_t sectors = d.info().capacity_sectors;
-    std::vector<uint8_t> out(sectors * 512);
-    // Odd-sized requests so reads cross grain and request boundaries.
-    const uint64_t step = 5000;
-    for (uint64_t s = 0; s < sectors; s += step) {
-      uint64_t n = std::min(step, sectors - s);
-      auto r = d.read(s, n, out.data() + s * 512);
-      EXPECT_TRUE(r.ok()) << r.error().message;
-      if (!r.ok()) break;
-    }
-    return out;
+    return sim_->connect_spec(vm_, "u", password);
   }
 
   void expect_same_as_qemu(const std::string& modes, const std::string& path,

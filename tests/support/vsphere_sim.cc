@@ -89,6 +89,19 @@ std::string Simulator::get(const std::string& key) const {
   return it == vars_.end() ? std::string() : it->second;
 }
 
+vix::ConnectSpec Simulator::connect_spec(const std::string& vm, const std::string& user,
+                                         const std::string& password) const {
+  vix::ConnectSpec s;
+  s.server = get("VCSIM_HOST");
+  s.port = static_cast<uint32_t>(std::stoul(get("VCSIM_PORT")));
+  s.thumbprint = get("VCSIM_SHA1");
+  s.cred_type = VIXDISKLIB_CRED_UID;
+  s.user = user;
+  s.password = password;
+  if (!vm.empty()) s.vmx_spec = "moref=" + vm;
+  return s;
+}
+
 std::unique_ptr<vix::vsphere::Client> Simulator::login(const std::string& user,
                                                        const std::string& password,
                                                        std::string* error) const {

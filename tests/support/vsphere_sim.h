@@ -10,6 +10,7 @@
 #include <string>
 
 #include "support/process.h"
+#include "vsphere/session.h"
 
 namespace vix::vsphere {
 class Client;
@@ -30,6 +31,10 @@ class Simulator {
   // A KEY=VALUE line of the simulator's output ("" if absent), e.g. get("VCSIM_URL").
   std::string get(const std::string& key) const;
   const std::map<std::string, std::string>& vars() const { return vars_; }
+  // A ConnectSpec for this simulator as user/password, its thumbprint pinned, bound to the VM
+  // whose moRef is vm ("" for none).
+  vix::ConnectSpec connect_spec(const std::string& vm, const std::string& user = "u",
+                                const std::string& password = "p") const;
   // Stops it now (idempotent); later connections are refused.
   void stop();
   // A vSphere client logged in as user/password, its thumbprint pinned; null with *error set.

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "support/disk_read.h"
 #include "support/fixtures.h"
 #include "support/vsphere_sim.h"
 #include "transports/transport.h"
@@ -22,21 +23,9 @@ using vixtest::TempDir;
 
 namespace {
 
-constexpr const char* kDisk = "[LocalDS_0] DC0_H0_VM0/disk1.vmdk";
+using vixtest::read_all;
 
-// Every sector of the disk, read in odd-sized requests that cross grain boundaries.
-std::vector<uint8_t> read_all(vix::Disk& d) {
-  const uint64_t sectors = d.info().capacity_sectors;
-  std::vector<uint8_t> out(sectors * 512);
-  const uint64_t step = 5000;
-  for (uint64_t s = 0; s < sectors; s += step) {
-    const uint64_t n = std::min(step, sectors - s);
-    auto r = d.read(s, n, out.data() + s * 512);
-    EXPECT_TRUE(r.ok()) << r.error().message;
-    if (!r.ok()) break;
-  }
-  return out;
-}
+constexpr const char* kDisk = "[LocalDS_0] DC0_H0_VM0/disk1.vmdk";
 
 // In `dir`: `name`.vmdk, a delta child over a monolithicSparse base.vmdk, and `name`f.vmdk, a
 // monolithicFlat disk; distinct patterns, shifted by `salt`, so a wrong parent or folder shows.
@@ -141,14 +130,7 @@ class FileTransportRemote : public ::testing::Test {
     vixtest::write_file(file, config);
     auto r = vix::Library::init({}, "", file);
     ASSERT_TRUE(r.ok()) << r.error().message;
-    vix::ConnectSpec s;
-    s.server = sim_->get("VCSIM_HOST");
-    s.port = static_cast<uint32_t>(std::stoul(sim_->get("VCSIM_PORT")));
-    s.thumbprint = sim_->get("VCSIM_SHA1");
-    s.cred_type = VIXDISKLIB_CRED_UID;
-    s.user = "u";
-    s.password = "p";
-    s.vmx_spec = "moref=" + sim_->get("VCSIM_VM_DC0_H0_VM0");
+    auto s = sim_->connect_spec(sim_->get("VCSIM_VM_DC0_H0_VM0"));
     auto c = vix::Connection::connect(s, true, "", "file");
     ASSERT_TRUE(c.ok()) << c.error().message;
     conn_ = std::move(c).value();

@@ -243,17 +243,7 @@ class HotaddTransport : public ::testing::Test {
     ASSERT_TRUE(r.ok()) << r.error().message;
   }
 
-  static vix::ConnectSpec spec(const std::string& vm) {
-    vix::ConnectSpec s;
-    s.server = sim_->get("VCSIM_HOST");
-    s.port = static_cast<uint32_t>(std::stoul(sim_->get("VCSIM_PORT")));
-    s.thumbprint = sim_->get("VCSIM_SHA1");
-    s.cred_type = VIXDISKLIB_CRED_UID;
-    s.user = "u";
-    s.password = "p";
-    if (!vm.empty()) s.vmx_spec = "moref=" + vm;
-    return s;
-  }
+  static vix::ConnectSpec spec(const std::string& vm) { return sim_->connect_spec(vm); }
 
   std::unique_ptr<HotaddKernel> kernel(bool writable = false) {
     auto c = client();

@@ -376,17 +376,7 @@ class HttpsTransport : public ::testing::Test {
   }
   void TearDown() override { vix::Library::exit(); }
 
-  static vix::ConnectSpec spec() {
-    vix::ConnectSpec s;
-    s.server = sim_->get("VCSIM_HOST");
-    s.port = static_cast<uint32_t>(std::stoul(sim_->get("VCSIM_PORT")));
-    s.thumbprint = sim_->get("VCSIM_SHA1");
-    s.cred_type = VIXDISKLIB_CRED_UID;
-    s.user = "u";
-    s.password = "p";
-    s.vmx_spec = "moref=" + sim_->get("VCSIM_VM_DC0_H0_VM0");
-    return s;
-  }
+  static vix::ConnectSpec spec() { return sim_->connect_spec(sim_->get("VCSIM_VM_DC0_H0_VM0")); }
 
   static Simulator* sim_;
   static std::string error_;

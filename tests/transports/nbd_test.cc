@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/disk_read.h"
 #include "support/fixtures.h"
 #include "support/process.h"
 #include "transports/nbd.h"
@@ -28,6 +29,8 @@ using vixtest::sh_quote;
 using vixtest::TempDir;
 
 namespace {
+
+using vixtest::read_all;
 
 using nbdtest::captured;
 
@@ -111,18 +114,6 @@ class NbdTransportLocal : public ::testing::Test {
 
   static vix::Result<std::unique_ptr<vix::Connection>> local(const std::string& modes = "nbd") {
     return vix::Connection::connect(vix::ConnectSpec{}, true, "", modes);
-  }
-
-  static std::vector<uint8_t> read_all(vix::Disk& d, uint64_t step = 5000) {
-    const uint64_t sectors = d.info().capacity_sectors;
-    std::vector<uint8_t> out(sectors * 512);
-    for (uint64_t s = 0; s < sectors; s += step) {
-      const uint64_t n = std::min(step, sectors - s);
-      auto r = d.read(s, n, out.data() + s * 512);
-      EXPECT_TRUE(r.ok()) << r.error().message;
-      if (!r.ok()) break;
-    }
-    return out;
   }
 
   TempDir dir_;

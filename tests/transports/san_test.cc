@@ -112,14 +112,7 @@ class SanTransport : public ::testing::Test {
   }
 
   static vix::ConnectSpec spec() {
-    vix::ConnectSpec s;
-    s.server = sim_->get("VCSIM_HOST");
-    s.port = static_cast<uint32_t>(std::stoul(sim_->get("VCSIM_PORT")));
-    s.thumbprint = sim_->get("VCSIM_SHA1");
-    s.user = "u";
-    s.password = "p";
-    s.vmx_spec = "moref=" + sim_->get(std::string("VCSIM_VM_") + kVm);
-    return s;
+    return sim_->connect_spec(sim_->get(std::string("VCSIM_VM_") + kVm));
   }
 
   // The san transport alone (no chain, no fallback): its own error code and message.
