@@ -316,8 +316,7 @@ ssize_t DiskFile::map_read(uint64_t offset, size_t length, std::vector<vix::Host
 ssize_t DiskFile::read(uint64_t offset, size_t length, uint8_t* buf) {
   ssize_t rc;
   std::shared_ptr<vix::Disk> disk = disk_for_read(offset, &length, &rc);
-  if (!disk) return rc;
-  if (length == 0) return 0;
+  if (!disk) return rc;  // also when there is nothing to read (rc 0)
   vix::Result<void> r = disk->pread(buf, length, offset);
   return count_read(offset, length, r);
 }

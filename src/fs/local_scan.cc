@@ -1,14 +1,10 @@
 #include "fs/local_scan.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <map>
-#include <optional>
 #include <set>
 
 #include "common/byte_source.h"

@@ -98,13 +98,8 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
                  options.user);
   st->inventory_ = *st->session_->inventory();
 
-  {
-    auto ttl = lib->config().get(vix::kInventoryTtl);
-    if (!ttl.ok()) {
-      return std::move(ttl).error();
-    }
-    st->ttl_ = std::chrono::seconds(*ttl);
-  }
+  VIX_ASSIGN_OR_RETURN(int64_t ttl_seconds, lib->config().get(vix::kInventoryTtl));
+  st->ttl_ = std::chrono::seconds(ttl_seconds);
   st->loaded_at_ = std::chrono::steady_clock::now();
   st->server_dir_ = tree->add_dir(tree->root(), st->folder_);
   st->by_name_ = tree->add_dir(st->server_dir_, "by-name");

@@ -153,8 +153,10 @@ class Disk {
   const MeteredDevice* transport_meter_ = nullptr;
   const ReadaheadDevice* cache_ = nullptr;
   BlockDevice* uncached_ = nullptr;
-  // One sector-edge read-modify-write at a time per sector range (pwrite, zero_range).
+  // pwrite's work, for a caller that holds the range lock of the sectors it touches.
   Result<void> write_bytes_locked(const uint8_t* buf, uint64_t length, uint64_t offset);
+  // Held over the sectors a pwrite or zero_range touches: one edge read-modify-write at a time
+  // per sector.
   RangeLock range_lock_;
   friend class Connection;
   std::mutex async_mu_;
