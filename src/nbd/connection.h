@@ -16,9 +16,17 @@
 #include <vector>
 
 #include "common/result.h"
-#include "nbd/stream.h"
+#include "net/stream.h"
 
 namespace vix::nbd {
+
+// NBD runs over the shared byte streams of src/net.
+using net::Clock;
+using net::Deadline;
+using net::deadline_after_ms;
+using net::Endpoint;
+using net::kNoDeadline;
+using net::Stream;
 
 struct HandshakeOptions {
   std::string export_name;

@@ -141,7 +141,7 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
   const std::string server = config.get(kServer);
   const vsphere::Host* host = nullptr;
   if (!server.empty()) {
-    auto ep = nbd::parse_endpoint(server, static_cast<uint16_t>(port));
+    auto ep = net::parse_endpoint(server, static_cast<uint16_t>(port));
     if (!ep.ok()) {
       return fail(VIX_E_INVALID_ARG,
                   std::string(kServer.name) + " = " + server + ": " + ep.error().message);
@@ -159,7 +159,7 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
                       (ctx.remote->vm().empty() ? std::string("(none)") : ctx.remote->vm()) +
                       " (set vixfs.nbd.server)");
     }
-    auto ep = nbd::parse_endpoint(host->name, static_cast<uint16_t>(port));
+    auto ep = net::parse_endpoint(host->name, static_cast<uint16_t>(port));
     if (!ep.ok()) {
       return fail(VIX_E_NOT_SUPPORTED, mode + ": host " + host->name + ": " + ep.error().message);
     }
@@ -202,7 +202,7 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
 
   // Whom to trust (nbdssl): the first source that applies, most specific first.
   if (tls_) {
-    nbd::TlsOptions& t = s.tls_options;
+    net::TlsOptions& t = s.tls_options;
     t.server_name = s.endpoint.host;
     const std::string pinned = config.get(kThumbprint);
     if (!pinned.empty()) {

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "nbd/connection.h"
-#include "nbd/stream.h"
-#include "nbd/tls.h"
+#include "net/stream.h"
+#include "net/tls.h"
 #include "transports/transport.h"
 
 namespace vix {
@@ -31,9 +31,9 @@ class NbdTransport final : public Transport {
 // Everything a device needs to (re)connect, resolved once at open.
 struct NbdSettings {
   bool tls = false;
-  nbd::Endpoint endpoint;
+  net::Endpoint endpoint;
   std::string export_name;
-  nbd::TlsOptions tls_options;
+  net::TlsOptions tls_options;
   // vixDiskLib.nfc.*: 0 means no limit.
   int64_t accept_timeout_ms = 180000;   // connect + handshake
   int64_t request_timeout_ms = 180000;  // the budget for re-establishing a broken connection

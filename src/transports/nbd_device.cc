@@ -216,7 +216,7 @@ class Unreachable {
     std::lock_guard lock(mu_);
     auto it = hosts_.find(endpoint);
     if (it == hosts_.end()) return std::nullopt;
-    if (nbd::Clock::now() - it->second.when > kForget) {
+    if (net::Clock::now() - it->second.when > kForget) {
       hosts_.erase(it);
       return std::nullopt;
     }
@@ -225,12 +225,12 @@ class Unreachable {
   void note(const std::string& endpoint, const std::string& why) {
     std::lock_guard lock(mu_);
     if (hosts_.size() > 1024) hosts_.clear();  // bounded, whatever the inventory holds
-    hosts_[endpoint] = {nbd::Clock::now(), why};
+    hosts_[endpoint] = {net::Clock::now(), why};
   }
 
  private:
   struct Entry {
-    nbd::Clock::time_point when;
+    net::Clock::time_point when;
     std::string why;
   };
   std::mutex mu_;
@@ -256,7 +256,7 @@ Result<std::unique_ptr<BlockDevice>> open_nbd_device(const NbdSettings& s) {
     }
   }
   bool unreachable = false;
-  auto first = connect_nbd(s, nbd::deadline_after_ms(s.accept_timeout_ms), &unreachable);
+  auto first = connect_nbd(s, net::deadline_after_ms(s.accept_timeout_ms), &unreachable);
   if (!first.ok()) {
     Error e = std::move(first).error();
     if (s.guessed_endpoint && unreachable) {

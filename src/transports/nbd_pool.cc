@@ -17,7 +17,7 @@ constexpr uint64_t kMinPiece = 256 * 1024;
 // A request whose re-established connection breaks this many times fails at once.
 constexpr int kMaxFreshFailures = 3;
 
-nbd::Deadline earlier(nbd::Deadline a, nbd::Deadline b) {
+net::Deadline earlier(net::Deadline a, net::Deadline b) {
   return std::min(a, b);
 }
 
@@ -28,12 +28,12 @@ std::string describe(const NbdSettings& s) {
 
 }  // namespace
 
-Result<NbdConnPtr> connect_nbd(const NbdSettings& s, nbd::Deadline deadline, bool* unreachable) {
-  nbd::Deadline connect_deadline = deadline;
+Result<NbdConnPtr> connect_nbd(const NbdSettings& s, net::Deadline deadline, bool* unreachable) {
+  net::Deadline connect_deadline = deadline;
   if (s.guessed_endpoint && s.guessed_connect_ms > 0) {
-    connect_deadline = std::min(deadline, nbd::deadline_after_ms(s.guessed_connect_ms));
+    connect_deadline = std::min(deadline, net::deadline_after_ms(s.guessed_connect_ms));
   }
-  auto connected = nbd::connect_stream(s.endpoint, connect_deadline);
+  auto connected = net::connect_stream(s.endpoint, connect_deadline);
   if (!connected.ok()) {
     if (unreachable) *unreachable = true;
     return std::move(connected).error();
@@ -44,9 +44,9 @@ Result<NbdConnPtr> connect_nbd(const NbdSettings& s, nbd::Deadline deadline, boo
   h.want_allocation = true;
   h.deadline = deadline;
   if (s.tls) {
-    nbd::TlsOptions tls = s.tls_options;
-    h.start_tls = [tls, deadline](std::unique_ptr<nbd::Stream> plain) {
-      return nbd::start_tls(std::move(plain), tls, deadline);
+    net::TlsOptions tls = s.tls_options;
+    h.start_tls = [tls, deadline](std::unique_ptr<net::Stream> plain) {
+      return net::start_tls(std::move(plain), tls, deadline);
     };
   }
   VIX_ASSIGN_OR_RETURN(auto conn, nbd::Connection::handshake(std::move(stream), h));
@@ -62,8 +62,8 @@ std::vector<NbdConnPtr> connect_pool(const NbdSettings& s, NbdConnPtr first) {
   if (want > 1) {
     // A server that accepts fewer clients (qemu-nbd --shared) leaves the extra ones hanging in
     // its backlog: give them a short handshake, in parallel, and go on with what answered.
-    const nbd::Deadline extra =
-        earlier(nbd::deadline_after_ms(s.accept_timeout_ms), nbd::deadline_after_ms(3000));
+    const net::Deadline extra =
+        earlier(net::deadline_after_ms(s.accept_timeout_ms), net::deadline_after_ms(3000));
     std::vector<Result<NbdConnPtr>> extras(want - 1, Result<NbdConnPtr>(fail(VIX_E_FAIL, "")));
     std::vector<std::thread> threads;
     for (unsigned i = 0; i + 1 < want; ++i) {
@@ -161,10 +161,10 @@ Result<void> NbdPool::with_retry(size_t slot, const char* what, uint64_t off, ui
   NbdConnPtr conn = get(slot);
   bool lost = false;
   int fresh_failures = 0;
-  nbd::Deadline budget = nbd::kNoDeadline;
+  net::Deadline budget = net::kNoDeadline;
   int64_t backoff = s_.backoff_start_ms;
   Error last;
-  const auto started = nbd::Clock::now();
+  const auto started = net::Clock::now();
   for (;;) {
     if (conn && !conn->broken()) {
       auto r = op(*conn);
@@ -187,13 +187,13 @@ Result<void> NbdPool::with_retry(size_t slot, const char* what, uint64_t off, ui
     }
     if (!lost) {
       lost = true;
-      budget = nbd::deadline_after_ms(s_.request_timeout_ms);
+      budget = net::deadline_after_ms(s_.request_timeout_ms);
       log::warn(where() + ": " + what + " at offset " + std::to_string(off) + " (" +
                 std::to_string(len) + " bytes) failed: " + last.message + "; reconnecting");
     }
     // Another request on this slot may be reconnecting it: wait for that, within our budget.
     std::unique_lock<std::timed_mutex> rlock(slots_[slot].reconnect_mu, std::defer_lock);
-    if (budget == nbd::kNoDeadline) {
+    if (budget == net::kNoDeadline) {
       rlock.lock();  // RequestTimeoutMs = 0: no limit
     } else if (!rlock.try_lock_until(budget)) {
       return lost_error(what, off, len, started, last);
@@ -203,12 +203,12 @@ Result<void> NbdPool::with_retry(size_t slot, const char* what, uint64_t off, ui
       conn = std::move(current);
       continue;
     }
-    const auto now = nbd::Clock::now();
+    const auto now = net::Clock::now();
     if (now >= budget) return lost_error(what, off, len, started, last);
     const auto pause = std::chrono::milliseconds(backoff);
     std::this_thread::sleep_for(budget - now < pause ? budget - now : pause);
     backoff = std::min(backoff * 2, s_.backoff_cap_ms);
-    const nbd::Deadline hs = earlier(budget, nbd::deadline_after_ms(s_.accept_timeout_ms));
+    const net::Deadline hs = earlier(budget, net::deadline_after_ms(s_.accept_timeout_ms));
     auto fresh = connect_nbd(s_, hs);
     if (!fresh.ok()) {
       last = std::move(fresh).error();
@@ -230,7 +230,7 @@ Result<void> NbdPool::with_retry(size_t slot, const char* what, uint64_t off, ui
     reconnects_.fetch_add(1, std::memory_order_relaxed);
     log::info(where() + ": reconnected to " + c->peer() + " after " +
               std::to_string(
-                  std::chrono::duration_cast<std::chrono::milliseconds>(nbd::Clock::now() - started)
+                  std::chrono::duration_cast<std::chrono::milliseconds>(net::Clock::now() - started)
                       .count()) +
               " ms");
     conn = std::move(c);
@@ -238,9 +238,9 @@ Result<void> NbdPool::with_retry(size_t slot, const char* what, uint64_t off, ui
 }
 
 Error NbdPool::lost_error(const char* what, uint64_t off, uint64_t len,
-                          nbd::Clock::time_point started, const Error& last, int broke_again) {
+                          net::Clock::time_point started, const Error& last, int broke_again) {
   const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(nbd::Clock::now() - started).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(net::Clock::now() - started).count();
   const std::string why =
       broke_again > 0
           ? "the connection broke again after each of " + std::to_string(broke_again) +

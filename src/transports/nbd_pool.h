@@ -25,7 +25,7 @@ using NbdConnPtr = std::shared_ptr<nbd::Connection>;
 
 // Connects and handshakes one connection to the settings' export (TLS for nbdssl, the request
 // size). *unreachable (when given) is set when the TCP connect itself failed, not the handshake.
-Result<NbdConnPtr> connect_nbd(const NbdSettings& s, nbd::Deadline deadline,
+Result<NbdConnPtr> connect_nbd(const NbdSettings& s, net::Deadline deadline,
                                bool* unreachable = nullptr);
 
 // `first` and, when its server allows several connections (CAN_MULTI_CONN), up to
@@ -71,7 +71,7 @@ class NbdPool {
   };
 
   NbdConnPtr get(size_t slot);
-  Error lost_error(const char* what, uint64_t off, uint64_t len, nbd::Clock::time_point started,
+  Error lost_error(const char* what, uint64_t off, uint64_t len, net::Clock::time_point started,
                    const Error& last, int broke_again = 0);
 
   const NbdSettings s_;

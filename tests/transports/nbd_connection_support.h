@@ -7,13 +7,14 @@
 #include <string>
 
 #include "nbd/connection.h"
-#include "nbd/stream.h"
+#include "net/stream.h"
 #include "support/fixtures.h"
 #include "support/process.h"
 
 namespace nbdconntest {
 
 using namespace vix::nbd;
+using namespace vix::net;
 using vixtest::sh_quote;
 
 // A server process (a shell command, exec'ed), its output in a log; ready once `where` accepts

@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "nbd/connection.h"
-#include "nbd/stream.h"
+#include "net/stream.h"
 #include "support/fixtures.h"
 #include "support/process.h"
 #include "transports/nbd_connection_support.h"

@@ -18,10 +18,9 @@
 #include <cstring>
 #include <limits>
 
-#include "nbd/protocol.h"
-#include "nbd/stream.h"
+#include "net/stream.h"
 
-namespace vix::nbd {
+namespace vix::net {
 
 Deadline deadline_after_ms(int64_t timeout_ms) {
   if (timeout_ms <= 0) return kNoDeadline;
@@ -134,6 +133,14 @@ class SocketStream final : public Stream {
   std::atomic<bool> shut_{false};
   std::string peer_;
 };
+
+}  // namespace
+
+std::unique_ptr<Stream> adopt_socket(int fd, std::string peer) {
+  return std::make_unique<SocketStream>(fd, std::move(peer));
+}
+
+namespace {
 
 bool parse_port(const std::string& s, uint16_t* port) {
   if (s.empty() || s.size() > 5) return false;
@@ -286,9 +293,9 @@ Result<Endpoint> parse_endpoint(const std::string& text, uint16_t default_port) 
 Result<std::unique_ptr<Stream>> connect_stream(const Endpoint& endpoint, Deadline deadline) {
   if (!endpoint.unix_path.empty()) return connect_unix(endpoint, deadline);
   if (endpoint.host.empty() || endpoint.port == 0) {
-    return fail(VIX_E_INVALID_ARG, "NBD server: no host or port given");
+    return fail(VIX_E_INVALID_ARG, "server: no host or port given");
   }
   return connect_tcp(endpoint, deadline);
 }
 
-}  // namespace vix::nbd
+}  // namespace vix::net

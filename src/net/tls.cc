@@ -3,7 +3,7 @@
 // is what lets the connection's reader thread sit in read_exact while a writer sends: OpenSSL's
 // SSL object tolerates interleaved calls, not simultaneous ones. Renegotiation is off, so a write
 // never needs to read and a read only writes on its own behalf (TLS 1.3 KeyUpdate replies).
-#include "nbd/tls.h"
+#include "net/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,11 +25,12 @@
 #include <climits>
 #include <cstring>
 #include <mutex>
+#include <utility>
 
 #include "common/tls_trust.h"
-#include "nbd/tls_psk.h"
+#include "net/tls_psk.h"
 
-namespace vix::nbd {
+namespace vix::net {
 
 namespace {
 
@@ -154,6 +155,8 @@ bool is_ip_literal(const std::string& host) {
 
 // What start_tls will trust, validated; nothing loaded into OpenSSL yet.
 struct Trust {
+  std::string label;
+  std::string ca_key;
   PinCheck pin;
   std::string ca_file;
   PskEntry psk;
@@ -166,10 +169,12 @@ struct Trust {
 // is refused).
 Result<Trust> resolve_trust(const TlsOptions& options) {
   Trust trust;
+  trust.label = options.label;
+  trust.ca_key = options.ca_key;
   for (const std::string& text : options.thumbprints) {
     if (text.empty()) continue;  // an unset source (the simulator's empty sslThumbprint)
     auto hex = normalize_thumbprint(text);
-    if (!hex.ok()) return fail(VIX_E_INVALID_ARG, "nbdssl: " + hex.error().message);
+    if (!hex.ok()) return fail(VIX_E_INVALID_ARG, options.label + ": " + hex.error().message);
     if (std::find(trust.pin.expected.begin(), trust.pin.expected.end(), *hex) !=
         trust.pin.expected.end()) {
       continue;
@@ -184,10 +189,11 @@ Result<Trust> resolve_trust(const TlsOptions& options) {
     trust.has_psk = true;
   }
   if (trust.pin.expected.empty() && trust.ca_file.empty() && !trust.has_psk) {
-    return fail(VIX_E_INVALID_ARG,
-                "nbdssl: nothing to verify the server's certificate against: set "
-                "vixfs.nbd.thumbprint or vixfs.nbd.caFile (or vixfs.nbd.pskFile for a pre-shared "
-                "key)");
+    std::string psk_hint =
+        options.psk_key.empty() ? "" : " (or " + options.psk_key + " for a pre-shared key)";
+    return fail(VIX_E_INVALID_ARG, options.label +
+                                       ": nothing to verify the server's certificate against: set " +
+                                       options.thumbprint_key + " or " + options.ca_key + psk_hint);
   }
   return trust;
 }
@@ -263,8 +269,19 @@ class TlsStream final : public Stream {
 
   const std::string& peer() const override { return peer_; }
   int fd() const override { return fd_; }
-  // A TLS session cannot be handed over: the socket stays with this stream.
-  int release_fd() override { return -1; }
+  // Drops the session without a close_notify (the peer does the same) and hands the socket
+  // over; a later read or write of this stream fails as shut down.
+  int release_fd() override {
+    std::lock_guard lock(mu_);
+    if (fd_ < 0) return -1;
+    if (ssl_ != nullptr) {
+      SSL_free(ssl_);
+      ssl_ = nullptr;
+    }
+    fatal_ = true;
+    shut_.store(true);
+    return std::exchange(fd_, -1);
+  }
 
  private:
   // One SSL call's outcome: done (want 0), wait for the socket (POLLIN / POLLOUT), or failed.
@@ -339,13 +356,13 @@ class TlsStream final : public Stream {
     }
   }
 
-  std::string who() const { return "nbdssl " + peer_; }
+  std::string who() const { return trust_.label + " " + peer_; }
   Error lost(const std::string& why) const {
     return fail(VIX_E_HOST_TCP_CONN_LOST, who() + ": " + why);
   }
   Error handshake_error(const Step& step) const;
 
-  const int fd_;
+  int fd_;  // -1 once released
   const std::string peer_;
   Trust trust_;  // the verify and PSK callbacks point into it: it lives as long as ssl_
   bool cert_refused_ = false;
@@ -379,7 +396,7 @@ Result<void> TlsStream::handshake(const std::string& server_name_in, Deadline de
     SSL_CTX_set_cert_verify_callback(ctx_, pin_verify, &trust_.pin);
   } else if (!trust_.ca_file.empty()) {
     if (SSL_CTX_load_verify_locations(ctx_, trust_.ca_file.c_str(), nullptr) != 1) {
-      return fail(VIX_E_INVALID_ARG, "nbdssl: vixfs.nbd.caFile " + trust_.ca_file +
+      return fail(VIX_E_INVALID_ARG, trust_.label + ": " + trust_.ca_key + " " + trust_.ca_file +
                                          ": cannot load the CA bundle: " + openssl_reason());
     }
   } else {
@@ -439,7 +456,7 @@ Error TlsStream::handshake_error(const Step& step) const {
   long verify = ssl_ != nullptr ? SSL_get_verify_result(ssl_) : X509_V_OK;
   if (verify != X509_V_OK) {
     return fail(VIX_E_CANNOT_CONNECT_TO_HOST,
-                who() + ": TLS certificate verification against vixfs.nbd.caFile " +
+                who() + ": TLS certificate verification against " + trust_.ca_key + " " +
                     trust_.ca_file + " failed: " + X509_verify_cert_error_string(verify));
   }
   // A failure the peer caused by closing stays "connection lost"; the rest is a refusal.
@@ -456,21 +473,22 @@ Result<void> check_tls_options(const TlsOptions& options) {
 
 Result<std::unique_ptr<Stream>> start_tls(std::unique_ptr<Stream> plain, const TlsOptions& options,
                                           Deadline deadline) {
-  if (!plain) return fail(VIX_E_INVALID_ARG, "nbdssl: no connection to upgrade to TLS");
+  if (!plain) return fail(VIX_E_INVALID_ARG, options.label + ": no connection to upgrade to TLS");
   VIX_ASSIGN_OR_RETURN(Trust trust, resolve_trust(options));
   std::string peer = plain->peer();
   int fd = plain->release_fd();
   plain.reset();
-  if (fd < 0) return fail(VIX_E_INVALID_ARG, "nbdssl " + peer + ": the connection has no socket");
+  if (fd < 0) return fail(VIX_E_INVALID_ARG, options.label + " " + peer + ": the connection has no socket");
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
     int err = errno;
     ::close(fd);
-    return fail(VIX_E_HOST_TCP_SOCKET_ERROR, "nbdssl " + peer + ": fcntl: " + std::strerror(err));
+    return fail(VIX_E_HOST_TCP_SOCKET_ERROR,
+                options.label + " " + peer + ": fcntl: " + std::strerror(err));
   }
   auto stream = std::make_unique<TlsStream>(fd, peer, std::move(trust));
   VIX_TRY(stream->handshake(options.server_name, deadline));
   return std::unique_ptr<Stream>(std::move(stream));
 }
 
-}  // namespace vix::nbd
+}  // namespace vix::net

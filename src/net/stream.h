@@ -1,5 +1,5 @@
-// A byte stream to an NBD server: TCP or a Unix socket, optionally upgraded to TLS (nbd/tls.h).
-// The NBD connection runs one reader thread and serialised writers on one stream at the same time,
+// A byte stream to a server: TCP or a Unix socket, optionally upgraded to TLS (net/tls.h).
+// An NBD or NFC connection runs one reader thread and serialised writers on one stream at the same time,
 // so an implementation must allow one read_exact and one write_all to run concurrently.
 #pragma once
 
@@ -11,7 +11,7 @@
 
 #include "common/result.h"
 
-namespace vix::nbd {
+namespace vix::net {
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
@@ -47,7 +47,10 @@ struct Endpoint {
 };
 Result<Endpoint> parse_endpoint(const std::string& text, uint16_t default_port);
 
+// A stream over a connected socket someone handed over (a TLS stream's release_fd()).
+std::unique_ptr<Stream> adopt_socket(int fd, std::string peer);
+
 // Connects (TCP_NODELAY, close-on-exec). Failures name the endpoint and the errno text.
 Result<std::unique_ptr<Stream>> connect_stream(const Endpoint& endpoint, Deadline deadline);
 
-}  // namespace vix::nbd
+}  // namespace vix::net

@@ -1,4 +1,4 @@
-#include "nbd/tls_psk.h"
+#include "net/tls_psk.h"
 
 #include <openssl/crypto.h>
 
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <fstream>
 
-namespace vix::nbd {
+namespace vix::net {
 
 namespace {
 
@@ -86,4 +86,4 @@ Result<PskEntry> read_psk_file(const std::string& path) {
   return bad("no identity:hexkey line");
 }
 
-}  // namespace vix::nbd
+}  // namespace vix::net

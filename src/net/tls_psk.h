@@ -7,7 +7,7 @@
 
 #include "common/result.h"
 
-namespace vix::nbd {
+namespace vix::net {
 
 struct PskEntry {
   std::string identity;
@@ -20,4 +20,4 @@ struct PskEntry {
 
 Result<PskEntry> read_psk_file(const std::string& path);
 
-}  // namespace vix::nbd
+}  // namespace vix::net

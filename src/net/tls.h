@@ -1,4 +1,5 @@
-// TLS for nbdssl: the stream after NBD_OPT_STARTTLS, through OpenSSL, TLS 1.2 or later.
+// TLS over a net::Stream through OpenSSL, TLS 1.2 or later: nbdssl after NBD_OPT_STARTTLS, and
+// NFC's two sessions (authd, then nbdssl's data).
 // The peer is trusted by a pinned thumbprint of its leaf certificate, by a CA bundle, or by a
 // pre-shared key; with none of those the upgrade is refused before any byte is sent.
 #pragma once
@@ -7,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "nbd/stream.h"
+#include "net/stream.h"
 
-namespace vix::nbd {
+namespace vix::net {
 
 struct TlsOptions {
   // Acceptable thumbprints (SHA-1 or SHA-256, colon-separated hex, any case), tried as one set:
@@ -18,6 +19,12 @@ struct TlsOptions {
   std::string ca_file;      // vixfs.nbd.caFile: chain and host-name verification against it
   std::string psk_file;     // vixfs.nbd.pskFile: nbdkit/gnutls psktool format "identity:hexkey"
   std::string server_name;  // SNI and the name checked with ca_file (the endpoint's host)
+  // Who speaks, in every message ("nbdssl 127.0.0.1:10809: ..."), and the keys a user sets to
+  // give the trust anchors, named when none is set or the CA bundle fails.
+  std::string label = "nbdssl";
+  std::string thumbprint_key = "vixfs.nbd.thumbprint";
+  std::string ca_key = "vixfs.nbd.caFile";
+  std::string psk_key = "vixfs.nbd.pskFile";  // "" where no pre-shared key can be set
 };
 
 // Runs the TLS handshake over `plain` (whose socket it takes over). A thumbprint mismatch fails
@@ -27,7 +34,9 @@ struct TlsOptions {
 // the PSK file reads), for callers that want to fail before connecting at all.
 Result<void> check_tls_options(const TlsOptions& options);
 
+// release_fd() of the stream start_tls returns drops the TLS session without a close_notify and
+// hands the socket over in plain text: NFC's `nbd` mode continues raw after authd that way.
 Result<std::unique_ptr<Stream>> start_tls(std::unique_ptr<Stream> plain, const TlsOptions& options,
                                           Deadline deadline);
 
-}  // namespace vix::nbd
+}  // namespace vix::net
