@@ -1,11 +1,15 @@
-// Where a disk lives for nbd / nbdssl: the endpoint (vixfs.nbd.server, else the ESXi host that
-// runs the connection's VM), the export name (the datastore path, or the vixfs.nbd.export
-// template), the trust anchors of nbdssl and the vixDiskLib.nfc.* timeouts.
+// Where a disk lives for nbd / nbdssl, and which protocol reaches it: with vixfs.nbd.server set,
+// the open NBD protocol to that server (the export name: the datastore path, or the
+// vixfs.nbd.export template; nbdssl's trust anchors); otherwise VMware's NFC to the ESXi host
+// of the connection's VM, after a ticket from the server we logged in to (transports/nfc.h).
+// Both take the vixDiskLib.nfc.* timeouts.
 #include "transports/nbd.h"
 
 #include <algorithm>
 
+#include "common/log.h"
 #include "transports/config_keys.h"
+#include "transports/nfc.h"
 #include "vsphere/inventory.h"
 #include "vsphere/session.h"
 
@@ -54,6 +58,17 @@ constexpr TextKey kThumbprint{"vixfs.nbd.thumbprint", "",
 constexpr TextKey kCaFile{"vixfs.nbd.caFile", "", "nbdssl: PEM CA bundle for the server"};
 constexpr TextKey kPskFile{"vixfs.nbd.pskFile", "", "nbdssl: TLS-PSK keys (psktool format)"};
 
+constexpr IntKey kNfcConnections{"vixfs.nfc.connections", 1, 16, 2,
+                                 "NFC: connections per disk, each with its own ticket"};
+constexpr IntKey kNfcMaxRequestKB{"vixfs.nfc.maxRequestKB", 64, 16384, 2048,
+                                  "NFC: largest read or write request (KiB)"};
+constexpr IntKey kNfcBufferKB{"vixfs.nfc.bufferKB", 0, 16384, 0,
+                              "NFC: session buffer asked of the host (KiB; 0: its default)"};
+constexpr TextKey kNfcCompression{"vixfs.nfc.compression", "none",
+                                  "NFC: compression asked for reads: none, zlib or skipz"};
+constexpr TextKey kNfcCaFile{"vixfs.nfc.caFile", "",
+                             "NFC: PEM CA bundle for hosts whose ticket has no thumbprint"};
+
 // The inventory's capacity of the disk at `path` on the connection's VM (or snapshot); 0 when
 // the inventory does not list it.
 uint64_t inventory_capacity(const TransportContext& ctx, const std::string& path) {
@@ -89,6 +104,77 @@ const vsphere::Host* host_named(const TransportContext& ctx, const std::string& 
     if (same_host(h.name, name)) return &h;
   }
   return nullptr;
+}
+
+Result<uint32_t> nfc_compression(const Config& config) {
+  const std::string c = config.get(kNfcCompression);
+  if (c == "none" || c.empty()) return 0u;
+  if (c == "zlib") return 1u;
+  if (c == "skipz") return 3u;
+  if (c == "fastlz") {
+    return fail(VIX_E_INVALID_ARG, std::string(kNfcCompression.name) +
+                                       " = fastlz: no Debian library provides FastLZ; use zlib "
+                                       "or skipz");
+  }
+  return fail(VIX_E_INVALID_ARG,
+              std::string(kNfcCompression.name) + " = " + c + ": expected none, zlib or skipz");
+}
+
+// NFC to the VM's host: a ticket per connection from the server we logged in to.
+Result<std::unique_ptr<BlockDevice>> open_over_nfc(const TransportContext& ctx,
+                                                   const std::string& path, uint32_t flags,
+                                                   bool tls) {
+  const std::string mode = tls ? "nbdssl" : "nbd";
+  RemoteSession* remote = ctx.remote;
+  const vsphere::VirtualMachine* vm = remote->inventory().find_vm(remote->vm());
+  if (vm == nullptr) {
+    return fail(VIX_E_NOT_SUPPORTED, mode + ": NFC needs the VM the disk belongs to (vmxSpec "
+                                            "moref=...), or set vixfs.nbd.server");
+  }
+  const Config& config = ctx.config;
+  NfcSettings s;
+  s.tls = tls;
+  s.path = path;
+  // Snapshot disks are never written, as everywhere else.
+  s.read_only =
+      ctx.read_only || (flags & VIXDISKLIB_FLAG_OPEN_READ_ONLY) != 0 || !ctx.snapshot.empty();
+  vsphere::NfcTicketRequest request;
+  request.vm = vm->moref;
+  if (!s.read_only) {
+    for (const vsphere::VirtualDisk& d : vm->disks) {
+      if (d.file_name() == path) request.disk_key = d.key;
+    }
+    if (request.disk_key == 0) {
+      return fail(VIX_E_NOT_SUPPORTED, mode + ": " + path + " is not a disk of " + vm->moref +
+                                           ": a writable NFC open needs its device key");
+    }
+    request.host = vm->host;
+    request.writable = true;
+  }
+  s.acquire_ticket = [remote, request] {
+    return vsphere::acquire_nfc_ticket(remote->client(), request);
+  };
+  s.default_host = host_of(ctx.spec.server);
+  s.port_override = static_cast<uint16_t>(ctx.spec.nfc_host_port);
+  if (const vsphere::Host* host = host_of_vm(ctx); host != nullptr && !host->ssl_thumbprint.empty()) {
+    s.host_thumbprints.push_back(host->ssl_thumbprint);
+  }
+  s.ca_file = config.get(kNfcCaFile);
+  VIX_ASSIGN_OR_RETURN(int64_t conns, config.get(kNfcConnections));
+  s.connections = static_cast<unsigned>(conns);
+  VIX_ASSIGN_OR_RETURN(int64_t max_kb, config.get(kNfcMaxRequestKB));
+  s.max_request = static_cast<uint32_t>(max_kb * 1024);
+  VIX_ASSIGN_OR_RETURN(int64_t buffer_kb, config.get(kNfcBufferKB));
+  s.buffer_size = static_cast<uint32_t>(buffer_kb * 1024);
+  VIX_ASSIGN_OR_RETURN(s.compression, nfc_compression(config));
+  VIX_ASSIGN_OR_RETURN(s.accept_timeout_ms, config.get(kNfcAcceptTimeout));
+  VIX_ASSIGN_OR_RETURN(s.request_timeout_ms, config.get(kNfcRequestTimeout));
+  VIX_ASSIGN_OR_RETURN(s.read_timeout_ms, config.get(kNfcReadTimeout));
+  VIX_ASSIGN_OR_RETURN(s.write_timeout_ms, config.get(kNfcWriteTimeout));
+  s.inventory_capacity = inventory_capacity(ctx, path);
+  log::info(mode + " " + path + ": VMware NFC to the VM's host (vixfs.nbd.server is not set)" +
+            (s.read_only ? "" : ", read-write"));
+  return open_nfc_device(std::move(s));
 }
 
 }  // namespace
@@ -150,21 +236,10 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
     host = host_named(ctx, s.endpoint.host);
   } else if (ctx.spec.is_local() || ctx.remote == nullptr) {
     return fail(VIX_E_NOT_SUPPORTED,
-                mode + ": not reachable: no NBD server (set vixfs.nbd.server)");
+                mode + ": not reachable: no NBD server (set vixfs.nbd.server) and no vSphere "
+                       "connection for NFC");
   } else {
-    host = host_of_vm(ctx);
-    if (host == nullptr || host->name.empty()) {
-      return fail(VIX_E_NOT_SUPPORTED,
-                  mode + ": not reachable: no ESXi host known for VM " +
-                      (ctx.remote->vm().empty() ? std::string("(none)") : ctx.remote->vm()) +
-                      " (set vixfs.nbd.server)");
-    }
-    auto ep = net::parse_endpoint(host->name, static_cast<uint16_t>(port));
-    if (!ep.ok()) {
-      return fail(VIX_E_NOT_SUPPORTED, mode + ": host " + host->name + ": " + ep.error().message);
-    }
-    s.endpoint = std::move(ep).value();
-    s.guessed_endpoint = true;
+    return open_over_nfc(ctx, path, flags, tls_);
   }
 
   // What: the datastore path, or the template.
@@ -223,7 +298,10 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
 
 KeyList nbd_config_keys() {
   static constexpr const ConfigKey* kKeys[] = {
-      &kServer, &kPort, &kExport, &kConnections, &kMaxRequestKB, &kThumbprint, &kCaFile, &kPskFile};
+      &kServer,          &kPort,           &kExport,      &kConnections,
+      &kMaxRequestKB,    &kThumbprint,     &kCaFile,      &kPskFile,
+      &kNfcConnections,  &kNfcMaxRequestKB, &kNfcBufferKB, &kNfcCompression,
+      &kNfcCaFile};
   return kKeys;
 }
 
