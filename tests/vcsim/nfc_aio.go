@@ -202,6 +202,7 @@ func (c *nfcConn) openSession(opID uint32, p []byte) {
 		size = defaultBufSize
 	}
 	if int64(size) > max || size < 512 {
+		c.logf("OPEN_SESSION buffers of %d bytes refused (max_buffer %d)", size, max)
 		c.replyError(opID, errNoMemory, fmt.Sprintf("NFC error 5: Failed to allocate the requested %d bytes", int64(size)+24))
 		return
 	}

@@ -70,8 +70,9 @@ func openDisk(dir, dsPath, local string, write bool, flags uint32, logf func(str
 		socket: filepath.Join(dir, fmt.Sprintf("nbd-%d-%d.sock", os.Getpid(), n))}
 	args := []string{"-f", "vmdk", "--shared=4", "-k", d.socket}
 	if !write {
-		// -U: readers never fight a writer (or another reader) over qemu's image locks.
-		args = append(args, "-r", "-U")
+		// Read-only opens take qemu's shared locks: many readers of one disk are fine (this
+		// qemu-nbd has no --force-share, so a writer and readers of one disk exclude each other).
+		args = append(args, "-r")
 	}
 	args = append(args, local)
 	cmd := exec.Command("qemu-nbd", args...)

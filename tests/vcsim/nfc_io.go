@@ -178,6 +178,9 @@ func (c *nfcConn) read(opID uint32, handle uint64, comp uint32, offset uint64, t
 	if n := faultInt(f, "fragment", 0); n > 0 && n < int64(frag) {
 		frag = uint32(n)
 	}
+	if f["fragment"] != "" || f["order"] != "" || f["delay_ms"] != "" {
+		c.logf("op %d: faults fragment=%q order=%q delay_ms=%q on a %d-byte read", opID, f["fragment"], f["order"], f["delay_ms"], total)
+	}
 	count := int((total + frag - 1) / frag)
 	order := fragmentOrder(count, f["order"], int64(offset)^int64(total)<<20^int64(opID))
 	oversized := c.srv.faults.take("oversized_fragment")
@@ -190,8 +193,8 @@ func (c *nfcConn) read(opID uint32, handle uint64, comp uint32, offset uint64, t
 		}
 		chunk := buf[fo : fo+fl]
 		wire, used := compress(comp, chunk)
-		if oversized && i == len(order)-1 {
-			// The last fragment sent claims 512 bytes more than the request has room for.
+		if oversized && k == count-1 {
+			// The fragment at the end of the request claims 512 bytes more than it has room for.
 			c.logf("fault oversized_fragment: fragment %d+%d of a %d-byte read", fo, fl+512, total)
 			fl += 512
 			wire, used = append(append([]byte(nil), chunk...), make([]byte, 512)...), compNone

@@ -321,7 +321,11 @@ func (c *nfcConn) classicHandshake() error {
 		return fmt.Errorf("%s", text)
 	}
 	m = classicMsg(classicVersion)
-	le.PutUint32(m[4:], uint32(faultInt(c.srv.faults.snapshot(), "server_version", 11)))
+	version := faultInt(c.srv.faults.snapshot(), "server_version", 11)
+	if version != 11 {
+		c.logf("fault server_version=%d", version)
+	}
+	le.PutUint32(m[4:], uint32(version))
 	if err := c.send(m); err != nil {
 		return err
 	}
