@@ -1,9 +1,19 @@
 #include "support/vsphere_sim.h"
 
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
 #include <vector>
 
 #include "support/fixtures.h"
@@ -132,6 +142,125 @@ std::string Simulator::snapshot(const std::string& user, const std::string& pass
     return "";
   }
   return *snap;
+}
+
+std::string Simulator::nfc_dir() const {
+  return get("VCSIM_NFC_DIR");
+}
+
+static std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+std::string Simulator::nfc_log() const {
+  const std::string dir = nfc_dir();
+  return dir.empty() ? std::string() : slurp(dir + "/nfc.log");
+}
+
+bool Simulator::set_nfc_faults(const std::string& text, std::string* error) const {
+  const std::string dir = nfc_dir();
+  if (dir.empty()) {
+    *error = "the simulator was started without -nfc";
+    return false;
+  }
+  const std::string tmp = dir + "/faults.tmp." + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!text.empty() && text.back() != '\n') out << '\n';
+    out.close();
+    if (!out) {
+      *error = "cannot write " + tmp;
+      return false;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, dir + "/faults", ec);
+  if (ec) {
+    *error = "rename " + tmp + ": " + ec.message();
+    return false;
+  }
+  return true;
+}
+
+// Polls `done` every 20 ms for up to `timeout`.
+static bool poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+bool Simulator::kill_nfc(std::string* error) {
+  const std::string dir = nfc_dir();
+  if (dir.empty()) {
+    *error = "the simulator was started without -nfc";
+    return false;
+  }
+  const int port = std::atoi(get("VCSIM_NFC_PORT").c_str());
+  const pid_t pid = static_cast<pid_t>(std::atol(slurp(dir + "/pid").c_str()));
+  if (pid <= 0) {
+    *error = "no pid in " + dir + "/pid";
+    return false;
+  }
+  if (::kill(pid, SIGKILL) != 0 && errno != ESRCH) {
+    *error = "kill " + std::to_string(pid) + ": " + strerror(errno);
+    return false;
+  }
+  if (!poll_until([&] { return !tcp_port_open(port); }, std::chrono::seconds(10))) {
+    *error = "the NFC server's port " + std::to_string(port) + " still accepts after SIGKILL";
+    return false;
+  }
+  return true;
+}
+
+bool Simulator::restart_nfc(std::string* error) {
+  const std::string dir = nfc_dir();
+  const std::string bin = get("VCSIM_BIN");
+  if (dir.empty() || bin.empty()) {
+    *error = "the simulator was started without -nfc (no VCSIM_NFC_DIR or VCSIM_BIN)";
+    return false;
+  }
+  const int port = std::atoi(get("VCSIM_NFC_PORT").c_str());
+  // Everything exec needs is made before fork: only async-signal-safe calls after it.
+  const std::string out = dir + "/nfc-serve.out";
+  std::vector<std::string> args = {bin, "nfc-serve", "-dir", dir};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  // Forked twice, in a session of its own: init adopts it, so no test reaps or kills it by
+  // accident; the simulator stops it at exit (DIR/pid) and it watches the simulator itself.
+  const pid_t child = fork();
+  if (child < 0) {
+    *error = std::string("fork: ") + strerror(errno);
+    return false;
+  }
+  if (child == 0) {
+    setsid();
+    if (fork() != 0) _exit(0);
+    const int null_fd = open("/dev/null", O_RDONLY);
+    const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (null_fd >= 0) dup2(null_fd, 0);
+    if (out_fd >= 0) {
+      dup2(out_fd, 1);
+      dup2(out_fd, 2);
+    }
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (!poll_until([&] { return tcp_port_open(port); }, std::chrono::seconds(15))) {
+    *error = "the NFC server did not accept on port " + std::to_string(port) +
+             " within 15 s: " + slurp(out);
+    return false;
+  }
+  return true;
 }
 
 }  // namespace vixtest

@@ -46,6 +46,22 @@ class Simulator {
                        const std::string& name, const std::string& description,
                        std::string* error) const;
 
+  // The NFC test server of a simulator started with -nfc (tests/vcsim/README.md): its folder
+  // (VCSIM_NFC_DIR, "" without -nfc).
+  std::string nfc_dir() const;
+  // Replaces DIR/faults with `text` (key=value lines) atomically; the server reads it again at
+  // the next connection or request. "" clears every fault.
+  bool set_nfc_faults(const std::string& text, std::string* error) const;
+  // SIGKILLs the NFC server (the pid in DIR/pid), as a crash would, and waits until its port
+  // refuses connections.
+  bool kill_nfc(std::string* error);
+  // Starts `VCSIM_BIN nfc-serve -dir DIR` again on the same port, detached from the test: the
+  // simulator stops it at exit (and it stops by itself when the simulator is gone). True once it
+  // accepts connections.
+  bool restart_nfc(std::string* error);
+  // DIR/nfc.log: a line per connection, step, fault used and error.
+  std::string nfc_log() const;
+
  private:
   Simulator() = default;
   std::string dir_;               // temp folder holding the env file and log (ours to remove)

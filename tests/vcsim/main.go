@@ -83,6 +83,12 @@ func die(format string, args ...interface{}) {
 }
 
 func main() {
+	// `vcsim nfc-serve -dir DIR`: the NFC server that -nfc starts (nfc_server.go), the same
+	// binary so that a test can start it again after killing it.
+	if len(os.Args) > 1 && os.Args[1] == "nfc-serve" {
+		nfcServe(os.Args[2:])
+		return
+	}
 	listen := flag.String("l", "127.0.0.1:0", "listen address (host:port); loopback only")
 	useTLS := flag.Bool("tls", true, "serve HTTPS")
 	builtin := flag.Bool("tls-builtin", false, "with -tls, use govmomi's built-in RSA-1024 certificate")
@@ -101,6 +107,7 @@ func main() {
 	dss := flag.Int("ds", 1, "datastores")
 	idle := flag.Duration("session-idle", 0, "expire sessions idle this long (0 = never)")
 	samples := flag.String("samples", "", "folder of sample VM disks and their plan (samples.go)")
+	nfc := flag.Bool("nfc", false, "serve NfcService tickets and run an NFC server (nfc_*.go)")
 	flag.Parse()
 
 	host, _, err := net.SplitHostPort(*listen)
@@ -161,8 +168,12 @@ func main() {
 		die("model: %v", err)
 	}
 	defer m.Remove()
-	// Later failures still remove the datastore folders (os.Exit skips deferred calls).
+	var nfcSrv *nfcSetup
+	defer func() { nfcSrv.stop() }()
+	// Later failures still remove the datastore folders and stop the NFC server (os.Exit skips
+	// deferred calls).
 	fatal := func(format string, args ...interface{}) {
+		nfcSrv.stop()
 		m.Remove()
 		die(format, args...)
 	}
@@ -253,6 +264,16 @@ func main() {
 	}
 	if err := addRDMs(); err != nil {
 		fatal("%v", err)
+	}
+	if *nfc {
+		if nfcSrv, err = startNFC(); err != nil {
+			fatal("nfc: %v", err)
+		}
+		nfcSrv.register()
+		lines = append(lines, nfcSrv.env()...)
+	}
+	if self, err := os.Executable(); err == nil {
+		add("VCSIM_BIN", self)
 	}
 	add("VCSIM_PID", fmt.Sprint(os.Getpid()))
 	add("VCSIM_READY", "1")

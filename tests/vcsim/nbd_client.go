@@ -1,0 +1,278 @@
+// A small NBD client for the NFC test server: the disk bytes the NFC server sends come from
+// qemu-nbd, so what a test reads through NFC is what qemu makes of the VMDK, never what our own
+// code would. Fixed newstyle handshake, NBD_OPT_GO (NBD_OPT_EXPORT_NAME when the server does not
+// know GO), simple replies only, one request at a time per connection (nbdPool gives parallelism).
+package main
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+const (
+	nbdMagic        = 0x4e42444d41474943 // "NBDMAGIC"
+	nbdOptMagic     = 0x49484156454f5054 // "IHAVEOPT"
+	nbdOptReplyMag  = 0x0003e889045565a9
+	nbdRequestMagic = 0x25609513
+	nbdSimpleReply  = 0x67446698
+
+	nbdFlagFixedNewstyle = 1
+	nbdFlagNoZeroes      = 2
+
+	nbdOptExportName = 1
+	nbdOptAbort      = 2
+	nbdOptGo         = 7
+	nbdRepAck        = 1
+	nbdRepInfo       = 3
+	nbdRepErrUnsup   = 0x80000001
+	nbdInfoExport    = 0
+
+	nbdCmdRead  = 0
+	nbdCmdWrite = 1
+	nbdCmdDisc  = 2
+	nbdCmdFlush = 3
+
+	// qemu-nbd's maximum payload; larger requests are split.
+	nbdMaxRequest = 32 << 20
+)
+
+type nbdConn struct {
+	c      net.Conn
+	size   uint64
+	cookie uint64
+}
+
+func nbdDial(socket string) (*nbdConn, error) {
+	c, err := net.DialTimeout("unix", socket, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	n := &nbdConn{c: c}
+	if err := n.handshake(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("nbd handshake: %v", err)
+	}
+	return n, nil
+}
+
+func (n *nbdConn) handshake() error {
+	n.c.SetDeadline(time.Now().Add(10 * time.Second))
+	defer n.c.SetDeadline(time.Time{})
+	var hello [18]byte
+	if _, err := io.ReadFull(n.c, hello[:]); err != nil {
+		return err
+	}
+	if binary.BigEndian.Uint64(hello[0:]) != nbdMagic || binary.BigEndian.Uint64(hello[8:]) != nbdOptMagic {
+		return errors.New("not a fixed newstyle NBD server")
+	}
+	flags := binary.BigEndian.Uint16(hello[16:])
+	if flags&nbdFlagFixedNewstyle == 0 {
+		return errors.New("server lacks fixed newstyle")
+	}
+	noZeroes := flags&nbdFlagNoZeroes != 0
+	client := uint32(nbdFlagFixedNewstyle)
+	if noZeroes {
+		client |= nbdFlagNoZeroes
+	}
+	if err := binary.Write(n.c, binary.BigEndian, client); err != nil {
+		return err
+	}
+	// NBD_OPT_GO with the default export name "" and no information requests.
+	opt := make([]byte, 16+4+2)
+	binary.BigEndian.PutUint64(opt[0:], nbdOptMagic)
+	binary.BigEndian.PutUint32(opt[8:], nbdOptGo)
+	binary.BigEndian.PutUint32(opt[12:], 6)
+	if _, err := n.c.Write(opt); err != nil {
+		return err
+	}
+	for {
+		var rep [20]byte
+		if _, err := io.ReadFull(n.c, rep[:]); err != nil {
+			return err
+		}
+		if binary.BigEndian.Uint64(rep[0:]) != nbdOptReplyMag {
+			return errors.New("bad option reply magic")
+		}
+		typ := binary.BigEndian.Uint32(rep[12:])
+		length := binary.BigEndian.Uint32(rep[16:])
+		if length > 1<<20 {
+			return fmt.Errorf("option reply of %d bytes", length)
+		}
+		data := make([]byte, length)
+		if _, err := io.ReadFull(n.c, data); err != nil {
+			return err
+		}
+		switch {
+		case typ == nbdRepAck:
+			if n.size == 0 {
+				return errors.New("NBD_OPT_GO acknowledged without NBD_INFO_EXPORT")
+			}
+			return nil
+		case typ == nbdRepInfo:
+			if len(data) >= 12 && binary.BigEndian.Uint16(data) == nbdInfoExport {
+				n.size = binary.BigEndian.Uint64(data[2:])
+			}
+		case typ == nbdRepErrUnsup:
+			return n.exportName(noZeroes)
+		case typ&0x80000000 != 0:
+			return fmt.Errorf("NBD_OPT_GO refused (%#x): %s", typ, data)
+		}
+	}
+}
+
+func (n *nbdConn) exportName(noZeroes bool) error {
+	opt := make([]byte, 16)
+	binary.BigEndian.PutUint64(opt[0:], nbdOptMagic)
+	binary.BigEndian.PutUint32(opt[8:], nbdOptExportName)
+	if _, err := n.c.Write(opt); err != nil {
+		return err
+	}
+	reply := make([]byte, 10)
+	if !noZeroes {
+		reply = make([]byte, 134)
+	}
+	if _, err := io.ReadFull(n.c, reply); err != nil {
+		return err
+	}
+	n.size = binary.BigEndian.Uint64(reply)
+	return nil
+}
+
+// do sends one command and waits for its simple reply, reading `into` for a read.
+func (n *nbdConn) do(cmd uint16, offset uint64, length uint32, data []byte, into []byte) error {
+	n.cookie++
+	req := make([]byte, 28, 28+len(data))
+	binary.BigEndian.PutUint32(req[0:], nbdRequestMagic)
+	binary.BigEndian.PutUint16(req[6:], cmd)
+	binary.BigEndian.PutUint64(req[8:], n.cookie)
+	binary.BigEndian.PutUint64(req[16:], offset)
+	binary.BigEndian.PutUint32(req[24:], length)
+	req = append(req, data...)
+	if _, err := n.c.Write(req); err != nil {
+		return err
+	}
+	var rep [16]byte
+	if _, err := io.ReadFull(n.c, rep[:]); err != nil {
+		return err
+	}
+	if binary.BigEndian.Uint32(rep[0:]) != nbdSimpleReply || binary.BigEndian.Uint64(rep[8:]) != n.cookie {
+		return errors.New("nbd: unexpected reply")
+	}
+	if e := binary.BigEndian.Uint32(rep[4:]); e != 0 {
+		return fmt.Errorf("nbd: command %d at %d+%d failed with error %d", cmd, offset, length, e)
+	}
+	if into != nil {
+		if _, err := io.ReadFull(n.c, into); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *nbdConn) close() {
+	req := make([]byte, 28)
+	binary.BigEndian.PutUint32(req[0:], nbdRequestMagic)
+	binary.BigEndian.PutUint16(req[6:], nbdCmdDisc)
+	n.c.SetWriteDeadline(time.Now().Add(time.Second))
+	n.c.Write(req)
+	n.c.Close()
+}
+
+// nbdPool: a few connections to one qemu-nbd export, each used by one request at a time, so
+// concurrent NFC requests reach qemu in parallel.
+type nbdPool struct {
+	free chan *nbdConn
+	all  []*nbdConn
+	size uint64
+	once sync.Once
+}
+
+func newNBDPool(socket string, count int) (*nbdPool, error) {
+	p := &nbdPool{free: make(chan *nbdConn, count)}
+	for i := 0; i < count; i++ {
+		c, err := nbdDial(socket)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p.all = append(p.all, c)
+		p.free <- c
+		p.size = c.size
+	}
+	return p, nil
+}
+
+func (p *nbdPool) with(f func(c *nbdConn) error) error {
+	c, ok := <-p.free
+	if !ok {
+		return errors.New("nbd: file closed")
+	}
+	err := f(c)
+	p.free <- c
+	return err
+}
+
+func (p *nbdPool) checkRange(offset uint64, length int) error {
+	if offset > p.size || uint64(length) > p.size-offset {
+		return fmt.Errorf("range %d+%d beyond the disk's %d bytes", offset, length, p.size)
+	}
+	return nil
+}
+
+func (p *nbdPool) readAt(buf []byte, offset uint64) error {
+	if err := p.checkRange(offset, len(buf)); err != nil {
+		return err
+	}
+	return p.with(func(c *nbdConn) error {
+		for done := 0; done < len(buf); {
+			n := len(buf) - done
+			if n > nbdMaxRequest {
+				n = nbdMaxRequest
+			}
+			if err := c.do(nbdCmdRead, offset+uint64(done), uint32(n), nil, buf[done:done+n]); err != nil {
+				return err
+			}
+			done += n
+		}
+		return nil
+	})
+}
+
+func (p *nbdPool) writeAt(buf []byte, offset uint64) error {
+	if err := p.checkRange(offset, len(buf)); err != nil {
+		return err
+	}
+	return p.with(func(c *nbdConn) error {
+		for done := 0; done < len(buf); {
+			n := len(buf) - done
+			if n > nbdMaxRequest {
+				n = nbdMaxRequest
+			}
+			if err := c.do(nbdCmdWrite, offset+uint64(done), uint32(n), buf[done:done+n], nil); err != nil {
+				return err
+			}
+			done += n
+		}
+		return nil
+	})
+}
+
+func (p *nbdPool) flush() error {
+	return p.with(func(c *nbdConn) error { return c.do(nbdCmdFlush, 0, 0, nil, nil) })
+}
+
+// close waits for requests in flight (each returns its connection) and disconnects.
+func (p *nbdPool) close() {
+	p.once.Do(func() {
+		for range p.all {
+			c := <-p.free
+			c.close()
+		}
+		close(p.free)
+	})
+}

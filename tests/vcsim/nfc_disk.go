@@ -1,0 +1,257 @@
+// The disks behind NFC handles: every OPEN_FILE starts a qemu-nbd of its own on a Unix socket in
+// DIR and reads and writes through it (nbd_client.go), so the bytes are qemu's reading of the
+// VMDK. qemu-nbd children die with the server (Pdeathsig, own process group, killed on close and
+// at exit): a test that kill -9s the server leaves none behind.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+var (
+	childMu  sync.Mutex
+	children = map[*exec.Cmd]bool{}
+	sockSeq  int64
+)
+
+func killChild(cmd *exec.Cmd) {
+	childMu.Lock()
+	delete(children, cmd)
+	childMu.Unlock()
+	if cmd.Process != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		cmd.Wait()
+	}
+}
+
+// killAllChildren runs at server exit.
+func killAllChildren() {
+	childMu.Lock()
+	list := make([]*exec.Cmd, 0, len(children))
+	for c := range children {
+		list = append(list, c)
+	}
+	childMu.Unlock()
+	for _, c := range list {
+		killChild(c)
+	}
+}
+
+type nfcDisk struct {
+	path     string // datastore form, as opened
+	local    string
+	write    bool
+	flags    uint32
+	cmd      *exec.Cmd
+	socket   string
+	pool     *nbdPool
+	inflight sync.WaitGroup
+
+	allocMu  sync.Mutex
+	alloc    [][2]uint64 // [start, end) ranges holding data, nil until asked
+	allocErr error
+}
+
+func openDisk(dir, dsPath, local string, write bool, flags uint32, logf func(string, ...interface{})) (*nfcDisk, error) {
+	n := atomic.AddInt64(&sockSeq, 1)
+	d := &nfcDisk{path: dsPath, local: local, write: write, flags: flags,
+		socket: filepath.Join(dir, fmt.Sprintf("nbd-%d-%d.sock", os.Getpid(), n))}
+	args := []string{"-f", "vmdk", "--shared=4", "-k", d.socket}
+	if !write {
+		// Read-only opens take qemu's shared locks: many readers of one disk are fine (this
+		// qemu-nbd has no --force-share, so a writer and readers of one disk exclude each other).
+		args = append(args, "-r")
+	}
+	args = append(args, local)
+	cmd := exec.Command("qemu-nbd", args...)
+	// A file, not a pipe: no copying goroutine, and its text says why an open failed.
+	logPath := d.socket + ".log"
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	defer os.Remove(logPath)
+	cmd.Stderr = logFile
+	cmd.Stdout = logFile
+	stderr := func() string { b, _ := os.ReadFile(logPath); return strings.TrimSpace(string(b)) }
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting qemu-nbd: %v", err)
+	}
+	childMu.Lock()
+	children[cmd] = true
+	childMu.Unlock()
+	d.cmd = cmd
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(d.socket); err == nil {
+			break
+		}
+		var state syscall.WaitStatus
+		if pid, _ := syscall.Wait4(cmd.Process.Pid, &state, syscall.WNOHANG, nil); pid == cmd.Process.Pid {
+			childMu.Lock()
+			delete(children, cmd)
+			childMu.Unlock()
+			os.Remove(d.socket)
+			return nil, fmt.Errorf("qemu-nbd exited (%v): %s", state, stderr())
+		}
+		if time.Now().After(deadline) {
+			killChild(cmd)
+			return nil, fmt.Errorf("qemu-nbd not ready after 20 s: %s", stderr())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	pool, err := newNBDPool(d.socket, 4)
+	if err != nil {
+		killChild(cmd)
+		os.Remove(d.socket)
+		return nil, err
+	}
+	d.pool = pool
+	logf("qemu-nbd pid %d serves %s (%s) on %s, %d bytes", cmd.Process.Pid, dsPath, local, d.socket, pool.size)
+	return d, nil
+}
+
+// close flushes (for a writable file), disconnects and stops qemu-nbd.
+func (d *nfcDisk) close() error {
+	var err error
+	if d.write {
+		err = d.pool.flush()
+	}
+	d.pool.close()
+	killChild(d.cmd)
+	os.Remove(d.socket)
+	return err
+}
+
+// ddb reads the descriptor's ddb.* entries: the text file itself, or the descriptor embedded in
+// a sparse extent (header "KDMV": descriptorOffset at 28, descriptorSize at 36, in sectors).
+func (d *nfcDisk) ddb() map[string]string {
+	out := map[string]string{}
+	f, err := os.Open(d.local)
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	head := make([]byte, 512)
+	n, _ := f.ReadAt(head, 0)
+	head = head[:n]
+	var text []byte
+	if n >= 44 && string(head[:4]) == "KDMV" {
+		off, size := le.Uint64(head[28:]), le.Uint64(head[36:])
+		if off > 0 && size > 0 && size <= 2048 {
+			text = make([]byte, size*512)
+			m, _ := f.ReadAt(text, int64(off*512))
+			text = text[:m]
+		}
+	} else {
+		text = make([]byte, 64<<10)
+		m, _ := f.ReadAt(text, 0)
+		text = text[:m]
+	}
+	if i := bytes.IndexByte(text, 0); i >= 0 {
+		text = text[:i]
+	}
+	sc := bufio.NewScanner(bytes.NewReader(text))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if !strings.HasPrefix(line, "ddb.") {
+			continue
+		}
+		kv := strings.SplitN(line, "=", 2)
+		if len(kv) != 2 {
+			continue
+		}
+		out[strings.TrimSpace(strings.TrimPrefix(kv[0], "ddb."))] = strings.Trim(strings.TrimSpace(kv[1]), `"`)
+	}
+	return out
+}
+
+// geometry: the descriptor's, or the usual 16 heads × 63 sectors for the capacity.
+func (d *nfcDisk) geometry() (cyl, heads, sectors uint32) {
+	g := d.ddb()
+	atoi := func(k string) uint32 { n, _ := strconv.ParseUint(g[k], 10, 32); return uint32(n) }
+	cyl, heads, sectors = atoi("geometry.cylinders"), atoi("geometry.heads"), atoi("geometry.sectors")
+	if cyl == 0 || heads == 0 || sectors == 0 {
+		heads, sectors = 16, 63
+		c := d.pool.size / 512 / (16 * 63)
+		if c > 16383 {
+			c = 16383
+		}
+		cyl = uint32(c)
+	}
+	return
+}
+
+// allocated: the ranges holding data, from `qemu-img map` (qemu follows the parent chain: data
+// in any link counts); cached until the next write.
+func (d *nfcDisk) allocated() ([][2]uint64, error) {
+	d.allocMu.Lock()
+	defer d.allocMu.Unlock()
+	if d.alloc != nil || d.allocErr != nil {
+		return d.alloc, d.allocErr
+	}
+	out, err := exec.Command("qemu-img", "map", "-U", "--output=json", "-f", "vmdk", d.local).Output()
+	if err != nil {
+		d.allocErr = fmt.Errorf("qemu-img map: %v", err)
+		return nil, d.allocErr
+	}
+	var entries []struct {
+		Start  uint64 `json:"start"`
+		Length uint64 `json:"length"`
+		Data   bool   `json:"data"`
+	}
+	if err := json.Unmarshal(out, &entries); err != nil {
+		d.allocErr = fmt.Errorf("qemu-img map output: %v", err)
+		return nil, d.allocErr
+	}
+	d.alloc = [][2]uint64{}
+	for _, e := range entries {
+		if e.Data && e.Length > 0 {
+			d.alloc = append(d.alloc, [2]uint64{e.Start, e.Start + e.Length})
+		}
+	}
+	return d.alloc, nil
+}
+
+func (d *nfcDisk) forgetAllocation() {
+	d.allocMu.Lock()
+	d.alloc, d.allocErr = nil, nil
+	d.allocMu.Unlock()
+}
+
+// bitmap: one bit per chunk from start, LSB first, a chunk set when any byte of it holds data;
+// padded to 4 bytes.
+func bitmap(ranges [][2]uint64, start, chunk, count uint64) []byte {
+	bm := make([]byte, (count+31)/32*4)
+	end := start + chunk*count
+	for _, r := range ranges {
+		a, b := r[0], r[1]
+		if b <= start || a >= end {
+			continue
+		}
+		if a < start {
+			a = start
+		}
+		if b > end {
+			b = end
+		}
+		for i := (a - start) / chunk; i <= (b-1-start)/chunk; i++ {
+			bm[i/8] |= 1 << (i % 8)
+		}
+	}
+	return bm
+}
