@@ -64,7 +64,7 @@ Result<Header> decode_header(const uint8_t* bytes, const std::string& where) {
   if (magic != kAioMagic) {
     char hex[16];
     std::snprintf(hex, sizeof hex, "0x%08X", magic);
-    return fail(VIX_E_HOST_TCP_CONN_LOST, where + ": bad NFC frame magic " + hex +
+    return fail(VIX_E_FAIL, where + ": NFC protocol violation: bad frame magic " + hex +
                                               " (expected 0xA100DA7A): the stream is out of step");
   }
   return Header{get_u32(bytes + 4), get_u32(bytes + 8), get_u32(bytes + 12)};

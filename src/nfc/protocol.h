@@ -64,7 +64,7 @@ struct Header {
   uint32_t op_id = 0;
 };
 std::array<uint8_t, kHeaderSize> encode_header(const Header& h);
-// A wrong magic is VIX_E_HOST_TCP_CONN_LOST-class: the stream is out of step.
+// A wrong magic is a protocol violation (VIX_E_FAIL): the stream is out of step.
 Result<Header> decode_header(const uint8_t* bytes, const std::string& where);
 
 // How one fragment's bytes travel (the high half of the IO payload's second u64).
