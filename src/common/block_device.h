@@ -94,6 +94,9 @@ class BlockDevice {
   // entry here, in its transport alone: the meter and stats.json pass every entry through.
   using LinkCounters = std::map<std::string, uint64_t>;
   virtual LinkCounters link_counters() const { return {}; }
+  // The wire protocol, for a mode that can speak several ("nfc" or "nbd" under nbd and
+  // nbdssl); "" when the mode's name says it all. Shown as "nbdssl (nfc)".
+  virtual std::string protocol() const { return {}; }
 
   // The disk database (ddb.* keys of a VMDK descriptor). Devices without one return
   // VIX_E_NOT_SUPPORTED.
@@ -138,6 +141,7 @@ class BlockDeviceWrapper : public BlockDevice {
     return inner_->allocated(sector, count);
   }
   LinkCounters link_counters() const override { return inner_->link_counters(); }
+  std::string protocol() const override { return inner_->protocol(); }
   Result<std::map<std::string, std::string>> metadata() override { return inner_->metadata(); }
   Result<void> write_metadata(const std::string& key, const std::string& value) override {
     return inner_->write_metadata(key, value);

@@ -119,6 +119,7 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked(bool for_write) {
   }
   disk_ = std::move(disk);
   transport_ = std::string(disk_->transport_name());
+  if (const std::string p = disk_->device().protocol(); !p.empty()) transport_ += " (" + p + ")";
   cached_ = disk_->cache_stats().has_value();
   opened_rw_ = false;
   device_read_only_.clear();

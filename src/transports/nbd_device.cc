@@ -25,6 +25,7 @@ class NbdDevice final : public BlockDevice {
   uint64_t capacity_sectors() const override { return info_.size / kSectorSize; }
   bool read_only() const override { return s_.read_only || info_.read_only(); }
   LinkCounters link_counters() const override { return {{"reconnects", pool_.reconnects()}}; }
+  std::string protocol() const override { return "nbd"; }
   std::string_view transport_name() const override { return s_.tls ? "nbdssl" : "nbd"; }
 
   DiskInfo info() const override {

@@ -77,6 +77,7 @@ class NfcDevice final : public BlockDevice {
 
   Result<std::vector<SectorExtent>> allocated(uint64_t sector, uint64_t count) override;
 
+  std::string protocol() const override { return "nfc"; }
   LinkCounters link_counters() const override {
     return {{"reconnects", reconnects_.load()},
             {"allocationRetries", allocation_retries_.load()},

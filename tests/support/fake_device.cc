@@ -32,6 +32,8 @@ const char* op_name(Op op) {
       return "allocated";
     case Op::kLinkCounters:
       return "link_counters";
+    case Op::kProtocol:
+      return "protocol";
     case Op::kMetadata:
       return "metadata";
     case Op::kWriteMetadata:
@@ -278,6 +280,11 @@ vix::BlockDevice::LinkCounters FakeDevice::link_counters() const {
   record(Op::kLinkCounters);
   std::lock_guard lock(mu_);
   return {{"reconnects", reconnects_}};
+}
+
+std::string FakeDevice::protocol() const {
+  record(Op::kProtocol);
+  return "fake";
 }
 
 vix::Result<std::map<std::string, std::string>> FakeDevice::metadata() {

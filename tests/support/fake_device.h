@@ -34,13 +34,14 @@ enum class Op {
   kMapToHost,
   kAllocated,
   kLinkCounters,
+  kProtocol,
   kMetadata,
   kWriteMetadata,
 };
 inline constexpr Op kAllOps[] = {
     Op::kCapacitySectors, Op::kInfo,     Op::kReadOnly,     Op::kTransportName, Op::kRead,
     Op::kWrite,           Op::kFlush,    Op::kUnmap,        Op::kMapToHost,     Op::kAllocated,
-    Op::kLinkCounters,    Op::kMetadata, Op::kWriteMetadata};
+    Op::kLinkCounters,    Op::kProtocol,    Op::kMetadata, Op::kWriteMetadata};
 const char* op_name(Op op);
 
 // One recorded call; sector and count for the methods that take a range.
@@ -115,6 +116,7 @@ class FakeDevice final : public vix::BlockDevice {
                                 std::vector<vix::HostPiece>* out) override;
   vix::Result<std::vector<vix::SectorExtent>> allocated(uint64_t sector, uint64_t count) override;
   LinkCounters link_counters() const override;
+  std::string protocol() const override;
   vix::Result<std::map<std::string, std::string>> metadata() override;
   vix::Result<void> write_metadata(const std::string& key, const std::string& value) override;
 

@@ -124,6 +124,9 @@ void call_and_check(vix::BlockDevice& dev, Op op) {
     case Op::kLinkCounters:
       EXPECT_EQ(dev.link_counters(), (vix::BlockDevice::LinkCounters{{"reconnects", 7}}));
       return;
+    case Op::kProtocol:
+      EXPECT_EQ(dev.protocol(), "fake");
+      return;
     case Op::kMetadata: {
       auto r = dev.metadata();
       ASSERT_TRUE(r.ok()) << r.error().message;
