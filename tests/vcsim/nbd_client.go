@@ -25,7 +25,6 @@ const (
 	nbdFlagNoZeroes      = 2
 
 	nbdOptExportName = 1
-	nbdOptAbort      = 2
 	nbdOptGo         = 7
 	nbdRepAck        = 1
 	nbdRepInfo       = 3

@@ -83,6 +83,15 @@ func (c *nfcConn) cleanup() {
 	}
 }
 
+// survive: deferred first in every request goroutine, so a server bug costs one connection (its
+// reader sees the socket closed), never the server.
+func (c *nfcConn) survive() {
+	if r := recover(); r != nil {
+		c.logf("panic in a request (a server bug): %v", r)
+		c.raw.Close()
+	}
+}
+
 func (c *nfcConn) disk(handle uint64) *nfcDisk {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -214,6 +223,7 @@ func (c *nfcConn) openSession(opID uint32, p []byte) {
 
 func (c *nfcConn) openFile(opID uint32, p []byte, path string) {
 	defer c.wg.Done()
+	defer c.survive()
 	flags := le.Uint32(p[20:])
 	write := flags&openReadOnlyBit == 0
 	c.logf("op %d: OPEN_FILE %q flags %#x", opID, path, flags)
@@ -256,6 +266,7 @@ func (c *nfcConn) openFile(opID uint32, p []byte, path string) {
 
 func (c *nfcConn) closeFile(opID uint32, handle uint64) {
 	defer c.wg.Done()
+	defer c.survive()
 	c.mu.Lock()
 	d := c.files[handle]
 	delete(c.files, handle)
@@ -275,6 +286,7 @@ func (c *nfcConn) closeFile(opID uint32, handle uint64) {
 
 func (c *nfcConn) ddbGet(opID uint32, handle uint64, key string) {
 	defer c.wg.Done()
+	defer c.survive()
 	d := c.disk(handle)
 	if d == nil {
 		c.replyError(opID, errGeneric, fmt.Sprintf("NFC error: invalid file handle %d", handle))
@@ -292,6 +304,7 @@ func (c *nfcConn) ddbGet(opID uint32, handle uint64, key string) {
 
 func (c *nfcConn) queryAllocated(opID uint32, p []byte) {
 	defer c.wg.Done()
+	defer c.survive()
 	handle, chunk, start, count := le.Uint64(p), le.Uint64(p[16:]), le.Uint64(p[24:]), le.Uint64(p[32:])
 	d := c.disk(handle)
 	if d == nil {
@@ -304,7 +317,7 @@ func (c *nfcConn) queryAllocated(opID uint32, p []byte) {
 		c.replyError(opID, errGeneric, "QueryAllocatedBlocks not supported")
 		return
 	}
-	if chunk < 512 || chunk%512 != 0 || start%chunk != 0 || count == 0 || count > 8*maxPayload ||
+	if chunk < 512 || chunk%512 != 0 || start%chunk != 0 || count == 0 || count > 1<<24 ||
 		start > d.pool.size || count > (d.pool.size-start+chunk-1)/chunk {
 		c.replyError(opID, errGeneric, fmt.Sprintf("NFC error: QueryAllocatedBlocks chunk %d start %d count %d "+
 			"is not chunk-aligned within the disk's %d bytes", chunk, start, count, d.pool.size))

@@ -95,10 +95,15 @@ func openDisk(dir, dsPath, local string, write bool, flags uint32, logf func(str
 	children[cmd] = true
 	childMu.Unlock()
 	d.cmd = cmd
+	// The socket file appears at bind(), a moment before listen(): connection refused until then.
 	deadline := time.Now().Add(20 * time.Second)
+	var pool *nbdPool
 	for {
-		if _, err := os.Stat(d.socket); err == nil {
-			break
+		var err error
+		if _, serr := os.Stat(d.socket); serr == nil {
+			if pool, err = newNBDPool(d.socket, 4); err == nil {
+				break
+			}
 		}
 		var state syscall.WaitStatus
 		if pid, _ := syscall.Wait4(cmd.Process.Pid, &state, syscall.WNOHANG, nil); pid == cmd.Process.Pid {
@@ -110,15 +115,10 @@ func openDisk(dir, dsPath, local string, write bool, flags uint32, logf func(str
 		}
 		if time.Now().After(deadline) {
 			killChild(cmd)
-			return nil, fmt.Errorf("qemu-nbd not ready after 20 s: %s", stderr())
+			os.Remove(d.socket)
+			return nil, fmt.Errorf("qemu-nbd not ready after 20 s (%v): %s", err, stderr())
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-	pool, err := newNBDPool(d.socket, 4)
-	if err != nil {
-		killChild(cmd)
-		os.Remove(d.socket)
-		return nil, err
 	}
 	d.pool = pool
 	logf("qemu-nbd pid %d serves %s (%s) on %s, %d bytes", cmd.Process.Pid, dsPath, local, d.socket, pool.size)

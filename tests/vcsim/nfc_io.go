@@ -116,6 +116,7 @@ func (c *nfcConn) io(opID uint32, p []byte) error {
 
 func (c *nfcConn) finishWrite(opID uint32, pw *pendingWrite) {
 	defer c.wg.Done()
+	defer c.survive()
 	if pw.disk != nil {
 		defer pw.disk.inflight.Done()
 	}
@@ -149,6 +150,7 @@ func (c *nfcConn) dropPendingWrites() {
 
 func (c *nfcConn) read(opID uint32, handle uint64, comp uint32, offset uint64, total uint32) {
 	defer c.wg.Done()
+	defer c.survive()
 	f := c.srv.faults.snapshot()
 	defer c.ioAnswered()
 	fail := func(code uint64, text string) {
