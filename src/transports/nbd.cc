@@ -161,7 +161,9 @@ Result<std::unique_ptr<BlockDevice>> open_over_nfc(const TransportContext& ctx,
   }
   s.ca_file = config.get(kNfcCaFile);
   VIX_ASSIGN_OR_RETURN(int64_t conns, config.get(kNfcConnections));
-  s.connections = static_cast<unsigned>(conns);
+  // One writer per disk: VDDK opens a writable disk on one connection, and a host may lock the
+  // disk against a second.
+  s.connections = s.read_only ? static_cast<unsigned>(conns) : 1;
   VIX_ASSIGN_OR_RETURN(int64_t max_kb, config.get(kNfcMaxRequestKB));
   s.max_request = static_cast<uint32_t>(max_kb * 1024);
   VIX_ASSIGN_OR_RETURN(int64_t buffer_kb, config.get(kNfcBufferKB));
@@ -174,7 +176,9 @@ Result<std::unique_ptr<BlockDevice>> open_over_nfc(const TransportContext& ctx,
   s.inventory_capacity = inventory_capacity(ctx, path);
   log::info(mode + " " + path + ": VMware NFC to the VM's host (vixfs.nbd.server is not set)" +
             (s.read_only ? "" : ", read-write"));
-  return open_nfc_device(std::move(s));
+  auto device = open_nfc_device(std::move(s));
+  if (!device.ok()) return fail(device.error().code, mode + " (NFC): " + device.error().message);
+  return device;
 }
 
 }  // namespace

@@ -345,7 +345,7 @@ TEST_F(NfcTransport, AllocationErrorsBackOffToSmallerRequests) {
 
 TEST_F(NfcTransport, DroppedConnectionsReconnectWithAFreshTicket) {
   const SampleDisk& d = disk_named("DC0_H0_VM0/disk1-000001.vmdk");
-  faults("drop_after_io=5\n");
+  faults("drop_after_io=40\n");
   init({{"vixfs.nfc.maxRequestKB", "256"}});
   auto conn = connect(d, "nbdssl");
   ASSERT_TRUE(conn.ok()) << conn.error().message;
