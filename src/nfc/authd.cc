@@ -1,5 +1,6 @@
 #include "nfc/authd.h"
 
+#include <algorithm>
 #include <cctype>
 
 #include "net/tls.h"
@@ -66,13 +67,16 @@ net::TlsOptions tls_options(const AuthdOptions& o, const std::string& label) {
 
 }  // namespace
 
-Result<std::unique_ptr<net::Stream>> authd_connect(const AuthdOptions& o) {
+Result<std::unique_ptr<net::Stream>> authd_connect(const AuthdOptions& o, bool* unreachable) {
   const std::string where = "NFC " + o.host + ":" + std::to_string(o.port);
   net::Endpoint endpoint;
   endpoint.host = o.host;
   endpoint.port = o.port;
-  auto plain = net::connect_stream(endpoint, o.deadline);
-  if (!plain.ok()) return fail(plain.error().code, where + ": connect: " + plain.error().message);
+  auto plain = net::connect_stream(endpoint, std::min(o.deadline, o.connect_deadline));
+  if (!plain.ok()) {
+    if (unreachable != nullptr) *unreachable = true;
+    return fail(plain.error().code, where + ": connect: " + plain.error().message);
+  }
 
   auto greeting = read_line(**plain, o.deadline, where + " greeting");
   if (!greeting.ok()) {

@@ -25,12 +25,15 @@ struct AuthdOptions {
   std::vector<std::string> thumbprints;
   std::string ca_file;
   net::Deadline deadline = net::kNoDeadline;
+  net::Deadline connect_deadline = net::kNoDeadline;  // the TCP connect alone (also <= deadline)
 };
 
 // The stream NFC runs on, or the failed step with the server's own words:
 //   connect refused / unreachable            -> VIX_E_HOST_NETWORK_CONN_REFUSED-class (net)
 //   not an authd greeting, a 5xx answer     -> VIX_E_CANNOT_CONNECT_TO_HOST ("... PROXY: 530 ...")
 //   thumbprint mismatch                      -> VIX_E_CANNOT_CONNECT_TO_HOST (both digests shown)
-Result<std::unique_ptr<net::Stream>> authd_connect(const AuthdOptions& options);
+// *unreachable (when given) is set when the TCP connect itself failed.
+Result<std::unique_ptr<net::Stream>> authd_connect(const AuthdOptions& options,
+                                                   bool* unreachable = nullptr);
 
 }  // namespace vix::nfc

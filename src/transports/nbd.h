@@ -1,5 +1,6 @@
-// The "nbd" and "nbdssl" transports: a disk served by an NBD server (nbdkit, qemu-nbd, an
-// nbdkit-vddk proxy) over the open NBD protocol (src/nbd/), plain or over TLS. Not VMware's NFC.
+// The "nbd" and "nbdssl" transports. With vixfs.nbd.server set: a disk served by an NBD server
+// (nbdkit, qemu-nbd, an nbdkit-vddk proxy) over the open NBD protocol (src/nbd/), plain or over
+// TLS; otherwise VMware's NFC to the VM's ESXi host (transports/nfc.h).
 //
 // nbd.cc works out where the disk lives (endpoint, export name, trust anchors, timeouts) from the
 // config and the connection's inventory; nbd_device.cc is the BlockDevice over nbd_pool.h's pool
@@ -45,11 +46,6 @@ struct NbdSettings {
   // VIXDISKLIB_FLAG_OPEN_UNBUFFERED: every write is durable when it returns (NBD FUA, or a FLUSH
   // after it on servers without FUA), as O_DIRECT|O_DSYNC would make it on a local disk.
   bool fua = false;
-  // The endpoint is the VM's ESXi host from the inventory, not a configured server: most such
-  // hosts run no NBD server and drop the packets, so the TCP connect gets at most
-  // guessed_connect_ms and a host that did not answer is skipped for a while.
-  bool guessed_endpoint = false;
-  int64_t guessed_connect_ms = 10000;
   uint64_t min_capacity_bytes = 0;  // the inventory's capacity of the disk (0: unknown)
   // Back-off between reconnect attempts: starts here, doubles, capped.
   int64_t backoff_start_ms = 100;

@@ -208,64 +208,15 @@ class NbdDevice final : public BlockDevice {
   const nbd::ExportInfo& info_ = pool_.info();
 };
 
-// ESXi hosts (found through the inventory) whose NBD port did not answer lately: the chain's
-// next mode, and the next disk, do not wait for them again. Process-wide, keyed by endpoint.
-class Unreachable {
- public:
-  static constexpr auto kForget = std::chrono::seconds(60);
-  std::optional<std::string> recent(const std::string& endpoint) {
-    std::lock_guard lock(mu_);
-    auto it = hosts_.find(endpoint);
-    if (it == hosts_.end()) return std::nullopt;
-    if (net::Clock::now() - it->second.when > kForget) {
-      hosts_.erase(it);
-      return std::nullopt;
-    }
-    return it->second.why;
-  }
-  void note(const std::string& endpoint, const std::string& why) {
-    std::lock_guard lock(mu_);
-    if (hosts_.size() > 1024) hosts_.clear();  // bounded, whatever the inventory holds
-    hosts_[endpoint] = {net::Clock::now(), why};
-  }
-
- private:
-  struct Entry {
-    net::Clock::time_point when;
-    std::string why;
-  };
-  std::mutex mu_;
-  std::map<std::string, Entry> hosts_;
-};
-
-Unreachable& unreachable_hosts() {
-  static Unreachable* hosts = new Unreachable();  // never destroyed: used until exit
-  return *hosts;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<BlockDevice>> open_nbd_device(const NbdSettings& s) {
   const std::string mode = s.tls ? "nbdssl" : "nbd";
   const std::string where =
       mode + ": " + s.endpoint.display() + " export \"" + s.export_name + "\"";
-  if (s.guessed_endpoint) {
-    if (auto why = unreachable_hosts().recent(s.endpoint.display())) {
-      return fail(VIX_E_NOT_SUPPORTED, mode + ": not reachable: " + s.endpoint.display() +
-                                           " did not answer in the last minute (" + *why +
-                                           "; set vixfs.nbd.server)");
-    }
-  }
-  bool unreachable = false;
-  auto first = connect_nbd(s, net::deadline_after_ms(s.accept_timeout_ms), &unreachable);
+  auto first = connect_nbd(s, net::deadline_after_ms(s.accept_timeout_ms));
   if (!first.ok()) {
     Error e = std::move(first).error();
-    if (s.guessed_endpoint && unreachable) {
-      unreachable_hosts().note(s.endpoint.display(), e.message);
-      e.code = VIX_E_NOT_SUPPORTED;
-      e.message = mode + ": not reachable: " + e.message + " (set vixfs.nbd.server)";
-      return e;
-    }
     // The client's messages usually name the endpoint already; say it once.
     const bool named = e.message.find(s.endpoint.display()) != std::string::npos;
     e.message = (named ? mode : where) + ": " + e.message;

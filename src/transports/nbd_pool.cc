@@ -28,16 +28,9 @@ std::string describe(const NbdSettings& s) {
 
 }  // namespace
 
-Result<NbdConnPtr> connect_nbd(const NbdSettings& s, net::Deadline deadline, bool* unreachable) {
-  net::Deadline connect_deadline = deadline;
-  if (s.guessed_endpoint && s.guessed_connect_ms > 0) {
-    connect_deadline = std::min(deadline, net::deadline_after_ms(s.guessed_connect_ms));
-  }
-  auto connected = net::connect_stream(s.endpoint, connect_deadline);
-  if (!connected.ok()) {
-    if (unreachable) *unreachable = true;
-    return std::move(connected).error();
-  }
+Result<NbdConnPtr> connect_nbd(const NbdSettings& s, net::Deadline deadline) {
+  auto connected = net::connect_stream(s.endpoint, deadline);
+  if (!connected.ok()) return std::move(connected).error();
   auto stream = std::move(connected).value();
   nbd::HandshakeOptions h;
   h.export_name = s.export_name;

@@ -24,9 +24,8 @@ namespace vix {
 using NbdConnPtr = std::shared_ptr<nbd::Connection>;
 
 // Connects and handshakes one connection to the settings' export (TLS for nbdssl, the request
-// size). *unreachable (when given) is set when the TCP connect itself failed, not the handshake.
-Result<NbdConnPtr> connect_nbd(const NbdSettings& s, net::Deadline deadline,
-                               bool* unreachable = nullptr);
+// size).
+Result<NbdConnPtr> connect_nbd(const NbdSettings& s, net::Deadline deadline);
 
 // `first` and, when its server allows several connections (CAN_MULTI_CONN), up to
 // settings.connections - 1 more opened next to it: every one that answered in time with the

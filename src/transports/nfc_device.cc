@@ -7,6 +7,8 @@
 // is returned as it is.
 #include <algorithm>
 #include <atomic>
+#include <map>
+#include <optional>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -25,6 +27,8 @@ using SessionPtr = std::shared_ptr<Session>;
 using net::Clock;
 
 constexpr uint32_t kMinRequest = 64 * 1024;
+// A host that has not accepted the TCP connection by then is taken as unreachable.
+constexpr int64_t kConnectMs = 10000;
 constexpr uint64_t kAllocationChunk = 64 * 1024;        // QueryAllocatedBlocks granularity
 constexpr uint64_t kAllocationWindow = uint64_t(1) << 20;  // chunks per query (64 GiB)
 
@@ -32,6 +36,44 @@ bool is_lost(VixError code) {
   return code == VIX_E_HOST_TCP_CONN_LOST || code == VIX_E_HOST_TCP_SOCKET_ERROR ||
          code == VIX_E_HOST_NETWORK_CONN_REFUSED || code == VIX_E_HOST_CONNECTION_LOST;
 }
+
+// ESXi hosts whose NFC port did not accept a connection lately (a firewall that drops port 902
+// is common between a backup proxy and its hosts): the chain's next mode, and the next disk, do
+// not wait for them again. Process-wide, keyed by host:port. Only opens consult it: a disk
+// already open keeps retrying its host within its request budget.
+class Unreachable {
+ public:
+  static constexpr auto kForget = std::chrono::seconds(60);
+  std::optional<std::string> recent(const std::string& endpoint) {
+    std::lock_guard lock(mu_);
+    auto it = hosts_.find(endpoint);
+    if (it == hosts_.end()) return std::nullopt;
+    if (net::Clock::now() - it->second.when > kForget) {
+      hosts_.erase(it);
+      return std::nullopt;
+    }
+    return it->second.why;
+  }
+  void note(const std::string& endpoint, const std::string& why) {
+    std::lock_guard lock(mu_);
+    if (hosts_.size() > 1024) hosts_.clear();  // bounded, whatever the inventory holds
+    hosts_[endpoint] = {net::Clock::now(), why};
+  }
+
+ private:
+  struct Entry {
+    net::Clock::time_point when;
+    std::string why;
+  };
+  std::mutex mu_;
+  std::map<std::string, Entry> hosts_;
+};
+
+Unreachable& unreachable_hosts() {
+  static Unreachable* hosts = new Unreachable();  // never destroyed: used until exit
+  return *hosts;
+}
+
 
 class NfcDevice final : public BlockDevice {
  public:
@@ -117,7 +159,8 @@ class NfcDevice final : public BlockDevice {
 
   // The slot's session, reconnected (fresh ticket) when missing or broken.
   Result<SessionPtr> session(size_t slot, net::Deadline deadline);
-  Result<SessionPtr> connect(net::Deadline deadline);
+  // first_open: the host is skipped when it did not answer lately, and noted when it does not.
+  Result<SessionPtr> connect(net::Deadline deadline, bool first_open = false);
 
   Result<void> start(Piece& p, uint8_t* base, bool write) {
     VIX_ASSIGN_OR_RETURN(p.session,
@@ -150,7 +193,7 @@ class NfcDevice final : public BlockDevice {
   bool allocation_unsupported_ = false;                   // under allocation_mu_
 };
 
-Result<SessionPtr> NfcDevice::connect(net::Deadline deadline) {
+Result<SessionPtr> NfcDevice::connect(net::Deadline deadline, bool first_open) {
   VIX_ASSIGN_OR_RETURN(vsphere::NfcTicket ticket, s_.acquire_ticket());
   nfc::AuthdOptions a;
   a.host = ticket.host.empty() ? s_.default_host : ticket.host;
@@ -165,14 +208,31 @@ Result<SessionPtr> NfcDevice::connect(net::Deadline deadline) {
   }
   a.ca_file = s_.ca_file;
   a.deadline = deadline;
-  VIX_ASSIGN_OR_RETURN(auto stream, nfc::authd_connect(a));
+  a.connect_deadline = std::min(deadline, net::deadline_after_ms(kConnectMs));
+  const std::string endpoint = a.host + ":" + std::to_string(a.port);
+  if (first_open) {
+    if (auto why = unreachable_hosts().recent(endpoint)) {
+      return fail(VIX_E_NOT_SUPPORTED, "not reachable: " + endpoint +
+                                           " did not answer in the last minute (" + *why + ")");
+    }
+  }
+  bool unreachable = false;
+  auto stream = nfc::authd_connect(a, &unreachable);
+  if (!stream.ok()) {
+    Error e = std::move(stream).error();
+    if (first_open && unreachable) {
+      unreachable_hosts().note(endpoint, e.message);
+      e = fail(VIX_E_NOT_SUPPORTED, "not reachable: " + e.message);
+    }
+    return e;
+  }
   nfc::SessionOptions o;
   o.path = s_.path;
   o.read_only = s_.read_only;
   o.buffer_size = s_.buffer_size;
   o.where = "NFC " + a.host + ":" + std::to_string(a.port);
   o.deadline = deadline;
-  VIX_ASSIGN_OR_RETURN(auto session, Session::open(std::move(stream), o));
+  VIX_ASSIGN_OR_RETURN(auto session, Session::open(std::move(*stream), o));
   return SessionPtr(std::move(session));
 }
 
@@ -328,7 +388,8 @@ Result<std::vector<SectorExtent>> NfcDevice::allocated(uint64_t sector, uint64_t
 }
 
 Result<void> NfcDevice::init() {
-  VIX_ASSIGN_OR_RETURN(SessionPtr first, connect(net::deadline_after_ms(s_.accept_timeout_ms)));
+  VIX_ASSIGN_OR_RETURN(SessionPtr first,
+                       connect(net::deadline_after_ms(s_.accept_timeout_ms), true));
   capacity_ = first->capacity_bytes();
   where_ = first->where() + " " + s_.path;
   if (capacity_ == 0) capacity_ = s_.inventory_capacity;

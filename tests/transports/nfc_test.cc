@@ -15,6 +15,7 @@
 
 #include "support/disk_read.h"
 #include "support/fixtures.h"
+#include "support/process.h"
 #include "support/vsphere_sim.h"
 #include "vix/connection.h"
 #include "vix/library.h"
@@ -392,4 +393,54 @@ TEST_F(NfcTransport, ServerGoneForGoodFailsWithinTheBudget) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("RequestTimeoutMs"), std::string::npos) << r.error().message;
   EXPECT_LT(took, std::chrono::seconds(15));
+}
+
+TEST_F(NfcTransport, AHostWithAnotherCertificateIsRefusedShowingWhatItPresented) {
+  // A second NFC server with a certificate of its own, reached through nfcHostPort: the ticket's
+  // thumbprint (the simulator's host) does not match it.
+  TempDir other;
+  run_ok("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=impostor -keyout " +
+         sh_quote(other.file("key.pem")) + " -out " + sh_quote(other.file("cert.pem")) + " 2>&1");
+  const int port = vixtest::free_port();
+  vixtest::write_file(other.file("port"), std::to_string(port) + "\n");
+  vixtest::write_file(other.file("owner"), std::to_string(::getpid()) + "\n");
+  std::filesystem::create_directories(other.file("tickets"));
+  vixtest::ChildOptions o;
+  o.argv = {sim_->get("VCSIM_BIN"), "nfc-serve", "-dir", other.path()};
+  o.log = other.file("serve.log");
+  vixtest::Child impostor(o);
+  ASSERT_TRUE(impostor.wait_for_port(port)) << run("cat " + sh_quote(other.file("serve.log"))).output;
+
+  const SampleDisk& d = disk_named("DC0_H0_VM1/disk1.vmdk");
+  vix::ConnectSpec spec = sim_->connect_spec(d.vm);
+  spec.nfc_host_port = uint32_t(port);
+  auto conn = vix::Connection::connect(spec, true, "", "nbdssl");
+  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  auto disk = (*conn)->open(d.datastore_path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  ASSERT_FALSE(disk.ok());
+  EXPECT_NE(disk.error().message.find("NFC authd"), std::string::npos) << disk.error().message;
+  EXPECT_NE(disk.error().message.find(sim_->get("VCSIM_NFC_SHA1")), std::string::npos)
+      << "the expected thumbprint: " << disk.error().message;
+  const std::string presented =
+      run_ok("openssl x509 -noout -fingerprint -sha1 -in " + sh_quote(other.file("cert.pem")));
+  const std::string hex = presented.substr(presented.find('=') + 1, 59);
+  EXPECT_NE(disk.error().message.find(hex), std::string::npos)
+      << "the presented " << hex << ": " << disk.error().message;
+}
+
+TEST_F(NfcTransport, AHostThatDoesNotAnswerIsSkippedForAWhile) {
+  const SampleDisk& d = disk_named("DC0_H0_VM1/disk1.vmdk");
+  vix::ConnectSpec spec = sim_->connect_spec(d.vm);
+  spec.nfc_host_port = uint32_t(vixtest::free_port());  // nothing listens there
+  auto conn = vix::Connection::connect(spec, true, "", "nbd:https");
+  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  auto fell = (*conn)->open(d.datastore_path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  ASSERT_TRUE(fell.ok()) << fell.error().message;
+  EXPECT_EQ((*fell)->transport_name(), "https");
+  auto nbd_conn = vix::Connection::connect(spec, true, "", "nbd");
+  ASSERT_TRUE(nbd_conn.ok()) << nbd_conn.error().message;
+  auto skipped = (*nbd_conn)->open(d.datastore_path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  ASSERT_FALSE(skipped.ok());
+  EXPECT_NE(skipped.error().message.find("did not answer in the last minute"), std::string::npos)
+      << skipped.error().message;
 }
