@@ -259,7 +259,7 @@ typedef struct {
   VixDiskLibCredType credType;
   VixDiskLibCreds creds;
   uint32 port;            /* HTTPS port; 0 means 443 */
-  uint32 nfcHostPort;     /* VMware's NFC port; accepted, not used */
+  uint32 nfcHostPort;     /* NFC port for nbd/nbdssl instead of the ticket's; 0: the ticket's */
   char* vimApiVer;        /* not used */
   char reserved[8];       /* internal */
   struct VixDiskLibConnectParamsState* state; /* internal: owned-strings marker */

@@ -28,7 +28,7 @@ struct ConnectSpec {
   VixDiskLibCredType cred_type = VIXDISKLIB_CRED_UID;
   std::string user, password, cookie;
   uint32_t port = 0;
-  uint32_t nfc_host_port = 0;  // accepted for GetConnectParams; VMware's NFC is not spoken
+  uint32_t nfc_host_port = 0;  // NFC: the port to use instead of the ticket's (0: the ticket's)
   std::string key;             // sessionId.key (VIXDISKLIB_CRED_SESSIONID)
   // A vixfs server section: the connection reads vixfs.server.<config_scope>.nbd.* and
   // .datastore.* in place of the global keys (Config::scoped). Empty for VDDK clients.

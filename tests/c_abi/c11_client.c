@@ -6,6 +6,12 @@
  * usage: c11_client <libdir> <disk.vmdk>
  * The disk (made by run_c11_client.sh) is 8 MiB, sectors 0..127 hold 0xab, 2048..2175 hold
  * 0xcd, the rest is unallocated.
+ *
+ * usage: c11_client <libdir> --remote <server> <port> <thumbprint> <user> <vmx spec>
+ *                   <datastore path> <transports> <raw file>
+ * (the password in $C11_PASSWORD): connects to a vCenter as a backup product does, opens the
+ * disk through the first of <transports>, reads all of it (synchronous and asynchronous reads)
+ * and compares it with <raw file>, qemu-img's bytes of the disk.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -158,9 +164,101 @@ static int all_bytes(const uint8* buf, size_t n, uint8 value) {
   return 1;
 }
 
+static int remote_main(char** a) {
+  VixError err = vddk.InitEx(6, 5, log_fn, warn_fn, warn_fn, a[1], NULL);
+  if (err != VIX_OK) {
+    print_error("InitEx", err);
+    return 1;
+  }
+  VixDiskLibConnectParams* params = vddk.AllocateConnectParams();
+  if (params == NULL) return 1;
+  params->vmxSpec = a[7];
+  params->serverName = a[3];
+  params->port = (uint32)atoi(a[4]);
+  params->thumbPrint = a[5];
+  params->credType = VIXDISKLIB_CRED_UID;
+  params->creds.uid.userName = a[6];
+  params->creds.uid.password = getenv("C11_PASSWORD");
+  VixDiskLibConnection conn = NULL;
+  err = vddk.ConnectEx(params, 1, NULL, a[9], &conn);
+  if (err != VIX_OK) {
+    print_error("ConnectEx", err);
+    return 1;
+  }
+  VixDiskLibHandle h = NULL;
+  err = vddk.Open(conn, a[8], VIXDISKLIB_FLAG_OPEN_READ_ONLY, &h);
+  if (err != VIX_OK) {
+    print_error("Open", err);
+    return 1;
+  }
+  const char* mode = vddk.GetTransportMode(h);
+  size_t first_len = strcspn(a[9], ":");
+  CHECK(mode && strlen(mode) == first_len && strncmp(mode, a[9], first_len) == 0,
+        "GetTransportMode: %s, want the first of %s", mode ? mode : "(null)", a[9]);
+
+  FILE* raw = fopen(a[10], "rb");
+  CHECK(raw != NULL, "cannot open %s", a[10]);
+  if (raw == NULL) return 1;
+  fseek(raw, 0, SEEK_END);
+  const long raw_size = ftell(raw);
+  fseek(raw, 0, SEEK_SET);
+  VixDiskLibInfo* info = NULL;
+  err = vddk.GetInfo(h, &info);
+  CHECK(err == VIX_OK && info != NULL, "GetInfo failed");
+  VixDiskLibSectorType capacity = info ? info->capacity : 0;
+  if (info) vddk.FreeInfo(info);
+  CHECK(capacity * 512 == (uint64)raw_size, "capacity %llu sectors, the raw file %ld bytes",
+        (unsigned long long)capacity, raw_size);
+
+  /* 1 MiB at a time: the first half of each by Read, the second by ReadAsync. */
+  enum { kStep = 2048 };
+  static uint8 got[kStep * 512], want[kStep * 512];
+  struct completion done;
+  for (VixDiskLibSectorType s = 0; s < capacity && failures == 0; s += kStep) {
+    const VixDiskLibSectorType n = capacity - s < kStep ? capacity - s : kStep;
+    const VixDiskLibSectorType half = n / 2;
+    memset(got, 0x5a, sizeof got);
+    err = vddk.Read(h, s, half, got);
+    CHECK(err == VIX_OK || half == 0, "Read at %llu: %llu", (unsigned long long)s,
+          (unsigned long long)err);
+    atomic_init(&done.calls, 0);
+    done.result = VIX_E_FAIL;
+    err = vddk.ReadAsync(h, s + half, n - half, got + half * 512, on_complete, &done);
+    CHECK(err == VIX_ASYNC, "ReadAsync at %llu returned %llu", (unsigned long long)(s + half),
+          (unsigned long long)err);
+    err = vddk.Wait(h);
+    CHECK(err == VIX_OK && done.result == VIX_OK, "async read at %llu failed",
+          (unsigned long long)(s + half));
+    CHECK(fread(want, 512, (size_t)n, raw) == (size_t)n, "short raw file at %llu",
+          (unsigned long long)s);
+    CHECK(memcmp(got, want, (size_t)n * 512) == 0, "bytes differ in sectors %llu+%llu",
+          (unsigned long long)s, (unsigned long long)n);
+  }
+  fclose(raw);
+  err = vddk.Close(h);
+  CHECK(err == VIX_OK, "Close returned %llu", (unsigned long long)err);
+  err = vddk.Disconnect(conn);
+  CHECK(err == VIX_OK, "Disconnect returned %llu", (unsigned long long)err);
+  params->vmxSpec = params->serverName = params->thumbPrint = NULL;
+  params->creds.uid.userName = params->creds.uid.password = NULL;
+  vddk.FreeConnectParams(params);
+  vddk.Exit();
+  if (failures) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("c11_client: %s read through %s, all checks passed\n", a[8], a[9]);
+  return 0;
+}
+
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s <libdir> <disk.vmdk>\n", argv[0]);
+  const int remote = argc == 11 && strcmp(argv[2], "--remote") == 0;
+  if (argc != 3 && !remote) {
+    fprintf(stderr,
+            "usage: %s <libdir> <disk.vmdk>\n"
+            "       %s <libdir> --remote <server> <port> <thumbprint> <user> <vmx spec> "
+            "<datastore path> <transports> <raw file>\n",
+            argv[0], argv[0]);
     return 2;
   }
   check_layouts();
@@ -198,6 +296,7 @@ int main(int argc, char** argv) {
   LOAD(QueryAllocatedBlocks);
   LOAD(FreeBlockList);
   if (failures) return 1;
+  if (remote) return remote_main(argv);
 
   /* Before InitEx: no transport list, errors say why. */
   CHECK(vddk.ListTransportModes() == NULL, "ListTransportModes before InitEx is not NULL");

@@ -444,3 +444,21 @@ TEST_F(NfcTransport, AHostThatDoesNotAnswerIsSkippedForAWhile) {
   EXPECT_NE(skipped.error().message.find("did not answer in the last minute"), std::string::npos)
       << skipped.error().message;
 }
+
+TEST_F(NfcTransport, TheC11ClientReadsOverNfcAsABackupProductWould) {
+  // The library as a VDDK program loads it (dlopen of lib64/libvixDiskLib.so.8), through
+  // VixDiskLib_ConnectEx with a vmxSpec and the transport list of a backup product.
+  const SampleDisk& d = disk_named("DC0_H0_VM0/disk1-000001.vmdk");
+  TempDir tmp;
+  run_ok("qemu-img convert -U -O raw " + sh_quote(d.local) + " " + sh_quote(tmp.file("raw")));
+  for (const std::string modes : {"nbdssl:nbd", "nbd:https"}) {
+    SCOPED_TRACE(modes);
+    auto r = run("C11_PASSWORD=p " + sh_quote(VIXFS_C11_CLIENT) + " " +
+                 sh_quote(VIXFS_VDDK_LIBDIR) + " --remote " + sim_->get("VCSIM_HOST") + " " +
+                 sim_->get("VCSIM_PORT") + " " + sim_->get("VCSIM_SHA1") + " u moref=" + d.vm +
+                 " " + sh_quote(d.datastore_path) + " " + modes + " " + sh_quote(tmp.file("raw")) +
+                 " 2>&1");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("all checks passed"), std::string::npos) << r.output;
+  }
+}
