@@ -137,6 +137,34 @@ TEST_F(FsSamples, EveryDiskThroughNbdsslOverNfcEqualsQemu) {
   expect_every_disk_equals_qemu("nbdssl", "nbdssl (nfc)");
 }
 
+// The host's NFC server killed for good under a mount: the read fails with EIO within the
+// request budget, the daemon goes on serving the rest, and unmounts cleanly.
+TEST_F(FsSamples, NfcHostGoneForGoodGivesEioAndTheMountStaysUsable) {
+  vixtest::write_file(dir_.file("conf"), std::string("vixDiskLib.nfc.RequestTimeoutMs = 3000\n"
+                                                     "vixDiskLib.disklib.EnableCache = 0\n"));
+  auto a = args("nbd");
+  a.insert(a.end(), {"--config", dir_.file("conf")});
+  const std::string mnt = dir_.file("mnt");
+  VixfsDaemon m(a, mnt, dir_.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
+  const std::string img = mnt + "/sim/" + sim_->get("VCSIM_VM_DC0_H0_VM1") + "/current/scsi0-0.img";
+  ASSERT_EQ(run("dd if=" + sh_quote(img) + " of=/dev/null bs=1M count=2 2>&1").exit_code, 0)
+      << m.log();
+  std::string err;
+  ASSERT_TRUE(sim_->kill_nfc(&err)) << err;
+  const auto started = std::chrono::steady_clock::now();
+  auto r = run("dd if=" + sh_quote(img) + " of=/dev/null bs=1M skip=8 count=2 2>&1");
+  const auto took = std::chrono::steady_clock::now() - started;
+  const bool restarted = sim_->restart_nfc(&err);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("Input/output error"), std::string::npos) << r.output;
+  EXPECT_LT(took, std::chrono::seconds(20));
+  EXPECT_TRUE(restarted) << err;
+  // The daemon is alive and serves the tree.
+  EXPECT_EQ(run("ls " + sh_quote(mnt + "/sim")).exit_code, 0) << m.log();
+  EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
+}
+
 TEST_F(FsSamples, SixtyFourGibDiskCopiesSparsely) {
   const std::string mnt = dir_.file("mnt");
   VixfsDaemon m(args("file"), mnt, dir_.file("log"));
