@@ -150,7 +150,9 @@ md() { printf '%s\n' "$*" >>"$W/md/$CUR_CASE.md"; }
 # sets SKIP_WHY and returns 1 (then that competitor is reported as skipped, not retried). FNs
 # run in this shell, not a subshell, so what they start is known to the EXIT trap. The first pair
 # is vixfs: the ratio column is its speed over each competitor's (above 1: vixfs is faster).
-declare -A TIMES=() FAILED=() MAX_REPS=()
+# ROW_BYTES[NAME] gives a row that reads another amount than BYTES (a prefix of the disk): its
+# MB/s and the ratio are then of bytes per second, not of times.
+declare -A TIMES=() FAILED=() MAX_REPS=() ROW_BYTES=()
 time_rows() {
   local bytes=$1
   shift
@@ -171,7 +173,7 @@ time_rows() {
       fi
     done
   done
-  local vm="" m mn mx n rat
+  local vm="" vb=${ROW_BYTES[${names[0]}]:-$bytes} m mn mx n rat b
   [ -z "${FAILED[0]:-}" ] && read -r vm _ _ <<<"$(stats "${TIMES[0]}")"
   for i in "${!fns[@]}"; do
     if [ -n "${FAILED[$i]:-}" ]; then
@@ -179,10 +181,14 @@ time_rows() {
       continue
     fi
     read -r m mn mx <<<"$(stats "${TIMES[$i]}")"
+    b=${ROW_BYTES[${names[$i]}]:-$bytes}
     rat="—"
-    [ "$i" -gt 0 ] && [ -n "$vm" ] && rat="$(ratio "$m" "$vm")×"
+    # vixfs's bytes per second over this row's: the ratio of the times when both read as much.
+    [ "$i" -gt 0 ] && [ -n "$vm" ] &&
+      rat="$(awk -v m="$m" -v vm="$vm" -v vb="$vb" -v b="$b" \
+        'BEGIN { if (vm * b == 0) print "n/a"; else printf "%.2f", m * vb / (vm * b) }')×"
     n=$(wc -w <<<"${TIMES[$i]}")
-    md "| ${names[$i]} | $m ($mn–$mx), n=$n | $(mbps "$m" "$bytes") | $rat |"
+    md "| ${names[$i]} | $m ($mn–$mx), n=$n | $(mbps "$m" "$b") | $rat |"
     RESULT_MEDIAN[${CUR_CASE}:${names[$i]}]=$m
   done
 }
