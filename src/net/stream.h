@@ -1,6 +1,6 @@
 // A byte stream to a server: TCP or a Unix socket, optionally upgraded to TLS (net/tls.h).
-// An NBD or NFC connection runs one reader thread and serialised writers on one stream at the same time,
-// so an implementation must allow one read_exact and one write_all to run concurrently.
+// An NBD or NFC connection runs one reader thread and serialised writers on one stream at the same
+// time, so an implementation must allow one read_exact and one write_all to run concurrently.
 #pragma once
 
 #include <chrono>

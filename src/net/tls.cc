@@ -191,9 +191,9 @@ Result<Trust> resolve_trust(const TlsOptions& options) {
   if (trust.pin.expected.empty() && trust.ca_file.empty() && !trust.has_psk) {
     std::string psk_hint =
         options.psk_key.empty() ? "" : " (or " + options.psk_key + " for a pre-shared key)";
-    return fail(VIX_E_INVALID_ARG, options.label +
-                                       ": nothing to verify the server's certificate against: set " +
-                                       options.thumbprint_key + " or " + options.ca_key + psk_hint);
+    return fail(VIX_E_INVALID_ARG,
+                options.label + ": nothing to verify the server's certificate against: set " +
+                    options.thumbprint_key + " or " + options.ca_key + psk_hint);
   }
   return trust;
 }
@@ -478,7 +478,8 @@ Result<std::unique_ptr<Stream>> start_tls(std::unique_ptr<Stream> plain, const T
   std::string peer = plain->peer();
   int fd = plain->release_fd();
   plain.reset();
-  if (fd < 0) return fail(VIX_E_INVALID_ARG, options.label + " " + peer + ": the connection has no socket");
+  if (fd < 0)
+    return fail(VIX_E_INVALID_ARG, options.label + " " + peer + ": the connection has no socket");
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
     int err = errno;

@@ -34,21 +34,23 @@ Result<void> send_line(net::Stream& s, const std::string& line, net::Deadline de
 }
 
 bool is_code(const std::string& line, char first) {
-  return line.size() >= 3 && line[0] == first && std::isdigit(static_cast<unsigned char>(line[1])) &&
+  return line.size() >= 3 && line[0] == first &&
+         std::isdigit(static_cast<unsigned char>(line[1])) &&
          std::isdigit(static_cast<unsigned char>(line[2]));
 }
 
 // One command and its answer, which must be a 2xx line.
 Result<void> command(net::Stream& s, const std::string& line, const std::string& shown,
-                            net::Deadline deadline, const std::string& where) {
+                     net::Deadline deadline, const std::string& where) {
   VIX_TRY(send_line(s, line, deadline));
   auto reply = read_line(s, deadline, where + " " + shown);
   if (!reply.ok()) {
-    return fail(reply.error().code, where + ": no answer to " + shown + ": " + reply.error().message);
+    return fail(reply.error().code,
+                where + ": no answer to " + shown + ": " + reply.error().message);
   }
   if (!is_code(*reply, '2')) {
-    return fail(VIX_E_CANNOT_CONNECT_TO_HOST,
-                where + ": authd refused " + shown + ": " + (reply->empty() ? "(empty line)" : *reply));
+    return fail(VIX_E_CANNOT_CONNECT_TO_HOST, where + ": authd refused " + shown + ": " +
+                                                  (reply->empty() ? "(empty line)" : *reply));
   }
   return ok();
 }
@@ -80,8 +82,7 @@ Result<std::unique_ptr<net::Stream>> authd_connect(const AuthdOptions& o, bool* 
 
   auto greeting = read_line(**plain, o.deadline, where + " greeting");
   if (!greeting.ok()) {
-    return fail(greeting.error().code,
-                where + ": no authd greeting: " + greeting.error().message);
+    return fail(greeting.error().code, where + ": no authd greeting: " + greeting.error().message);
   }
   if (!is_code(*greeting, '2')) {
     return fail(VIX_E_CANNOT_CONNECT_TO_HOST,
@@ -89,13 +90,11 @@ Result<std::unique_ptr<net::Stream>> authd_connect(const AuthdOptions& o, bool* 
   }
 
   VIX_ASSIGN_OR_RETURN(auto authd,
-                       net::start_tls(std::move(*plain), tls_options(o, "NFC authd"),
-                                      o.deadline));
+                       net::start_tls(std::move(*plain), tls_options(o, "NFC authd"), o.deadline));
   // SESSION gets no answer: waiting for one would hang.
   VIX_TRY(send_line(*authd, "SESSION " + o.session_id, o.deadline));
   VIX_TRY(command(*authd, "BANNER ", "BANNER", o.deadline, where));
-  VIX_TRY(command(*authd, "THUMBPRINT_SHA2 PlainText", "THUMBPRINT_SHA2", o.deadline, where)
-              );
+  VIX_TRY(command(*authd, "THUMBPRINT_SHA2 PlainText", "THUMBPRINT_SHA2", o.deadline, where));
   const std::string proxy = "PROXY " + o.service + (o.data_tls ? "ssl" : "");
   VIX_TRY(command(*authd, proxy, proxy, o.deadline, where));
 

@@ -36,16 +36,26 @@ std::string classic_error_text(const ClassicMessage& m) {
 
 std::string_view aio_type_name(uint32_t type) {
   switch (type) {
-    case kError: return "ERROR";
-    case kOpenSession: return "OPEN_SESSION";
-    case kCloseSession: return "CLOSE_SESSION";
-    case kOpenFile: return "OPEN_FILE";
-    case kCloseFile: return "CLOSE_FILE";
-    case kIo: return "IO";
-    case kSetSockOpts: return "SET_SOCK_OPTS";
-    case kDdbGet: return "DDB_GET";
-    case kQueryAllocated: return "QUERY_ALLOCATED_BLOCKS";
-    case kSetResPool: return "SET_RES_POOL";
+    case kError:
+      return "ERROR";
+    case kOpenSession:
+      return "OPEN_SESSION";
+    case kCloseSession:
+      return "CLOSE_SESSION";
+    case kOpenFile:
+      return "OPEN_FILE";
+    case kCloseFile:
+      return "CLOSE_FILE";
+    case kIo:
+      return "IO";
+    case kSetSockOpts:
+      return "SET_SOCK_OPTS";
+    case kDdbGet:
+      return "DDB_GET";
+    case kQueryAllocated:
+      return "QUERY_ALLOCATED_BLOCKS";
+    case kSetResPool:
+      return "SET_RES_POOL";
   }
   return "unknown";
 }
@@ -65,17 +75,21 @@ Result<Header> decode_header(const uint8_t* bytes, const std::string& where) {
     char hex[16];
     std::snprintf(hex, sizeof hex, "0x%08X", magic);
     return fail(VIX_E_FAIL, where + ": NFC protocol violation: bad frame magic " + hex +
-                                              " (expected 0xA100DA7A): the stream is out of step");
+                                " (expected 0xA100DA7A): the stream is out of step");
   }
   return Header{get_u32(bytes + 4), get_u32(bytes + 8), get_u32(bytes + 12)};
 }
 
 std::string_view compression_name(uint32_t c) {
   switch (c) {
-    case kNone: return "none";
-    case kZlib: return "zlib";
-    case kFastLz: return "fastlz";
-    case kSkipZ: return "skipz";
+    case kNone:
+      return "none";
+    case kZlib:
+      return "zlib";
+    case kFastLz:
+      return "fastlz";
+    case kSkipZ:
+      return "skipz";
   }
   return "unknown";
 }
@@ -222,8 +236,8 @@ Result<void> skipz_decode(const uint8_t* in, size_t in_len, uint8_t* out, size_t
       return bad("run [" + std::to_string(off) + ", +" + std::to_string(len) +
                  ") overlaps or passes the fragment's end");
     }
-    if (len > in_len - pos) return bad("run at " + std::to_string(off) + " has fewer bytes than " +
-                                       std::to_string(len));
+    if (len > in_len - pos)
+      return bad("run at " + std::to_string(off) + " has fewer bytes than " + std::to_string(len));
     std::copy_n(in + pos, len, out + off);
     pos += len;
     last_end = off + len;
@@ -243,12 +257,14 @@ Result<void> decompress(uint32_t compression, const uint8_t* in, size_t in_len, 
       }
       std::copy_n(in, length, out);
       return ok();
-    case kZlib: return inflate_exact(in, in_len, out, length);
-    case kSkipZ: return skipz_decode(in, in_len, out, length);
+    case kZlib:
+      return inflate_exact(in, in_len, out, length);
+    case kSkipZ:
+      return skipz_decode(in, in_len, out, length);
   }
-  return fail(VIX_E_NOT_SUPPORTED, "fragment compressed with " +
-                                       std::string(compression_name(compression)) + " (" +
-                                       std::to_string(compression) + "), which vixfs cannot decode");
+  return fail(VIX_E_NOT_SUPPORTED,
+              "fragment compressed with " + std::string(compression_name(compression)) + " (" +
+                  std::to_string(compression) + "), which vixfs cannot decode");
 }
 
 std::vector<uint8_t> skipz_compress(const uint8_t* in, size_t len, size_t min_run) {

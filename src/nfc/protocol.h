@@ -74,11 +74,11 @@ std::string_view compression_name(uint32_t c);
 // The 44-byte payload of an IO request, of each read reply fragment and of a write's fragments.
 constexpr size_t kIoSize = 44;
 struct IoPayload {
-  uint64_t handle = 0;      // 0 in read reply fragments
-  bool read = false;        // low half of the u64 at 8
-  uint32_t compression = 0;  // high half
-  uint64_t offset = 0;      // byte offset of the whole request on the disk
-  uint32_t total = 0;       // bytes of the whole request
+  uint64_t handle = 0;           // 0 in read reply fragments
+  bool read = false;             // low half of the u64 at 8
+  uint32_t compression = 0;      // high half
+  uint64_t offset = 0;           // byte offset of the whole request on the disk
+  uint32_t total = 0;            // bytes of the whole request
   uint32_t fragment_offset = 0;  // within the request
   uint32_t fragment_length = 0;  // uncompressed bytes of this fragment
   uint32_t extra = 0;            // bytes on the wire after the payload
@@ -99,7 +99,8 @@ struct OpenFileReply {
   uint64_t capacity_bytes = 0;
   uint32_t sector_size = 512;
 };
-Result<OpenFileReply> decode_open_file(const std::vector<uint8_t>& payload, const std::string& where);
+Result<OpenFileReply> decode_open_file(const std::vector<uint8_t>& payload,
+                                       const std::string& where);
 
 // QUERY_ALLOCATED_BLOCKS: 48 bytes; the reply is 48 bytes and a bitmap, one bit per chunk, least
 // significant first, padded to 4 bytes.

@@ -129,8 +129,8 @@ Result<void> Session::handshake(const SessionOptions& o) {
   VIX_TRY(exchange(kOpenSession, u32s({0, o.buffer_size, 0, 0}), "", d));
   VIX_TRY(exchange(kSetSockOpts, std::vector<uint8_t>(12, 0), "", d));
   VIX_TRY(exchange(kSetResPool, u32s({1}), "", d));
-  auto open = exchange(kOpenFile,
-                       bytes_of(encode_open_file(uint32_t(o.path.size()), o.read_only)), o.path, d);
+  auto open = exchange(kOpenFile, bytes_of(encode_open_file(uint32_t(o.path.size()), o.read_only)),
+                       o.path, d);
   if (!open.ok()) {
     return fail(open.error().code, open.error().message + " (opening " + o.path + ")");
   }
@@ -248,8 +248,8 @@ Result<Session::OpId> Session::start_write(uint64_t offset, uint32_t len, const 
     if (r.ok()) r = stream_->write_all(payload.data(), payload.size(), deadline);
     if (r.ok()) r = stream_->write_all(data + done, n, deadline);
     if (!r.ok()) {
-      break_session(fail(r.error().code, where_ + ": sending a write at " +
-                                             std::to_string(offset) + ": " + r.error().message));
+      break_session(fail(r.error().code, where_ + ": sending a write at " + std::to_string(offset) +
+                                             ": " + r.error().message));
       break;
     }
     done += n;
@@ -260,7 +260,8 @@ Result<Session::OpId> Session::start_write(uint64_t offset, uint32_t len, const 
 Result<void> Session::wait(OpId id, net::Deadline deadline) {
   std::unique_lock lock(mu_);
   auto it = pending_.find(id);
-  if (it == pending_.end()) return fail(VIX_E_INVALID_ARG, where_ + ": no request " + std::to_string(id));
+  if (it == pending_.end())
+    return fail(VIX_E_INVALID_ARG, where_ + ": no request " + std::to_string(id));
   std::shared_ptr<Pending> p = it->second;
   auto finished = [&] { return p->done && !p->busy; };
   if (!cv_.wait_until(lock, deadline, finished)) {
@@ -289,15 +290,14 @@ Result<std::vector<uint8_t>> Session::call(uint32_t type, const std::vector<uint
 Result<std::vector<uint8_t>> Session::query_allocated(uint64_t start, uint64_t chunk,
                                                       uint64_t count, net::Deadline deadline) {
   if (chunk == 0 || count == 0 || count > (uint64_t(1) << 32)) {
-    return fail(VIX_E_INVALID_ARG, where_ + ": QUERY_ALLOCATED_BLOCKS of " +
-                                       std::to_string(count) + " chunks of " +
-                                       std::to_string(chunk) + " bytes");
+    return fail(VIX_E_INVALID_ARG, where_ + ": QUERY_ALLOCATED_BLOCKS of " + std::to_string(count) +
+                                       " chunks of " + std::to_string(chunk) + " bytes");
   }
   const size_t bitmap = allocation_bitmap_bytes(count);
-  VIX_ASSIGN_OR_RETURN(auto reply,
-                       call(kQueryAllocated,
-                            bytes_of(encode_query_allocated(file_.handle, chunk, start, count)), "",
-                            bitmap, deadline));
+  VIX_ASSIGN_OR_RETURN(
+      auto reply,
+      call(kQueryAllocated, bytes_of(encode_query_allocated(file_.handle, chunk, start, count)), "",
+           bitmap, deadline));
   if (reply.size() < kQueryAllocatedSize + (count + 7) / 8) {
     return protocol_error("QUERY_ALLOCATED_BLOCKS reply of " + std::to_string(reply.size()) +
                           " bytes for " + std::to_string(count) + " chunks");
@@ -371,8 +371,8 @@ Result<void> Session::read_reply(const Header& h) {
                           std::to_string(h.op_id) + ", which has no request in flight");
   }
   if (h.type != kError && h.type != p->type) {
-    return protocol_error(std::string(aio_type_name(p->type)) + " opId " +
-                          std::to_string(h.op_id) + " answered by type " + std::to_string(h.type));
+    return protocol_error(std::string(aio_type_name(p->type)) + " opId " + std::to_string(h.op_id) +
+                          " answered by type " + std::to_string(h.type));
   }
   if (h.type == kIo && p->buf != nullptr) return read_fragment(h, p);
 
@@ -429,8 +429,8 @@ Result<void> Session::read_fragment(const Header& h, const std::shared_ptr<Pendi
   }
   const uint64_t max_wire = uint64_t(io.fragment_length) + io.fragment_length / 8 + 1024;
   if (io.compression == kNone ? io.extra != io.fragment_length : io.extra > max_wire) {
-    return protocol_error(at + ": fragment of " + std::to_string(io.fragment_length) + " bytes sent as " +
-                          std::to_string(io.extra) + " (" +
+    return protocol_error(at + ": fragment of " + std::to_string(io.fragment_length) +
+                          " bytes sent as " + std::to_string(io.extra) + " (" +
                           std::string(compression_name(io.compression)) + ")");
   }
   {
@@ -438,8 +438,9 @@ Result<void> Session::read_fragment(const Header& h, const std::shared_ptr<Pendi
     auto next = p->pieces.lower_bound(io.fragment_offset);
     const bool overlaps_next =
         next != p->pieces.end() && next->first < io.fragment_offset + io.fragment_length;
-    const bool overlaps_prev = next != p->pieces.begin() &&
-                               std::prev(next)->first + std::prev(next)->second > io.fragment_offset;
+    const bool overlaps_prev =
+        next != p->pieces.begin() &&
+        std::prev(next)->first + std::prev(next)->second > io.fragment_offset;
     if (overlaps_next || overlaps_prev) {
       return protocol_error(at + ": fragment [" + std::to_string(io.fragment_offset) + ", +" +
                             std::to_string(io.fragment_length) +

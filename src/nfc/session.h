@@ -7,7 +7,8 @@
 // Thread-safe: any number of threads may start and wait for requests at once. One reader thread
 // takes replies off the stream. Errors:
 //   an error reply (type 1) to a request   -> that request fails with the server's text; the
-//                                             session goes on (allocation errors: VIX_E_OUT_OF_MEMORY)
+//                                             session goes on (allocation errors:
+//                                             VIX_E_OUT_OF_MEMORY)
 //   the connection lost, a reply timed out -> VIX_E_HOST_TCP_CONN_LOST / _SOCKET_ERROR; every
 //                                             request in flight fails; the owner reconnects
 //   a reply that breaks the protocol       -> VIX_E_FAIL naming the field; every request in flight

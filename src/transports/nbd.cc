@@ -128,8 +128,9 @@ Result<std::unique_ptr<BlockDevice>> open_over_nfc(const TransportContext& ctx,
   RemoteSession* remote = ctx.remote;
   const vsphere::VirtualMachine* vm = remote->inventory().find_vm(remote->vm());
   if (vm == nullptr) {
-    return fail(VIX_E_NOT_SUPPORTED, mode + ": NFC needs the VM the disk belongs to (vmxSpec "
-                                            "moref=...), or set vixfs.nbd.server");
+    return fail(VIX_E_NOT_SUPPORTED, mode +
+                                         ": NFC needs the VM the disk belongs to (vmxSpec "
+                                         "moref=...), or set vixfs.nbd.server");
   }
   const Config& config = ctx.config;
   NfcSettings s;
@@ -156,7 +157,8 @@ Result<std::unique_ptr<BlockDevice>> open_over_nfc(const TransportContext& ctx,
   };
   s.default_host = host_of(ctx.spec.server);
   s.port_override = static_cast<uint16_t>(ctx.spec.nfc_host_port);
-  if (const vsphere::Host* host = host_of_vm(ctx); host != nullptr && !host->ssl_thumbprint.empty()) {
+  if (const vsphere::Host* host = host_of_vm(ctx);
+      host != nullptr && !host->ssl_thumbprint.empty()) {
     s.host_thumbprints.push_back(host->ssl_thumbprint);
   }
   s.ca_file = config.get(kNfcCaFile);
@@ -240,8 +242,9 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
     host = host_named(ctx, s.endpoint.host);
   } else if (ctx.spec.is_local() || ctx.remote == nullptr) {
     return fail(VIX_E_NOT_SUPPORTED,
-                mode + ": not reachable: no NBD server (set vixfs.nbd.server) and no vSphere "
-                       "connection for NFC");
+                mode +
+                    ": not reachable: no NBD server (set vixfs.nbd.server) and no vSphere "
+                    "connection for NFC");
   } else {
     return open_over_nfc(ctx, path, flags, tls_);
   }
@@ -302,10 +305,9 @@ Result<std::unique_ptr<BlockDevice>> NbdTransport::open(const TransportContext& 
 
 KeyList nbd_config_keys() {
   static constexpr const ConfigKey* kKeys[] = {
-      &kServer,          &kPort,           &kExport,      &kConnections,
-      &kMaxRequestKB,    &kThumbprint,     &kCaFile,      &kPskFile,
-      &kNfcConnections,  &kNfcMaxRequestKB, &kNfcBufferKB, &kNfcCompression,
-      &kNfcCaFile};
+      &kServer,      &kPort,           &kExport,   &kConnections,    &kMaxRequestKB,
+      &kThumbprint,  &kCaFile,         &kPskFile,  &kNfcConnections, &kNfcMaxRequestKB,
+      &kNfcBufferKB, &kNfcCompression, &kNfcCaFile};
   return kKeys;
 }
 

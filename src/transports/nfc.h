@@ -29,8 +29,8 @@ struct NfcSettings {
   bool read_only = true;
   // A fresh ticket for each connection (NfcGetVmFiles, or NfcRandomAccessOpenDisk for writes).
   std::function<Result<vsphere::NfcTicket>()> acquire_ticket;
-  std::string default_host;     // where to go when a ticket names no host (a standalone ESXi)
-  uint16_t port_override = 0;   // ConnectParams.nfcHostPort
+  std::string default_host;    // where to go when a ticket names no host (a standalone ESXi)
+  uint16_t port_override = 0;  // ConnectParams.nfcHostPort
   std::vector<std::string> host_thumbprints;  // the inventory's, when the ticket has none
   std::string ca_file;                        // vixfs.nfc.caFile, when neither has one
   unsigned connections = 1;

@@ -7,10 +7,10 @@
 // is returned as it is.
 #include <algorithm>
 #include <atomic>
-#include <map>
-#include <optional>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/log.h"
@@ -29,7 +29,7 @@ using net::Clock;
 constexpr uint32_t kMinRequest = 64 * 1024;
 // A host that has not accepted the TCP connection by then is taken as unreachable.
 constexpr int64_t kConnectMs = 10000;
-constexpr uint64_t kAllocationChunk = 64 * 1024;        // QueryAllocatedBlocks granularity
+constexpr uint64_t kAllocationChunk = 64 * 1024;           // QueryAllocatedBlocks granularity
 constexpr uint64_t kAllocationWindow = uint64_t(1) << 20;  // chunks per query (64 GiB)
 
 bool is_lost(VixError code) {
@@ -74,11 +74,12 @@ Unreachable& unreachable_hosts() {
   return *hosts;
 }
 
-
 class NfcDevice final : public BlockDevice {
  public:
   explicit NfcDevice(NfcSettings s)
-      : s_(std::move(s)), where_("NFC " + s_.path), slots_(s_.connections),
+      : s_(std::move(s)),
+        where_("NFC " + s_.path),
+        slots_(s_.connections),
         max_request_(s_.max_request) {}
   // Opens the first connection, so that an open fails with its reason.
   Result<void> init();
@@ -121,9 +122,7 @@ class NfcDevice final : public BlockDevice {
 
   std::string protocol() const override { return "nfc"; }
   LinkCounters link_counters() const override {
-    return {{"reconnects", reconnects_.load()},
-            {"allocationRetries", allocation_retries_.load()},
-            {"nfcConnections", uint64_t(slots_.size())}};
+    return {{"reconnects", reconnects_.load()}, {"allocationRetries", allocation_retries_.load()}};
   }
 
  private:
@@ -163,8 +162,7 @@ class NfcDevice final : public BlockDevice {
   Result<SessionPtr> connect(net::Deadline deadline, bool first_open = false);
 
   Result<void> start(Piece& p, uint8_t* base, bool write) {
-    VIX_ASSIGN_OR_RETURN(p.session,
-                         session(p.slot, net::deadline_after_ms(s_.accept_timeout_ms)));
+    VIX_ASSIGN_OR_RETURN(p.session, session(p.slot, net::deadline_after_ms(s_.accept_timeout_ms)));
     const net::Deadline d = net::deadline_after_ms(op_timeout(write));
     auto id = write ? p.session->start_write(p.offset, p.len, base, d)
                     : p.session->start_read(p.offset, p.len, base, s_.compression, d);
@@ -190,7 +188,7 @@ class NfcDevice final : public BlockDevice {
 
   std::mutex allocation_mu_;
   std::map<uint64_t, std::vector<uint8_t>> allocation_;  // window index -> bitmap
-  bool allocation_unsupported_ = false;                   // under allocation_mu_
+  bool allocation_unsupported_ = false;                  // under allocation_mu_
 };
 
 Result<SessionPtr> NfcDevice::connect(net::Deadline deadline, bool first_open) {
@@ -244,10 +242,9 @@ Result<SessionPtr> NfcDevice::session(size_t slot, net::Deadline deadline) {
   if (s && !s->broken()) return s;  // another request reconnected it meanwhile
   VIX_ASSIGN_OR_RETURN(SessionPtr fresh, connect(deadline));
   if (fresh->capacity_bytes() != 0 && fresh->capacity_bytes() != capacity_) {
-    return fail(VIX_E_DISK_CAPACITY_MISMATCH,
-                where_ + ": reconnected, the disk now has " +
-                    std::to_string(fresh->capacity_bytes()) + " bytes, not " +
-                    std::to_string(capacity_));
+    return fail(VIX_E_DISK_CAPACITY_MISMATCH, where_ + ": reconnected, the disk now has " +
+                                                  std::to_string(fresh->capacity_bytes()) +
+                                                  " bytes, not " + std::to_string(capacity_));
   }
   {
     std::lock_guard lock(mu_);

@@ -35,8 +35,7 @@ class FsSamples : public ::testing::Test {
       error_ = "scripts/sample-vms: " + made.output;
       return;
     }
-    sim_ = Simulator::start("-user u:p -nfc -samples " + sh_quote(samples_->path()), false,
-                            &error_)
+    sim_ = Simulator::start("-user u:p -nfc -samples " + sh_quote(samples_->path()), false, &error_)
                .release();
   }
   static void TearDownTestSuite() {

@@ -39,9 +39,9 @@ enum class Op {
   kWriteMetadata,
 };
 inline constexpr Op kAllOps[] = {
-    Op::kCapacitySectors, Op::kInfo,     Op::kReadOnly,     Op::kTransportName, Op::kRead,
-    Op::kWrite,           Op::kFlush,    Op::kUnmap,        Op::kMapToHost,     Op::kAllocated,
-    Op::kLinkCounters,    Op::kProtocol,    Op::kMetadata, Op::kWriteMetadata};
+    Op::kCapacitySectors, Op::kInfo,     Op::kReadOnly, Op::kTransportName, Op::kRead,
+    Op::kWrite,           Op::kFlush,    Op::kUnmap,    Op::kMapToHost,     Op::kAllocated,
+    Op::kLinkCounters,    Op::kProtocol, Op::kMetadata, Op::kWriteMetadata};
 const char* op_name(Op op);
 
 // One recorded call; sector and count for the methods that take a range.

@@ -31,10 +31,10 @@ using vixtest::TempDir;
 namespace {
 
 struct SampleDisk {
-  std::string vm;             // moRef
-  std::string snapshot;       // moRef, "" for current
-  std::string datastore_path; // "[LocalDS_0] DC0_H0_VM0/disk1.vmdk"
-  std::string local;          // the file on the simulator's datastore
+  std::string vm;              // moRef
+  std::string snapshot;        // moRef, "" for current
+  std::string datastore_path;  // "[LocalDS_0] DC0_H0_VM0/disk1.vmdk"
+  std::string local;           // the file on the simulator's datastore
   uint64_t capacity = 0;
   int32_t key = 0;
 };
@@ -49,8 +49,7 @@ class NfcTransport : public ::testing::Test {
       error_ = "scripts/sample-vms: " + made.output;
       return;
     }
-    sim_ = Simulator::start("-user u:p -nfc -samples " + sh_quote(samples_->path()), false,
-                            &error_)
+    sim_ = Simulator::start("-user u:p -nfc -samples " + sh_quote(samples_->path()), false, &error_)
                .release();
     if (sim_ == nullptr) return;
     auto client = sim_->login("u", "p", &error_);
@@ -67,8 +66,8 @@ class NfcTransport : public ::testing::Test {
         const std::string path = d.file_name();
         const size_t close = path.find("] ");
         if (close == std::string::npos) continue;
-        disks_->push_back({vm, snap, path, ds + "/" + path.substr(close + 2), d.capacity_bytes,
-                           d.key});
+        disks_->push_back(
+            {vm, snap, path, ds + "/" + path.substr(close + 2), d.capacity_bytes, d.key});
       }
     };
     disks_ = new std::vector<SampleDisk>();
@@ -131,8 +130,8 @@ class NfcTransport : public ::testing::Test {
   }
 
   static vix::Result<std::unique_ptr<vix::Connection>> connect(const SampleDisk& d,
-                                                          const std::string& modes,
-                                                          bool read_only = true) {
+                                                               const std::string& modes,
+                                                               bool read_only = true) {
     return vix::Connection::connect(sim_->connect_spec(d.vm), read_only, d.snapshot, modes);
   }
 
@@ -409,7 +408,8 @@ TEST_F(NfcTransport, AHostWithAnotherCertificateIsRefusedShowingWhatItPresented)
   o.argv = {sim_->get("VCSIM_BIN"), "nfc-serve", "-dir", other.path()};
   o.log = other.file("serve.log");
   vixtest::Child impostor(o);
-  ASSERT_TRUE(impostor.wait_for_port(port)) << run("cat " + sh_quote(other.file("serve.log"))).output;
+  ASSERT_TRUE(impostor.wait_for_port(port))
+      << run("cat " + sh_quote(other.file("serve.log"))).output;
 
   const SampleDisk& d = disk_named("DC0_H0_VM1/disk1.vmdk");
   vix::ConnectSpec spec = sim_->connect_spec(d.vm);
@@ -453,11 +453,11 @@ TEST_F(NfcTransport, TheC11ClientReadsOverNfcAsABackupProductWould) {
   run_ok("qemu-img convert -U -O raw " + sh_quote(d.local) + " " + sh_quote(tmp.file("raw")));
   for (const std::string modes : {"nbdssl:nbd", "nbd:https"}) {
     SCOPED_TRACE(modes);
-    auto r = run("C11_PASSWORD=p " + sh_quote(VIXFS_C11_CLIENT) + " " +
-                 sh_quote(VIXFS_VDDK_LIBDIR) + " --remote " + sim_->get("VCSIM_HOST") + " " +
-                 sim_->get("VCSIM_PORT") + " " + sim_->get("VCSIM_SHA1") + " u moref=" + d.vm +
-                 " " + sh_quote(d.datastore_path) + " " + modes + " " + sh_quote(tmp.file("raw")) +
-                 " 2>&1");
+    auto r =
+        run("C11_PASSWORD=p " + sh_quote(VIXFS_C11_CLIENT) + " " + sh_quote(VIXFS_VDDK_LIBDIR) +
+            " --remote " + sim_->get("VCSIM_HOST") + " " + sim_->get("VCSIM_PORT") + " " +
+            sim_->get("VCSIM_SHA1") + " u moref=" + d.vm + " " + sh_quote(d.datastore_path) + " " +
+            modes + " " + sh_quote(tmp.file("raw")) + " 2>&1");
     EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("all checks passed"), std::string::npos) << r.output;
   }

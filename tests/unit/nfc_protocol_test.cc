@@ -25,7 +25,8 @@ std::vector<uint8_t> le32(std::initializer_list<uint32_t> values) {
 
 TEST(NfcProtocol, HeaderIsMagicTypeSizeOpIdLittleEndian) {
   auto b = encode_header({7, 44, 3});
-  const std::vector<uint8_t> expected = {0x7a, 0xda, 0x00, 0xa1, 7, 0, 0, 0, 44, 0, 0, 0, 3, 0, 0, 0};
+  const std::vector<uint8_t> expected = {0x7a, 0xda, 0x00, 0xa1, 7, 0, 0, 0,
+                                         44,   0,    0,    0,    3, 0, 0, 0};
   EXPECT_EQ(std::vector<uint8_t>(b.begin(), b.end()), expected);
   auto h = decode_header(b.data(), "t");
   ASSERT_TRUE(h.ok());
