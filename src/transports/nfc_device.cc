@@ -17,6 +17,7 @@
 #include "nfc/authd.h"
 #include "nfc/session.h"
 #include "transports/nfc.h"
+#include "vmdk/descriptor.h"
 
 namespace vix {
 
@@ -97,10 +98,17 @@ class NfcDevice final : public BlockDevice {
   uint64_t capacity_sectors() const override { return capacity_ / kSectorSize; }
   DiskInfo info() const override {
     DiskInfo i;
+    vmdk::fill_info_from_ddb(
+        [this](const std::string& key) {
+          auto it = ddb_.find(key);
+          return it == ddb_.end() ? std::string() : it->second;
+        },
+        &i);
     i.capacity_sectors = capacity_sectors();
-    i.adapter = VIXDISKLIB_ADAPTER_SCSI_LSILOGIC;
     return i;
   }
+  // The disk database keys GetInfo needs, as the host answered them at open.
+  Result<std::map<std::string, std::string>> metadata() override { return ddb_; }
   bool read_only() const override { return s_.read_only; }
   std::string_view transport_name() const override { return s_.tls ? "nbdssl" : "nbd"; }
 
@@ -179,6 +187,7 @@ class NfcDevice final : public BlockDevice {
 
   const NfcSettings s_;
   uint64_t capacity_ = 0;
+  std::map<std::string, std::string> ddb_;  // set at init
   std::string where_;
   std::mutex mu_;
   std::vector<Slot> slots_;
@@ -400,6 +409,16 @@ Result<void> NfcDevice::init() {
     return fail(VIX_E_DISK_CAPACITY_MISMATCH,
                 where_ + ": the host reports " + std::to_string(capacity_) +
                     " bytes, the inventory " + std::to_string(s_.inventory_capacity));
+  }
+  // What GetInfo reports beyond the capacity; a host that does not answer DDB_GET leaves it out.
+  for (const char* key : vmdk::kInfoDdbKeys) {
+    auto value = first->ddb_get(std::string(key).substr(4), net::deadline_after_ms(5000));
+    if (!value.ok()) {
+      log::debug(where_ + ": DDB_GET " + key + ": " + value.error().message);
+      if (first->broken()) break;
+      continue;
+    }
+    if (!value->empty()) ddb_[key] = std::move(*value);
   }
   std::lock_guard lock(mu_);
   slots_[0].session = std::move(first);

@@ -245,6 +245,43 @@ Result<Descriptor> Descriptor::parse(std::string_view text, const std::string& o
   return d;
 }
 
+namespace {
+
+uint32_t parse_u32(const std::string& s) {
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') break;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+    if (v > 0xffffffffu) return 0;
+  }
+  return static_cast<uint32_t>(v);
+}
+
+}  // namespace
+
+void fill_info_from_ddb(const std::function<std::string(const std::string&)>& ddb, DiskInfo* info) {
+  info->phys_geometry.cylinders = parse_u32(ddb("ddb.geometry.cylinders"));
+  info->phys_geometry.heads = parse_u32(ddb("ddb.geometry.heads"));
+  info->phys_geometry.sectors = parse_u32(ddb("ddb.geometry.sectors"));
+  info->bios_geometry = info->phys_geometry;
+  if (!ddb("ddb.geometry.biosCylinders").empty()) {
+    info->bios_geometry.cylinders = parse_u32(ddb("ddb.geometry.biosCylinders"));
+    info->bios_geometry.heads = parse_u32(ddb("ddb.geometry.biosHeads"));
+    info->bios_geometry.sectors = parse_u32(ddb("ddb.geometry.biosSectors"));
+  }
+  const std::string adapter = ddb("ddb.adapterType");
+  if (adapter == "ide") {
+    info->adapter = VIXDISKLIB_ADAPTER_IDE;
+  } else if (adapter == "buslogic") {
+    info->adapter = VIXDISKLIB_ADAPTER_SCSI_BUSLOGIC;
+  } else if (adapter == "lsilogic") {
+    info->adapter = VIXDISKLIB_ADAPTER_SCSI_LSILOGIC;
+  } else {
+    info->adapter = VIXDISKLIB_ADAPTER_UNKNOWN;
+  }
+  info->uuid = ddb("ddb.uuid");
+}
+
 std::string format_cid(uint32_t cid) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%" PRIx32, cid);

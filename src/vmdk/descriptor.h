@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "common/block_device.h"
 #include "common/result.h"
 
 namespace vix::vmdk {
@@ -47,6 +49,16 @@ struct Descriptor {
   // Sum of the extent lines' sector counts (sparse extents' headers may say otherwise).
   uint64_t total_sectors() const;
 };
+
+// The DiskInfo fields a disk database holds (geometry, BIOS geometry, adapter, uuid), from
+// ddb(key) for the keys of kInfoDdbKeys ("" when a key is absent): the VMDK engine asks its
+// descriptor, the NFC transport the host.
+inline constexpr const char* kInfoDdbKeys[] = {
+    "ddb.geometry.cylinders", "ddb.geometry.heads",
+    "ddb.geometry.sectors",   "ddb.geometry.biosCylinders",
+    "ddb.geometry.biosHeads", "ddb.geometry.biosSectors",
+    "ddb.adapterType",        "ddb.uuid"};
+void fill_info_from_ddb(const std::function<std::string(const std::string&)>& ddb, DiskInfo* info);
 
 // A CID as descriptors write it: lower-case hex, not zero-padded (qemu's %x).
 std::string format_cid(uint32_t cid);

@@ -12,16 +12,6 @@ constexpr uint64_t kMaxDescriptorBytes = 1 << 20;
 // 64 MiB of answer; a more fragmented range has to be asked for in pieces.
 constexpr size_t kMaxAllocatedExtents = size_t{4} << 20;
 
-uint32_t parse_u32(const std::string& s) {
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') break;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
-    if (v > 0xffffffffu) return 0;
-  }
-  return static_cast<uint32_t>(v);
-}
-
 // Index of the extent holding `sector` (empty extents are skipped by upper_bound).
 size_t extent_index(const Link& link, uint64_t sector) {
   auto it = std::upper_bound(link.starts.begin(), link.starts.end() - 1, sector);
@@ -60,27 +50,9 @@ DiskInfo VmdkDisk::info() const {
   DiskInfo info;
   info.capacity_sectors = leaf.capacity;
   const Descriptor& d = leaf.desc;
-  info.phys_geometry.cylinders = parse_u32(d.ddb_value("ddb.geometry.cylinders"));
-  info.phys_geometry.heads = parse_u32(d.ddb_value("ddb.geometry.heads"));
-  info.phys_geometry.sectors = parse_u32(d.ddb_value("ddb.geometry.sectors"));
-  info.bios_geometry = info.phys_geometry;
-  if (!d.ddb_value("ddb.geometry.biosCylinders").empty()) {
-    info.bios_geometry.cylinders = parse_u32(d.ddb_value("ddb.geometry.biosCylinders"));
-    info.bios_geometry.heads = parse_u32(d.ddb_value("ddb.geometry.biosHeads"));
-    info.bios_geometry.sectors = parse_u32(d.ddb_value("ddb.geometry.biosSectors"));
-  }
-  std::string adapter = d.ddb_value("ddb.adapterType");
-  if (adapter == "ide")
-    info.adapter = VIXDISKLIB_ADAPTER_IDE;
-  else if (adapter == "buslogic")
-    info.adapter = VIXDISKLIB_ADAPTER_SCSI_BUSLOGIC;
-  else if (adapter == "lsilogic")
-    info.adapter = VIXDISKLIB_ADAPTER_SCSI_LSILOGIC;
-  else
-    info.adapter = VIXDISKLIB_ADAPTER_UNKNOWN;
+  fill_info_from_ddb([&d](const std::string& key) { return d.ddb_value(key); }, &info);
   info.num_links = static_cast<int>(links_.size());
   info.parent_file_name_hint = d.parent_file_name_hint;
-  info.uuid = d.ddb_value("ddb.uuid");
   info.create_type = leaf.create_type;
   return info;
 }

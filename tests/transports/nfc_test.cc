@@ -462,3 +462,29 @@ TEST_F(NfcTransport, TheC11ClientReadsOverNfcAsABackupProductWould) {
     EXPECT_NE(r.output.find("all checks passed"), std::string::npos) << r.output;
   }
 }
+
+TEST_F(NfcTransport, GetInfoAnswersFromTheHostsDiskDatabase) {
+  const SampleDisk& d = disk_named("DC0_C0_RP0_VM0/disk1.vmdk");
+  // The descriptor as qemu-img wrote it: the oracle for what the host answers.
+  const std::string desc = run_ok("grep -a '^ddb\\.' " + sh_quote(d.local));
+  auto value = [&](const std::string& key) {
+    const size_t at = desc.find(key + " = \"");
+    if (at == std::string::npos) return std::string();
+    const size_t start = at + key.size() + 4;
+    return desc.substr(start, desc.find('"', start) - start);
+  };
+  ASSERT_FALSE(value("ddb.geometry.cylinders").empty()) << desc;
+  auto conn = connect(d, "nbd");
+  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  auto disk = (*conn)->open(d.datastore_path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
+  ASSERT_TRUE(disk.ok()) << disk.error().message;
+  const vix::DiskInfo info = (*disk)->info();
+  EXPECT_EQ(std::to_string(info.phys_geometry.cylinders), value("ddb.geometry.cylinders"));
+  EXPECT_EQ(std::to_string(info.phys_geometry.heads), value("ddb.geometry.heads"));
+  const std::string adapter = value("ddb.adapterType");
+  EXPECT_EQ(info.adapter, adapter == "ide"        ? VIXDISKLIB_ADAPTER_IDE
+                          : adapter == "lsilogic" ? VIXDISKLIB_ADAPTER_SCSI_LSILOGIC
+                          : adapter == "buslogic" ? VIXDISKLIB_ADAPTER_SCSI_BUSLOGIC
+                                                  : VIXDISKLIB_ADAPTER_UNKNOWN)
+      << adapter;
+}
