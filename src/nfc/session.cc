@@ -171,27 +171,38 @@ Result<std::vector<uint8_t>> Session::exchange(uint32_t type, const std::vector<
 
 // --- Requests -----------------------------------------------------------------------------------
 
+Result<Session::OpId> Session::enlist(std::shared_ptr<Pending> pending) {
+  std::lock_guard lock(mu_);
+  if (broken_) return *broken_error_;
+  const OpId id = next_op_++;
+  pending_[id] = std::move(pending);
+  return id;
+}
+
+Result<void> Session::send_frame(const Header& h, const uint8_t* payload, const void* extra,
+                                 size_t extra_len, net::Deadline deadline) {
+  auto frame = encode_header(h);
+  Result<void> r = stream_->write_all(frame.data(), frame.size(), deadline);
+  if (r.ok()) r = stream_->write_all(payload, h.size, deadline);
+  if (r.ok() && extra_len > 0) r = stream_->write_all(extra, extra_len, deadline);
+  if (!r.ok()) {
+    r = fail(r.error().code,
+             where_ + ": sending " + std::string(aio_type_name(h.type)) + ": " + r.error().message);
+    break_session(r.error());
+  }
+  return r;
+}
+
 Result<Session::OpId> Session::start(uint32_t type, std::shared_ptr<Pending> pending,
                                      const std::vector<uint8_t>& payload, const std::string& extra,
                                      net::Deadline deadline) {
   pending->type = type;
-  OpId id;
-  {
-    std::lock_guard lock(mu_);
-    if (broken_) return *broken_error_;
-    id = next_op_++;
-    pending_[id] = pending;
-  }
+  VIX_ASSIGN_OR_RETURN(OpId id, enlist(std::move(pending)));
   std::lock_guard wlock(write_mu_);
-  auto frame = encode_header({type, uint32_t(payload.size()), id});
-  Result<void> r = stream_->write_all(frame.data(), frame.size(), deadline);
-  if (r.ok()) r = stream_->write_all(payload.data(), payload.size(), deadline);
-  if (r.ok() && !extra.empty()) r = stream_->write_all(extra.data(), extra.size(), deadline);
-  if (!r.ok()) {
-    break_session(fail(r.error().code, where_ + ": sending " + std::string(aio_type_name(type)) +
-                                           ": " + r.error().message));
-  }
-  return id;  // wait() reports the failure
+  // A failure broke the session: wait() reports it.
+  (void)send_frame({type, uint32_t(payload.size()), id}, payload.data(), extra.data(), extra.size(),
+                   deadline);
+  return id;
 }
 
 Result<Session::OpId> Session::start_read(uint64_t offset, uint32_t len, void* buf,
@@ -223,13 +234,7 @@ Result<Session::OpId> Session::start_write(uint64_t offset, uint32_t len, const 
   p->type = kIo;
   p->offset = offset;
   p->len = len;
-  OpId id;
-  {
-    std::lock_guard lock(mu_);
-    if (broken_) return *broken_error_;
-    id = next_op_++;
-    pending_[id] = p;
-  }
+  VIX_ASSIGN_OR_RETURN(OpId id, enlist(std::move(p)));
   // Every fragment under one lock: the server takes a write's fragments as one stream.
   std::lock_guard wlock(write_mu_);
   const auto* data = static_cast<const uint8_t*>(buf);
@@ -242,15 +247,9 @@ Result<Session::OpId> Session::start_write(uint64_t offset, uint32_t len, const 
     io.fragment_offset = done;
     io.fragment_length = n;
     io.extra = n;
-    auto frame = encode_header({kIo, uint32_t(kIoSize), id});
-    auto payload = encode_io(io);
-    Result<void> r = stream_->write_all(frame.data(), frame.size(), deadline);
-    if (r.ok()) r = stream_->write_all(payload.data(), payload.size(), deadline);
-    if (r.ok()) r = stream_->write_all(data + done, n, deadline);
-    if (!r.ok()) {
-      break_session(fail(r.error().code, where_ + ": sending a write at " + std::to_string(offset) +
-                                             ": " + r.error().message));
-      break;
+    const auto payload = encode_io(io);
+    if (!send_frame({kIo, uint32_t(kIoSize), id}, payload.data(), data + done, n, deadline).ok()) {
+      break;  // the session broke: wait() reports it
     }
     done += n;
   }

@@ -102,6 +102,12 @@ class Session {
   // Synchronous request/reply before the reader runs.
   Result<std::vector<uint8_t>> exchange(uint32_t type, const std::vector<uint8_t>& payload,
                                         const std::string& extra, net::Deadline deadline);
+  // A request in flight from now on (a broken session takes none).
+  Result<OpId> enlist(std::shared_ptr<Pending> pending);
+  // One frame: header, payload (h.size bytes) and what follows it; the caller holds write_mu_.
+  // A failure breaks the session.
+  Result<void> send_frame(const Header& h, const uint8_t* payload, const void* extra,
+                          size_t extra_len, net::Deadline deadline);
   Result<OpId> start(uint32_t type, std::shared_ptr<Pending> pending,
                      const std::vector<uint8_t>& payload, const std::string& extra,
                      net::Deadline deadline);

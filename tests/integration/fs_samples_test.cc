@@ -29,14 +29,7 @@ class FsSamples : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     samples_ = new TempDir();
-    auto made = run("bash " + sh_quote(std::string(VIXFS_SOURCE_DIR) + "/scripts/sample-vms") +
-                    " " + sh_quote(samples_->path()) + " 64");
-    if (made.exit_code != 0) {
-      error_ = "scripts/sample-vms: " + made.output;
-      return;
-    }
-    sim_ = Simulator::start("-user u:p -nfc -samples " + sh_quote(samples_->path()), false, &error_)
-               .release();
+    sim_ = Simulator::start_with_samples(samples_->path(), 64, "-user u:p -nfc", &error_).release();
   }
   static void TearDownTestSuite() {
     delete sim_;

@@ -329,7 +329,7 @@ TEST_F(FsWriteLocal, NbdWritesReachQemuNbdWithFlush) {
     const std::string stats = read_text(mnt_ + "/.vixfs/stats.json");
     const size_t disk = stats.find("\"disk.img\"");
     ASSERT_NE(disk, std::string::npos) << stats;
-    EXPECT_NE(stats.find("\"transport\": \"nbd\"", disk), std::string::npos) << stats;
+    EXPECT_NE(stats.find("\"transport\": \"nbd (nbd)\"", disk), std::string::npos) << stats;
     const size_t io = stats.find("\"transportIo\"", disk);
     const size_t flushes = stats.find("\"flushes\": ", io);
     ASSERT_NE(flushes, std::string::npos) << stats;

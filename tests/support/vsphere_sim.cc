@@ -32,6 +32,18 @@ static bool read_env(const std::string& path, std::map<std::string, std::string>
   return out.count("VCSIM_URL") == 1;
 }
 
+std::unique_ptr<Simulator> Simulator::start_with_samples(const std::string& dir, int size_mib,
+                                                         const std::string& args,
+                                                         std::string* error) {
+  auto made = run("bash " + sh_quote(std::string(VIXFS_SOURCE_DIR) + "/scripts/sample-vms") + " " +
+                  sh_quote(dir) + " " + std::to_string(size_mib));
+  if (made.exit_code != 0) {
+    *error = "scripts/sample-vms: " + made.output;
+    return nullptr;
+  }
+  return start(args + " -samples " + sh_quote(dir), false, error);
+}
+
 std::unique_ptr<Simulator> Simulator::start(const std::string& args, bool share_env,
                                             std::string* error) {
   std::unique_ptr<Simulator> sim(new Simulator());

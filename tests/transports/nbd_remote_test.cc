@@ -235,7 +235,7 @@ TEST_F(NbdTransportRemote, MountReadsThroughNbd) {
   auto r = run("cmp " + sh_quote(raw) + " " + sh_quote(copy));
   EXPECT_EQ(r.exit_code, 0) << r.output << m.log();
   const std::string json = vixtest::read_text(mnt + "/sim/" + vm + "/current/snapshot.json");
-  EXPECT_NE(json.find("\"transport\": \"nbd\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"transport\": \"nbd (nbd)\""), std::string::npos) << json;
   EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
 }
 
@@ -267,7 +267,7 @@ TEST_F(NbdTransportRemote, MountServerGoneGivesEioAndTheDaemonLives) {
   EXPECT_LT(ms, 10000);
   EXPECT_TRUE(m.mounted()) << m.log();
   const std::string json = vixtest::read_text(mnt + "/sim/" + vm + "/current/snapshot.json");
-  EXPECT_NE(json.find("\"transport\": \"nbd\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"transport\": \"nbd (nbd)\""), std::string::npos) << json;
   EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
 }
 
