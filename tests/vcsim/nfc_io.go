@@ -15,17 +15,25 @@ const (
 	// A read fragment's header and IO payload, written in place just before its data.
 	fragHeader = aioHeader + 44
 
-	bufMinShift = 12 // pooled buffer classes: 4 KiB ... 8 MiB (plus bufSlack)
+	bufMinShift = 12 // buffer classes: 4 KiB ... 8 MiB (plus bufSlack)
 	bufMaxShift = 23
 	bufSlack    = 4096 // so that 2 MiB of data and a fragment header fit the 2 MiB class
 )
 
 // Buffers for reads and writes, reused across requests (no allocating and zeroing per request):
-// one sync.Pool per power-of-two class; larger requests (up to maxPayload) get their own.
-var bufPools [bufMaxShift - bufMinShift + 1]sync.Pool
+// a free list per power-of-two class, keeping up to bufKeepBytes of each class (a sync.Pool would
+// be emptied at every GC); larger requests (up to maxPayload) get buffers of their own.
+const bufKeepBytes = 64 << 20
+
+type bufList struct {
+	mu   sync.Mutex
+	free []*[]byte
+}
+
+var bufLists [bufMaxShift - bufMinShift + 1]bufList
 
 func bufClass(n int) int {
-	for k := 0; k < len(bufPools); k++ {
+	for k := 0; k < len(bufLists); k++ {
 		if n <= 1<<(bufMinShift+k)+bufSlack {
 			return k
 		}
@@ -40,11 +48,16 @@ func getBuf(n int) *[]byte {
 		b := make([]byte, n)
 		return &b
 	}
-	if v := bufPools[k].Get(); v != nil {
-		b := v.(*[]byte)
+	l := &bufLists[k]
+	l.mu.Lock()
+	if m := len(l.free); m > 0 {
+		b := l.free[m-1]
+		l.free = l.free[:m-1]
+		l.mu.Unlock()
 		*b = (*b)[:n]
 		return b
 	}
+	l.mu.Unlock()
 	b := make([]byte, n, 1<<(bufMinShift+k)+bufSlack)
 	return &b
 }
@@ -53,9 +66,17 @@ func putBuf(b *[]byte) {
 	if b == nil {
 		return
 	}
-	if k := bufClass(cap(*b)); k >= 0 && cap(*b) == 1<<(bufMinShift+k)+bufSlack {
-		bufPools[k].Put(b)
+	size := cap(*b)
+	k := bufClass(size)
+	if k < 0 || size != 1<<(bufMinShift+k)+bufSlack {
+		return
 	}
+	l := &bufLists[k]
+	l.mu.Lock()
+	if (len(l.free)+1)*size <= bufKeepBytes || len(l.free) < 2 {
+		l.free = append(l.free, b)
+	}
+	l.mu.Unlock()
 }
 
 // ioCheck applies the checks every IO request gets, reads and writes alike: the size limits
