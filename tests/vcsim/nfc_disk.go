@@ -81,14 +81,21 @@ type exportKey struct {
 }
 
 var (
-	exportsMu sync.Mutex
-	exports   = map[exportKey]*nbdExport{}
+	exportsMu   sync.Mutex
+	exportsCond = sync.NewCond(&exportsMu)
+	exports     = map[exportKey]*nbdExport{}
+	stopping    = map[string]int{} // local file -> qemu-nbds of it being stopped
 )
 
-// acquireExport: the running qemu-nbd for (local, write), or a new one; one more reference.
+// acquireExport: the running qemu-nbd for (local, write), or a new one; one more reference. A new
+// one waits until every qemu-nbd of that file that is being stopped has gone (and released its
+// lock), so a handle closed (or a connection ended) just before does not make the open fail.
 func acquireExport(dir, local string, write bool, logf func(string, ...interface{})) (*nbdExport, error) {
 	key := exportKey{local, write}
 	exportsMu.Lock()
+	for exports[key] == nil && stopping[local] > 0 {
+		exportsCond.Wait()
+	}
 	if e := exports[key]; e != nil {
 		e.refs++
 		exportsMu.Unlock()
@@ -126,11 +133,21 @@ func releaseExport(e *nbdExport) {
 	if last && exports[e.key] == e {
 		delete(exports, e.key)
 	}
+	stop := last && e.err == nil
+	if stop {
+		stopping[e.key.local]++
+	}
 	exportsMu.Unlock()
-	if last && e.err == nil {
+	if stop {
 		e.pool.close()
 		killChild(e.cmd)
 		os.Remove(e.socket)
+		exportsMu.Lock()
+		if stopping[e.key.local]--; stopping[e.key.local] == 0 {
+			delete(stopping, e.key.local)
+		}
+		exportsCond.Broadcast()
+		exportsMu.Unlock()
 	}
 }
 
