@@ -28,8 +28,8 @@ c10_one_req() {
   c10_vixfs nbd iflag=direct bs=64k count=$((C10_PREFIX_MB * 16))
 }
 
-# A fresh qemu-nbd per run, as many clients as the NFC server's own (--shared=4), -t so that the
-# port probe does not end it.
+# A fresh qemu-nbd per run (--shared=4: nbdcopy's 4 connections), -t so that the port probe
+# does not end it.
 c10_nbdcopy() {
   local port rc=0 pid
   port=$(free_port)
@@ -88,7 +88,7 @@ case_10() {
   for tr in nbd nbdssl; do
     if sim_mount "$W/mnt" "$img" --transports "$tr"; then
       [ "$(sha256sum <"$img" | cut -d' ' -f1)" = "$DENSE_SHA" ] || { log "case 10: $tr shows other bytes"; ok=0; }
-      grep -q "\"$tr\"" "$W/mnt/sim/$C10_VM/current/snapshot.json" 2>/dev/null ||
+      grep -q "\"transport\": \"$tr (nfc)\"" "$W/mnt/sim/$C10_VM/current/snapshot.json" 2>/dev/null ||
         log "case 10: snapshot.json does not name transport $tr"
       vixfs_down "$W/mnt"
     else
@@ -116,7 +116,7 @@ case_10() {
     md "| vixfs over NFC | skipped: did not mount or read other bytes than the disk holds (see the log) | | |"
   fi
   md
-  md "### with \`delay_ms=2\` in the NFC server's faults file (2 ms before every IO reply frame)"
+  md "### with \`delay_ms=2\` in the NFC server's faults file (2 ms of latency per IO request)"
   md
   md "| tool | s | MB/s | vixfs ÷ |"
   md "|---|---|---|---|"
@@ -127,10 +127,9 @@ case_10() {
     md
     md "Speed of nbd with the defaults over the baselines (target ≥ 8× one request in flight):"
     md "$(c10_speedup "$nbd" "$req") over one request in flight, $(c10_speedup "$nbd" "$one") over one connection"
-    md "with 64 KiB requests and no cache behind the kernel's read-ahead. The test server sleeps before"
-    md "every reply frame and cuts a read into frames of the session buffer, which vixfs leaves to the"
-    md "host (vixfs.nfc.bufferKB 0: 64 KiB there), so a 1 MiB request waits 16 × 2 ms in it, one frame"
-    md "after the other."
+    md "with 64 KiB requests and no cache behind the kernel's read-ahead. The test server sleeps 2 ms"
+    md "once per request, before its reply (a read's first fragment); requests in flight wait at the"
+    md "same time."
   else
     md "| vixfs over NFC | skipped: see the plain part | | |"
   fi
@@ -138,8 +137,9 @@ case_10() {
   md
   md "The disk is the dense monolithicSparse VMDK of case 1 ($vmdk_bytes bytes as a file) placed on VM"
   md "DC0_H0_VM0 (tests/vcsim -samples); the simulator runs with \`-nfc\`: vixfs asks its NfcService for"
-  md "a ticket and reads from \`vcsim nfc-serve\` on 127.0.0.1, whose bytes come from a \`qemu-nbd -f vmdk"
-  md "--shared=4 -r\` it starts on a Unix socket at OPEN_FILE, over 4 NBD connections. vixfs:"
+  md "a ticket and reads from \`vcsim nfc-serve\` on 127.0.0.1, whose bytes come from one \`qemu-nbd -f vmdk"
+  md "--shared=16 -r\` per disk file that all its NFC connections share (started at the first OPEN_FILE,"
+  md "on a Unix socket), over a pool of up to 8 NBD connections. vixfs:"
   md "\`VIXFS_PASSWORD=P vixfs --server \$VCSIM_URL --user U --thumbprint SHA1 --name sim --transports"
   md "nbd|nbdssl [--config C] -f MNT\` (no vixfs.nbd.server: NFC; defaults vixfs.nfc.connections 2,"
   md "vixfs.nfc.maxRequestKB 2048, the read-ahead cache on), then \`dd if=MNT/sim/$C10_VM/current/scsi0-0.img"
@@ -148,8 +148,8 @@ case_10() {
   md "their rows and ratios compare bytes per second. nbdcopy: \`qemu-nbd -r -f vmdk -t --shared=4 -b"
   md "127.0.0.1 -p PORT VMDK\` (fresh for every run) and \`nbdcopy nbd://127.0.0.1:PORT null:\`: what the"
   md "NFC server's own source delivers without NFC, TCP or FUSE. Every vixfs run gets a fresh mount and"
-  md "fresh NFC connections (and so fresh qemu-nbd processes behind them, one per connection). The"
-  md "server side of the NFC rows (those qemu-nbd processes and \`vcsim nfc-serve\`) runs on the same"
+  md "fresh NFC connections (and so a fresh qemu-nbd behind them). The"
+  md "server side of the NFC rows (that qemu-nbd and \`vcsim nfc-serve\`) runs on the same"
   md "cores as vixfs: on a small machine it takes most of the CPU time of these rows."
   sim_stop "$W/s10.env"
 }

@@ -350,7 +350,8 @@ TEST_F(NfcTransport, DroppedConnectionsReconnectWithAFreshTicket) {
 
 TEST_F(NfcTransport, ServerKilledMidCopyAndRestartedTheCopyCompletes) {
   const SampleDisk& d = disk_named("DC0_H0_VM0/disk1.vmdk", false);
-  faults("delay_ms=5\n");
+  // 20 ms per request (the server's latency) keeps the 64 MiB copy going past the kill at 300 ms.
+  faults("delay_ms=20\n");
   auto conn = connect(d, "nbd");
   ASSERT_TRUE(conn.ok()) << conn.error().message;
   auto disk = (*conn)->open(d.datastore_path, VIXDISKLIB_FLAG_OPEN_READ_ONLY);

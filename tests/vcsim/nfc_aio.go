@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"math/rand"
@@ -13,13 +14,18 @@ import (
 	"time"
 )
 
+// The least payload each known request type carries.
+var aioPayloadNeed = map[uint32]uint32{aioOpenSess: 16, aioCloseSess: 4, aioOpenFile: 60, aioCloseFile: 8,
+	aioIO: 44, aioSockOpts: 12, aioDDBGet: 16, aioQueryAlloc: 48, aioResPool: 4}
+
 type pendingWrite struct {
 	handle   uint64
 	disk     *nfcDisk // holds an inflight reference until answered
 	offset   uint64
 	total    uint32
 	got      uint64
-	data     []byte
+	data     []byte  // *buf, total bytes
+	buf      *[]byte // pooled (getBuf), returned when answered or dropped
 	seen     map[uint32]bool
 	errText  string // set: the reply after the last fragment is this error
 	errCode  uint64
@@ -31,6 +37,7 @@ type nfcConn struct {
 	id     int
 	raw    *net.TCPConn
 	conn   net.Conn
+	wbuf   *bufferedConn // under conn when it is TLS: its records leave in few writes
 	rd     io.Reader
 	ticket *nfcTicket
 	logf   func(string, ...interface{})
@@ -57,7 +64,48 @@ func (c *nfcConn) send(frame []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_, err := c.conn.Write(frame)
+	if err == nil && c.wbuf != nil {
+		err = c.wbuf.flush()
+	}
 	return err
+}
+
+// bufferedConn sits under a TLS session: once buffering is on (after the handshake), the records
+// of one frame gather in w and go out in writes of up to its size when send flushes, instead of
+// one write per record. A mutex, as TLS may also write from the reader (an alert).
+type bufferedConn struct {
+	net.Conn
+	mu        sync.Mutex
+	w         *bufio.Writer
+	buffering bool
+}
+
+func newBufferedConn(c net.Conn) *bufferedConn {
+	return &bufferedConn{Conn: c, w: bufio.NewWriterSize(c, 256<<10)}
+}
+
+func (b *bufferedConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.buffering {
+		if err := b.w.Flush(); err != nil {
+			return 0, err
+		}
+		return b.Conn.Write(p)
+	}
+	return b.w.Write(p)
+}
+
+func (b *bufferedConn) startBuffering() {
+	b.mu.Lock()
+	b.buffering = true
+	b.mu.Unlock()
+}
+
+func (b *bufferedConn) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.w.Flush()
 }
 
 func (c *nfcConn) reply(typ, opID uint32, payload []byte) error {
@@ -120,9 +168,7 @@ func (c *nfcConn) aioLoop() error {
 		if _, err := io.ReadFull(c.rd, p); err != nil {
 			return err
 		}
-		need := map[uint32]uint32{aioOpenSess: 16, aioCloseSess: 4, aioOpenFile: 60, aioCloseFile: 8,
-			aioIO: 44, aioSockOpts: 12, aioDDBGet: 16, aioQueryAlloc: 48, aioResPool: 4}
-		if n, ok := need[typ]; ok && size < n {
+		if n, ok := aioPayloadNeed[typ]; ok && size < n {
 			c.replyError(opID, errGeneric, fmt.Sprintf("NFC protocol error: type %d payload of %d bytes, expected %d", typ, size, n))
 			return fmt.Errorf("short type %d payload", typ)
 		}

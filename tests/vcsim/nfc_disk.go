@@ -1,7 +1,9 @@
-// The disks behind NFC handles: every OPEN_FILE starts a qemu-nbd of its own on a Unix socket in
-// DIR and reads and writes through it (nbd_client.go), so the bytes are qemu's reading of the
-// VMDK. qemu-nbd children die with the server (Pdeathsig, own process group, killed on close and
-// at exit): a test that kill -9s the server leaves none behind.
+// The disks behind NFC handles: one qemu-nbd per (local file, read-only or read-write), started
+// on a Unix socket in DIR by the first OPEN_FILE that needs it, shared by every handle of every
+// connection that has that file open that way (refcounted) and stopped when the last of them
+// closes; reads and writes go through a pool of NBD connections to it (nbd_client.go), so the
+// bytes are qemu's reading of the VMDK. qemu-nbd children die with the server (Pdeathsig, own
+// process group, killed at exit): a test that kill -9s the server leaves none behind.
 package main
 
 import (
@@ -49,38 +51,122 @@ func killAllChildren() {
 	}
 }
 
-type nfcDisk struct {
-	path     string // datastore form, as opened
-	local    string
-	write    bool
-	flags    uint32
-	cmd      *exec.Cmd
-	socket   string
-	pool     *nbdPool
-	inflight sync.WaitGroup
+const (
+	// NBD connections per qemu-nbd, dialed as concurrent requests need them; qemu-nbd accepts
+	// twice that many clients, so a connection that is being replaced never finds it full.
+	nbdPoolSize = 8
+	nbdShared   = 2 * nbdPoolSize
+)
+
+// nbdExport: one qemu-nbd and its connection pool, shared by the handles of one local file opened
+// the same way. qemu 7.2's qemu-nbd has no --force-share: a read-write export and read-only ones
+// of one file exclude each other (the second to start fails, naming qemu's lock).
+type nbdExport struct {
+	key    exportKey
+	cmd    *exec.Cmd
+	socket string
+	pool   *nbdPool
+	refs   int           // under exportsMu
+	ready  chan struct{} // closed once started (or failed: err)
+	err    error
 
 	allocMu  sync.Mutex
 	alloc    [][2]uint64 // [start, end) ranges holding data, nil until asked
 	allocErr error
 }
 
-func openDisk(dir, dsPath, local string, write bool, flags uint32, logf func(string, ...interface{})) (*nfcDisk, error) {
+type exportKey struct {
+	local string
+	write bool
+}
+
+var (
+	exportsMu   sync.Mutex
+	exportsCond = sync.NewCond(&exportsMu)
+	exports     = map[exportKey]*nbdExport{}
+	stopping    = map[string]int{} // local file -> qemu-nbds of it being stopped
+)
+
+// acquireExport: the running qemu-nbd for (local, write), or a new one; one more reference. A new
+// one waits until every qemu-nbd of that file that is being stopped has gone (and released its
+// lock), so a handle closed (or a connection ended) just before does not make the open fail.
+func acquireExport(dir, local string, write bool, logf func(string, ...interface{})) (*nbdExport, error) {
+	key := exportKey{local, write}
+	exportsMu.Lock()
+	for exports[key] == nil && stopping[local] > 0 {
+		exportsCond.Wait()
+	}
+	if e := exports[key]; e != nil {
+		e.refs++
+		exportsMu.Unlock()
+		<-e.ready
+		if e.err != nil {
+			releaseExport(e)
+			return nil, e.err
+		}
+		return e, nil
+	}
+	e := &nbdExport{key: key, refs: 1, ready: make(chan struct{})}
+	exports[key] = e
+	exportsMu.Unlock()
+	e.err = e.start(dir, logf)
+	if e.err != nil {
+		exportsMu.Lock()
+		if exports[key] == e {
+			delete(exports, key)
+		}
+		exportsMu.Unlock()
+	}
+	close(e.ready)
+	if e.err != nil {
+		releaseExport(e)
+		return nil, e.err
+	}
+	return e, nil
+}
+
+// releaseExport drops a reference; the last one disconnects and stops qemu-nbd.
+func releaseExport(e *nbdExport) {
+	exportsMu.Lock()
+	e.refs--
+	last := e.refs == 0
+	if last && exports[e.key] == e {
+		delete(exports, e.key)
+	}
+	stop := last && e.err == nil
+	if stop {
+		stopping[e.key.local]++
+	}
+	exportsMu.Unlock()
+	if stop {
+		e.pool.close()
+		killChild(e.cmd)
+		os.Remove(e.socket)
+		exportsMu.Lock()
+		if stopping[e.key.local]--; stopping[e.key.local] == 0 {
+			delete(stopping, e.key.local)
+		}
+		exportsCond.Broadcast()
+		exportsMu.Unlock()
+	}
+}
+
+func (e *nbdExport) start(dir string, logf func(string, ...interface{})) error {
 	n := atomic.AddInt64(&sockSeq, 1)
-	d := &nfcDisk{path: dsPath, local: local, write: write, flags: flags,
-		socket: filepath.Join(dir, fmt.Sprintf("nbd-%d-%d.sock", os.Getpid(), n))}
-	args := []string{"-f", "vmdk", "--shared=4", "-k", d.socket}
-	if !write {
+	e.socket = filepath.Join(dir, fmt.Sprintf("nbd-%d-%d.sock", os.Getpid(), n))
+	args := []string{"-f", "vmdk", fmt.Sprintf("--shared=%d", nbdShared), "-k", e.socket}
+	if !e.key.write {
 		// Read-only opens take qemu's shared locks: many readers of one disk are fine (this
 		// qemu-nbd has no --force-share, so a writer and readers of one disk exclude each other).
 		args = append(args, "-r")
 	}
-	args = append(args, local)
+	args = append(args, e.key.local)
 	cmd := exec.Command("qemu-nbd", args...)
 	// A file, not a pipe: no copying goroutine, and its text says why an open failed.
-	logPath := d.socket + ".log"
+	logPath := e.socket + ".log"
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer logFile.Close()
 	defer os.Remove(logPath)
@@ -89,19 +175,19 @@ func openDisk(dir, dsPath, local string, write bool, flags uint32, logf func(str
 	stderr := func() string { b, _ := os.ReadFile(logPath); return strings.TrimSpace(string(b)) }
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting qemu-nbd: %v", err)
+		return fmt.Errorf("starting qemu-nbd: %v", err)
 	}
 	childMu.Lock()
 	children[cmd] = true
 	childMu.Unlock()
-	d.cmd = cmd
+	e.cmd = cmd
 	// The socket file appears at bind(), a moment before listen(): connection refused until then.
 	deadline := time.Now().Add(20 * time.Second)
 	var pool *nbdPool
 	for {
 		var err error
-		if _, serr := os.Stat(d.socket); serr == nil {
-			if pool, err = newNBDPool(d.socket, 4); err == nil {
+		if _, serr := os.Stat(e.socket); serr == nil {
+			if pool, err = newNBDPool(e.socket, nbdPoolSize); err == nil {
 				break
 			}
 		}
@@ -110,30 +196,50 @@ func openDisk(dir, dsPath, local string, write bool, flags uint32, logf func(str
 			childMu.Lock()
 			delete(children, cmd)
 			childMu.Unlock()
-			os.Remove(d.socket)
-			return nil, fmt.Errorf("qemu-nbd exited (%v): %s", state, stderr())
+			os.Remove(e.socket)
+			return fmt.Errorf("qemu-nbd exited (%v): %s", state, stderr())
 		}
 		if time.Now().After(deadline) {
 			killChild(cmd)
-			os.Remove(d.socket)
-			return nil, fmt.Errorf("qemu-nbd not ready after 20 s (%v): %s", err, stderr())
+			os.Remove(e.socket)
+			return fmt.Errorf("qemu-nbd not ready after 20 s (%v): %s", err, stderr())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	d.pool = pool
-	logf("qemu-nbd pid %d serves %s (%s) on %s, %d bytes", cmd.Process.Pid, dsPath, local, d.socket, pool.size)
-	return d, nil
+	e.pool = pool
+	logf("qemu-nbd pid %d serves %s (write %v) on %s, %d bytes", cmd.Process.Pid, e.key.local, e.key.write, e.socket, pool.size)
+	return nil
 }
 
-// close flushes (for a writable file), disconnects and stops qemu-nbd.
+// nfcDisk: one NFC handle, a reference to the export of its file.
+type nfcDisk struct {
+	path     string // datastore form, as opened
+	local    string
+	write    bool
+	flags    uint32
+	exp      *nbdExport
+	pool     *nbdPool
+	inflight sync.WaitGroup
+	closed   sync.Once
+}
+
+func openDisk(dir, dsPath, local string, write bool, flags uint32, logf func(string, ...interface{})) (*nfcDisk, error) {
+	e, err := acquireExport(dir, local, write, logf)
+	if err != nil {
+		return nil, err
+	}
+	return &nfcDisk{path: dsPath, local: local, write: write, flags: flags, exp: e, pool: e.pool}, nil
+}
+
+// close flushes (for a writable file) and drops the handle's reference to its qemu-nbd.
 func (d *nfcDisk) close() error {
 	var err error
-	if d.write {
-		err = d.pool.flush()
-	}
-	d.pool.close()
-	killChild(d.cmd)
-	os.Remove(d.socket)
+	d.closed.Do(func() {
+		if d.write {
+			err = d.pool.flush()
+		}
+		releaseExport(d.exp)
+	})
 	return err
 }
 
@@ -197,14 +303,18 @@ func (d *nfcDisk) geometry() (cyl, heads, sectors uint32) {
 }
 
 // allocated: the ranges holding data, from `qemu-img map` (qemu follows the parent chain: data
-// in any link counts); cached until the next write.
+// in any link counts); cached per export until the next write through it.
 func (d *nfcDisk) allocated() ([][2]uint64, error) {
+	return d.exp.allocated()
+}
+
+func (d *nbdExport) allocated() ([][2]uint64, error) {
 	d.allocMu.Lock()
 	defer d.allocMu.Unlock()
 	if d.alloc != nil || d.allocErr != nil {
 		return d.alloc, d.allocErr
 	}
-	out, err := exec.Command("qemu-img", "map", "-U", "--output=json", "-f", "vmdk", d.local).Output()
+	out, err := exec.Command("qemu-img", "map", "-U", "--output=json", "-f", "vmdk", d.key.local).Output()
 	if err != nil {
 		d.allocErr = fmt.Errorf("qemu-img map: %v", err)
 		return nil, d.allocErr
@@ -228,9 +338,10 @@ func (d *nfcDisk) allocated() ([][2]uint64, error) {
 }
 
 func (d *nfcDisk) forgetAllocation() {
-	d.allocMu.Lock()
-	d.alloc, d.allocErr = nil, nil
-	d.allocMu.Unlock()
+	e := d.exp
+	e.allocMu.Lock()
+	e.alloc, e.allocErr = nil, nil
+	e.allocMu.Unlock()
 }
 
 // bitmap: one bit per chunk from start, LSB first, a chunk set when any byte of it holds data;

@@ -5,10 +5,79 @@ package main
 import (
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
-const maxPendingWrites = 256 << 20 // bytes of unfinished writes one connection may hold
+const (
+	maxPendingWrites = 256 << 20 // bytes of unfinished writes one connection may hold
+
+	// A read fragment's header and IO payload, written in place just before its data.
+	fragHeader = aioHeader + 44
+
+	bufMinShift = 12 // buffer classes: 4 KiB ... 8 MiB (plus bufSlack)
+	bufMaxShift = 23
+	bufSlack    = 4096 // so that 2 MiB of data and a fragment header fit the 2 MiB class
+)
+
+// Buffers for reads and writes, reused across requests (no allocating and zeroing per request):
+// a free list per power-of-two class, keeping up to bufKeepBytes of each class (a sync.Pool would
+// be emptied at every GC); larger requests (up to maxPayload) get buffers of their own.
+const bufKeepBytes = 64 << 20
+
+type bufList struct {
+	mu   sync.Mutex
+	free []*[]byte
+}
+
+var bufLists [bufMaxShift - bufMinShift + 1]bufList
+
+func bufClass(n int) int {
+	for k := 0; k < len(bufLists); k++ {
+		if n <= 1<<(bufMinShift+k)+bufSlack {
+			return k
+		}
+	}
+	return -1
+}
+
+// getBuf: a buffer of n bytes, its contents undefined.
+func getBuf(n int) *[]byte {
+	k := bufClass(n)
+	if k < 0 {
+		b := make([]byte, n)
+		return &b
+	}
+	l := &bufLists[k]
+	l.mu.Lock()
+	if m := len(l.free); m > 0 {
+		b := l.free[m-1]
+		l.free = l.free[:m-1]
+		l.mu.Unlock()
+		*b = (*b)[:n]
+		return b
+	}
+	l.mu.Unlock()
+	b := make([]byte, n, 1<<(bufMinShift+k)+bufSlack)
+	return &b
+}
+
+func putBuf(b *[]byte) {
+	if b == nil {
+		return
+	}
+	size := cap(*b)
+	k := bufClass(size)
+	if k < 0 || size != 1<<(bufMinShift+k)+bufSlack {
+		return
+	}
+	l := &bufLists[k]
+	l.mu.Lock()
+	if (len(l.free)+1)*size <= bufKeepBytes || len(l.free) < 2 {
+		l.free = append(l.free, b)
+	}
+	l.mu.Unlock()
+}
 
 // ioCheck applies the checks every IO request gets, reads and writes alike: the size limits
 // (max_io and ours) and fail_io. A non-empty text means: answer with this error.
@@ -56,10 +125,6 @@ func (c *nfcConn) io(opID uint32, p []byte) error {
 		c.replyError(opID, errGeneric, fmt.Sprintf("NFC protocol error: write fragment of %d/%d bytes", extraLen, fragLen))
 		return fmt.Errorf("write fragment of %d bytes: closing", extraLen)
 	}
-	data := make([]byte, extraLen)
-	if _, err := io.ReadFull(c.rd, data); err != nil {
-		return err
-	}
 	pw := c.writes[opID]
 	if pw == nil {
 		pw = &pendingWrite{handle: handle, offset: offset, total: total, seen: map[uint32]bool{}}
@@ -81,7 +146,12 @@ func (c *nfcConn) io(opID uint32, p []byte) error {
 			} else if offset > pw.disk.pool.size || uint64(total) > pw.disk.pool.size-offset {
 				pw.errCode, pw.errText = errGeneric, fmt.Sprintf("NFC error: write %d+%d beyond the disk's %d bytes", offset, total, pw.disk.pool.size)
 			} else {
-				pw.data = make([]byte, total)
+				pw.buf = getBuf(int(total))
+				pw.data = *pw.buf
+				// Zeroed as a fresh buffer would be: fragments that overlap leave no old bytes.
+				for i := range pw.data {
+					pw.data[i] = 0
+				}
 			}
 		}
 	} else if pw.handle != handle || pw.offset != offset || pw.total != total {
@@ -94,16 +164,30 @@ func (c *nfcConn) io(opID uint32, p []byte) error {
 	}
 	pw.seen[fragOff] = true
 	pw.got += uint64(fragLen)
-	if pw.errText == "" {
-		plain, err := decompress(comp, data, int(fragLen))
-		if err != nil {
-			pw.errCode, pw.errText = errGeneric, fmt.Sprintf("NFC error: write fragment at %d: %v", fragOff, err)
-		} else {
-			copy(pw.data[fragOff:], plain)
-			if comp != compNone {
-				pw.compUsed = true
+	if pw.errText == "" && comp == compNone && extraLen == fragLen {
+		// Plain data: straight into the write's buffer.
+		if _, err := io.ReadFull(c.rd, pw.data[fragOff:fragOff+fragLen]); err != nil {
+			return err
+		}
+	} else {
+		scratch := getBuf(int(extraLen))
+		data := *scratch
+		if _, err := io.ReadFull(c.rd, data); err != nil {
+			putBuf(scratch)
+			return err
+		}
+		if pw.errText == "" {
+			plain, err := decompress(comp, data, int(fragLen))
+			if err != nil {
+				pw.errCode, pw.errText = errGeneric, fmt.Sprintf("NFC error: write fragment at %d: %v", fragOff, err)
+			} else {
+				copy(pw.data[fragOff:], plain)
+				if comp != compNone {
+					pw.compUsed = true
+				}
 			}
 		}
+		putBuf(scratch)
 	}
 	if pw.got < uint64(total) {
 		return nil
@@ -120,8 +204,11 @@ func (c *nfcConn) finishWrite(opID uint32, pw *pendingWrite) {
 	if pw.disk != nil {
 		defer pw.disk.inflight.Done()
 	}
+	defer putBuf(pw.buf)
 	f := c.srv.faults.snapshot()
 	defer c.ioAnswered()
+	// delay_ms: the latency of one request, once before its reply.
+	sleepMS(f)
 	if pw.errText == "" {
 		start := time.Now()
 		if err := pw.disk.pool.writeAt(pw.data, pw.offset); err != nil {
@@ -130,7 +217,6 @@ func (c *nfcConn) finishWrite(opID uint32, pw *pendingWrite) {
 		pw.disk.forgetAllocation()
 		c.logf("op %d: write %d+%d (%d fragments, compressed %v) in %v", opID, pw.offset, pw.total, len(pw.seen), pw.compUsed, time.Since(start))
 	}
-	sleepMS(f)
 	if pw.errText != "" {
 		c.replyError(opID, pw.errCode, pw.errText)
 		return
@@ -144,36 +230,42 @@ func (c *nfcConn) dropPendingWrites() {
 		if pw.disk != nil {
 			pw.disk.inflight.Done()
 		}
+		putBuf(pw.buf)
 		delete(c.writes, id)
 	}
 }
 
+// read answers one read request: delay_ms once (the request's latency; requests in flight wait
+// at the same time, each in its goroutine), the data from qemu-nbd straight into a pooled buffer
+// that keeps fragHeader bytes free before it, then each fragment as one write of its header
+// (laid in place just before the fragment's data, the bytes it covers put back afterwards) and
+// data, unless compression or a fault needs a frame of its own.
 func (c *nfcConn) read(opID uint32, handle uint64, comp uint32, offset uint64, total uint32) {
 	defer c.wg.Done()
 	defer c.survive()
 	f := c.srv.faults.snapshot()
 	defer c.ioAnswered()
-	fail := func(code uint64, text string) {
-		sleepMS(f)
-		c.replyError(opID, code, text)
-	}
+	sleepMS(f)
 	if code, text := c.ioCheck(f, total); text != "" {
-		fail(code, text)
+		c.replyError(opID, code, text)
 		return
 	}
 	d := c.disk(handle)
 	if d == nil {
-		fail(errGeneric, fmt.Sprintf("NFC error: invalid file handle %d", handle))
+		c.replyError(opID, errGeneric, fmt.Sprintf("NFC error: invalid file handle %d", handle))
 		return
 	}
 	defer d.inflight.Done()
 	if offset > d.pool.size || uint64(total) > d.pool.size-offset {
-		fail(errGeneric, fmt.Sprintf("NFC error: read %d+%d beyond the disk's %d bytes", offset, total, d.pool.size))
+		c.replyError(opID, errGeneric, fmt.Sprintf("NFC error: read %d+%d beyond the disk's %d bytes", offset, total, d.pool.size))
 		return
 	}
-	buf := make([]byte, total)
-	if err := d.pool.readAt(buf, offset); err != nil {
-		fail(errGeneric, fmt.Sprintf("NFC error: reading %s: %v", d.path, err))
+	bp := getBuf(fragHeader + int(total))
+	defer putBuf(bp)
+	buf := *bp
+	data := buf[fragHeader:]
+	if err := d.pool.readAt(data, offset); err != nil {
+		c.replyError(opID, errGeneric, fmt.Sprintf("NFC error: reading %s: %v", d.path, err))
 		return
 	}
 	frag := uint32(c.bufSize)
@@ -187,31 +279,60 @@ func (c *nfcConn) read(opID uint32, handle uint64, comp uint32, offset uint64, t
 	order := fragmentOrder(count, f["order"], int64(offset)^int64(total)<<20^int64(opID))
 	oversized := c.srv.faults.take("oversized_fragment")
 	overlap := c.srv.faults.take("overlap_fragment")
+	var saved [fragHeader]byte
 	for i, k := range order {
 		fo := uint32(k) * frag
 		fl := frag
 		if fo+fl > total {
 			fl = total - fo
 		}
-		chunk := buf[fo : fo+fl]
+		chunk := data[fo : fo+fl]
 		wire, used := compress(comp, chunk)
+		var frame []byte
+		inPlace := false
 		if oversized && k == count-1 {
 			// The fragment at the end of the request claims 512 bytes more than it has room for.
 			c.logf("fault oversized_fragment: fragment %d+%d of a %d-byte read", fo, fl+512, total)
 			fl += 512
 			wire, used = append(append([]byte(nil), chunk...), make([]byte, 512)...), compNone
+			frame = aioFrame(aioIO, opID, ioPayload(ioRead|uint64(used)<<32, offset, total, fo, fl, uint32(len(wire))), wire)
+		} else if used != compNone {
+			frame = aioFrame(aioIO, opID, ioPayload(ioRead|uint64(used)<<32, offset, total, fo, fl, uint32(len(wire))), wire)
+		} else {
+			// buf[fo : fo+fragHeader] ends where this fragment's data starts.
+			inPlace = true
+			frame = buf[fo : fragHeader+fo+fl]
+			copy(saved[:], frame[:fragHeader])
+			putFragHeader(frame, opID, offset, total, fo, fl)
 		}
-		frame := aioFrame(aioIO, opID, ioPayload(ioRead|uint64(used)<<32, offset, total, fo, fl, uint32(len(wire))), wire)
-		sleepMS(f)
-		if err := c.send(frame); err != nil {
+		err := c.send(frame)
+		if err == nil && overlap && i == 0 {
+			c.logf("fault overlap_fragment: fragment %d+%d sent twice", fo, fl)
+			err = c.send(frame)
+		}
+		if inPlace {
+			copy(frame[:fragHeader], saved[:])
+		}
+		if err != nil {
 			return
 		}
-		if overlap && i == 0 {
-			c.logf("fault overlap_fragment: fragment %d+%d sent twice", fo, fl)
-			sleepMS(f)
-			if err := c.send(frame); err != nil {
-				return
-			}
-		}
 	}
+}
+
+// putFragHeader lays a read fragment's AIO header and IO payload (uncompressed data) at h[0:60].
+func putFragHeader(h []byte, opID uint32, offset uint64, total, fragOff, fragLen uint32) {
+	h = h[:fragHeader]
+	le.PutUint32(h[0:], aioMagic)
+	le.PutUint32(h[4:], aioIO)
+	le.PutUint32(h[8:], 44)
+	le.PutUint32(h[12:], opID)
+	p := h[aioHeader:]
+	le.PutUint64(p[0:], 0)
+	le.PutUint64(p[8:], ioRead)
+	le.PutUint64(p[16:], offset)
+	le.PutUint32(p[24:], total)
+	le.PutUint32(p[28:], fragOff)
+	le.PutUint32(p[32:], fragLen)
+	le.PutUint32(p[36:], fragLen)
+	le.PutUint32(p[40:], 0)
 }

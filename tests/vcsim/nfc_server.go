@@ -81,9 +81,10 @@ func nfcServe(args []string) {
 		die("nfc-serve: %v", err)
 	}
 	sum := sha256.Sum256(cert.Certificate[0])
+	// Full-size TLS records from the first byte: no slow start of small ones.
 	s := &nfcServer{
 		dir:     *dir,
-		tlsCfg:  &tls.Config{Certificates: []tls.Certificate{cert}},
+		tlsCfg:  &tls.Config{Certificates: []tls.Certificate{cert}, DynamicRecordSizingDisabled: true},
 		sha256:  thumbprint(sum[:]),
 		faults:  newFaults(filepath.Join(*dir, "faults")),
 		logFile: logFile,
@@ -259,19 +260,22 @@ func (s *nfcServer) serveConn(raw *net.TCPConn, id int) {
 	// The authd TLS session is dropped without close_notify: NFC goes on raw (nbd) or in a
 	// fresh TLS session (nbdssl) on the same socket.
 	var conn net.Conn = raw
+	var wbuf *bufferedConn
 	raw.SetDeadline(time.Time{})
 	if service == "nfcssl" {
-		t := tls.Server(raw, s.tlsCfg)
+		wbuf = newBufferedConn(raw)
+		t := tls.Server(wbuf, s.tlsCfg)
 		t.SetDeadline(time.Now().Add(30 * time.Second))
 		if err := t.Handshake(); err != nil {
 			logf("nfcssl TLS handshake: %v", err)
 			return
 		}
 		t.SetDeadline(time.Time{})
+		wbuf.startBuffering()
 		conn = t
 	}
 	logf("NFC over %s", map[string]string{"nfc": "plain TCP", "nfcssl": "TLS"}[service])
-	c := &nfcConn{srv: s, id: id, raw: raw, conn: conn, rd: bufio.NewReaderSize(conn, 256<<10),
+	c := &nfcConn{srv: s, id: id, raw: raw, conn: conn, wbuf: wbuf, rd: bufio.NewReaderSize(conn, 256<<10),
 		ticket: ticket, logf: logf, files: map[uint64]*nfcDisk{}, writes: map[uint32]*pendingWrite{}}
 	defer c.cleanup()
 	if err := c.classicHandshake(); err != nil {
