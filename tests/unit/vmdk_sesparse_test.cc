@@ -3,6 +3,7 @@
 // oracle, so a fact misread by the writer or the engine shows up as a mismatch.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <random>
 #include <set>
 
@@ -307,4 +308,49 @@ TEST(VmdkSesparse, QemuRefusesDirtyJournal) {
   spec.dirty = true;
   std::string img = make(dir, "d", spec);
   EXPECT_NE(vixtest::run("qemu-img info " + sh_quote(img)).exit_code, 0);
+}
+
+// flat -> vmfsSparse (COWD, built by hand as in §8) -> SEsparse: every link kind an ESXi
+// datastore mixes, read as qemu reads the chain.
+TEST(VmdkSesparse, ChainWithCowdAndFlat) {
+  TempDir dir;
+  const uint32_t cap = 8192, gs = 16;  // 4 MiB
+  std::string flat = dir.file("flat.vmdk");
+  run_ok("qemu-img create -q -f vmdk -o subformat=monolithicFlat " + sh_quote(flat) + " 4M");
+  run_ok("qemu-io -f vmdk -c 'write -P 0xaa 0 4M' " + sh_quote(flat));
+  std::vector<uint8_t> f(48 * 512, 0);  // header 0..3, GD @4, GT @5..36, grains from 48
+  auto put32 = [&](size_t o, uint32_t v) {
+    for (int i = 0; i < 4; ++i) f[o + i] = uint8_t(v >> (8 * i));
+  };
+  std::memcpy(f.data(), "COWD", 4);
+  put32(4, 1), put32(8, 3), put32(12, cap), put32(16, gs), put32(20, 4), put32(24, 1);
+  put32(4 * 512, 5);
+  for (uint32_t grain : {0u, 7u, 300u, 511u}) {
+    put32(5 * 512 + grain * 4, uint32_t(f.size() / 512));
+    auto n = noise(gs * 512, grain);
+    f.insert(f.end(), n.begin(), n.end());
+  }
+  vixtest::write_file(dir.file("cowd-delta.vmdk"), f);
+  char ids[64];
+  std::snprintf(ids, sizeof ids, "CID=22334455\nparentCID=%08x\n", cid_of(flat));
+  vixtest::write_file(dir.file("cowd.vmdk"),
+                      std::string("# Disk DescriptorFile\nversion=1\n") + ids +
+                          "createType=\"vmfsSparse\"\nparentFileNameHint=\"flat.vmdk\"\n"
+                          "# Extent description\nRW 8192 VMFSSPARSE \"cowd-delta.vmdk\"\n");
+  SeSparseSpec s;
+  s.capacity_sectors = cap;
+  s.parent_hint = "cowd.vmdk";
+  s.parent_cid = 0x22334455;
+  // Over COWD grain 0 (sectors 0..15): one data grain, one zero grain; a zero grain over flat.
+  s.writes = {data(0, 100, 41), zeros(kGrain, kGrain), zeros(kMiB, 2 * kGrain),
+              unmapped(300 * 16 * 512, kGrain)};
+  std::string img = make(dir, "leaf", s);
+  auto want = check_like_qemu(img);
+  EXPECT_EQ(want[kGrain], 0);          // zero grain over COWD data
+  EXPECT_NE(want[2 * kGrain], 0);      // COWD data through the SEsparse hole
+  EXPECT_EQ(want[3 * kMiB], 0xaa);     // flat data through two holes
+  EXPECT_EQ(want[300 * 16 * 512], 0);  // unmapped over COWD data
+  auto disk = open_disk(img);
+  ASSERT_TRUE(disk);
+  EXPECT_EQ(disk->info().num_links, 3);
 }
