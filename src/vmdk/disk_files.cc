@@ -45,7 +45,11 @@ Result<DiskFiles> disk_files(SourceOpener& opener, const std::string& path) {
   DiskFiles out;
   out.files.push_back(path);
   std::string text;
-  if (head >= 4 && memcmp(header, "COWD", 4) == 0) {
+  // COWD, or SEsparse (const header magic 0xcafebabe, u64 LE): extents of a vmfsSparse or
+  // seSparse disk, whose text descriptor names them.
+  static constexpr uint8_t kSeSparseMagic[8] = {0xbe, 0xba, 0xfe, 0xca, 0, 0, 0, 0};
+  if ((head >= 4 && memcmp(header, "COWD", 4) == 0) ||
+      (head >= 8 && memcmp(header, kSeSparseMagic, 8) == 0)) {
     out.kind = DiskFiles::Kind::kEsxSparse;
     return out;
   }

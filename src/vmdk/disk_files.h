@@ -17,7 +17,8 @@ struct DiskFiles {
   enum class Kind {
     kDescriptor,    // a text descriptor naming its extents
     kHostedSparse,  // a KDMV sparse extent with its descriptor inside (monolithicSparse, ...)
-    kEsxSparse,     // a COWD extent: part of a vmfsSparse disk, whose descriptor names it
+    kEsxSparse,     // a COWD or SEsparse extent: part of a vmfsSparse or seSparse disk, whose
+                    // descriptor names it
   };
   Kind kind = Kind::kDescriptor;
   // The path given first, then the extent files it names (resolved, each once).

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "vmdk/flat_extent.h"
+#include "vmdk/sesparse_extent.h"
 #include "vmdk/vmdk.h"
 #include "vmdk/vmdk_disk.h"
 
@@ -36,12 +37,14 @@ Result<void> open_extents(SourceOpener& opener, Link& link, bool writable) {
     const bool flat = line.type == "FLAT" || line.type == "VMFS" || line.type == "VMFSRAW" ||
                       line.type == "VMFSRDM";
     const bool sparse = line.type == "SPARSE" || line.type == "VMFSSPARSE";
-    if (!flat && !sparse)
+    const bool sesparse = line.type == "SESPARSE";
+    if (!flat && !sparse && !sesparse)
       return fail(VIX_E_DISK_NOTSUPPORTED, where + ": extent type '" + line.type + "' unsupported");
     if (line.file.empty()) return fail(VIX_E_DISK_INVAL, where + ": no file name");
     std::string file = opener.resolve(link.path, line.file);
     OpenMode mode;
-    mode.writable = writable && line.access == "RW";
+    // SEsparse is read-only (§9): its file is never opened for writing.
+    mode.writable = writable && line.access == "RW" && !sesparse;
     auto src = opener.open(file, mode);
     if (!src.ok()) {
       Error e = std::move(src).error();
@@ -53,6 +56,11 @@ Result<void> open_extents(SourceOpener& opener, Link& link, bool writable) {
         return fail(VIX_E_DISK_INVAL,
                     where + ": offset " + std::to_string(line.offset) + " is absurd");
       VIX_TRY(add_extent(link, make_flat_extent(std::move(*src), line.sectors, line.offset)));
+      continue;
+    }
+    if (sesparse) {
+      VIX_ASSIGN_OR_RETURN(auto ext, SeSparseExtent::open(std::move(*src)));
+      VIX_TRY(add_extent(link, std::move(ext)));
       continue;
     }
     VIX_ASSIGN_OR_RETURN(auto ext, SparseExtent::open(std::move(*src)));
@@ -77,6 +85,9 @@ Result<std::unique_ptr<Link>> open_link(SourceOpener& opener, const std::string&
   if (m == kCowdMagic)
     return fail(VIX_E_DISK_NOTSUPPORTED,
                 path + ": a COWD file opens only through a text descriptor (unsupported)");
+  if (m == kSeSparseConstMagic)
+    return fail(VIX_E_DISK_NOTSUPPORTED,
+                path + ": an SEsparse extent opens only through its text descriptor (unsupported)");
   if (m == kSparseMagic) {
     VIX_ASSIGN_OR_RETURN(auto sparse, SparseExtent::open(std::move(src)));
     VIX_ASSIGN_OR_RETURN(std::string text, sparse->read_embedded_descriptor());
