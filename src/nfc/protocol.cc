@@ -9,21 +9,21 @@ namespace vix::nfc {
 
 ClassicMessage classic_message(uint32_t type, std::initializer_list<uint32_t> values) {
   ClassicMessage m{};
-  put_u32(m.data(), type);
+  store_le32(m.data(), type);
   size_t offset = 4;
   for (uint32_t v : values) {
-    put_u32(m.data() + offset, v);
+    store_le32(m.data() + offset, v);
     offset += 4;
   }
   return m;
 }
 
 uint32_t classic_type(const ClassicMessage& m) {
-  return get_u32(m.data());
+  return load_le32(m.data());
 }
 
 uint32_t classic_u32(const ClassicMessage& m, size_t offset) {
-  return offset + 4 <= m.size() ? get_u32(m.data() + offset) : 0;
+  return offset + 4 <= m.size() ? load_le32(m.data() + offset) : 0;
 }
 
 std::string classic_error_text(const ClassicMessage& m) {
@@ -62,22 +62,22 @@ std::string_view aio_type_name(uint32_t type) {
 
 std::array<uint8_t, kHeaderSize> encode_header(const Header& h) {
   std::array<uint8_t, kHeaderSize> b{};
-  put_u32(b.data(), kAioMagic);
-  put_u32(b.data() + 4, h.type);
-  put_u32(b.data() + 8, h.size);
-  put_u32(b.data() + 12, h.op_id);
+  store_le32(b.data(), kAioMagic);
+  store_le32(b.data() + 4, h.type);
+  store_le32(b.data() + 8, h.size);
+  store_le32(b.data() + 12, h.op_id);
   return b;
 }
 
 Result<Header> decode_header(const uint8_t* bytes, const std::string& where) {
-  const uint32_t magic = get_u32(bytes);
+  const uint32_t magic = load_le32(bytes);
   if (magic != kAioMagic) {
     char hex[16];
     std::snprintf(hex, sizeof hex, "0x%08X", magic);
     return fail(VIX_E_FAIL, where + ": NFC protocol violation: bad frame magic " + hex +
                                 " (expected 0xA100DA7A): the stream is out of step");
   }
-  return Header{get_u32(bytes + 4), get_u32(bytes + 8), get_u32(bytes + 12)};
+  return Header{load_le32(bytes + 4), load_le32(bytes + 8), load_le32(bytes + 12)};
 }
 
 std::string_view compression_name(uint32_t c) {
@@ -96,35 +96,35 @@ std::string_view compression_name(uint32_t c) {
 
 std::array<uint8_t, kIoSize> encode_io(const IoPayload& io) {
   std::array<uint8_t, kIoSize> b{};
-  put_u64(b.data(), io.handle);
-  put_u32(b.data() + 8, io.read ? 1 : 0);
-  put_u32(b.data() + 12, io.compression);
-  put_u64(b.data() + 16, io.offset);
-  put_u32(b.data() + 24, io.total);
-  put_u32(b.data() + 28, io.fragment_offset);
-  put_u32(b.data() + 32, io.fragment_length);
-  put_u32(b.data() + 36, io.extra);
+  store_le64(b.data(), io.handle);
+  store_le32(b.data() + 8, io.read ? 1 : 0);
+  store_le32(b.data() + 12, io.compression);
+  store_le64(b.data() + 16, io.offset);
+  store_le32(b.data() + 24, io.total);
+  store_le32(b.data() + 28, io.fragment_offset);
+  store_le32(b.data() + 32, io.fragment_length);
+  store_le32(b.data() + 36, io.extra);
   return b;
 }
 
 IoPayload decode_io(const uint8_t* b) {
   IoPayload io;
-  io.handle = get_u64(b);
-  io.read = get_u32(b + 8) == 1;
-  io.compression = get_u32(b + 12);
-  io.offset = get_u64(b + 16);
-  io.total = get_u32(b + 24);
-  io.fragment_offset = get_u32(b + 28);
-  io.fragment_length = get_u32(b + 32);
-  io.extra = get_u32(b + 36);
+  io.handle = load_le64(b);
+  io.read = load_le32(b + 8) == 1;
+  io.compression = load_le32(b + 12);
+  io.offset = load_le64(b + 16);
+  io.total = load_le32(b + 24);
+  io.fragment_offset = load_le32(b + 28);
+  io.fragment_length = load_le32(b + 32);
+  io.extra = load_le32(b + 36);
   return io;
 }
 
 std::array<uint8_t, kOpenFileSize> encode_open_file(uint32_t path_len, bool read_only) {
   std::array<uint8_t, kOpenFileSize> b{};
-  put_u32(b.data(), path_len);
-  put_u32(b.data() + 16, kFileTypeDisk);
-  put_u32(b.data() + 20, read_only ? kOpenReadOnly : kOpenReadWrite);
+  store_le32(b.data(), path_len);
+  store_le32(b.data() + 16, kFileTypeDisk);
+  store_le32(b.data() + 20, read_only ? kOpenReadOnly : kOpenReadWrite);
   return b;
 }
 
@@ -134,11 +134,11 @@ Result<OpenFileReply> decode_open_file(const std::vector<uint8_t>& p, const std:
                                               std::to_string(p.size()) + " bytes (expected 60)");
   }
   OpenFileReply r;
-  r.handle = get_u64(p.data() + 8);
-  r.file_type = get_u32(p.data() + 16);
-  r.flags = get_u32(p.data() + 20);
-  r.capacity_bytes = get_u64(p.data() + 28);
-  r.sector_size = get_u32(p.data() + 36);
+  r.handle = load_le64(p.data() + 8);
+  r.file_type = load_le32(p.data() + 16);
+  r.flags = load_le32(p.data() + 20);
+  r.capacity_bytes = load_le64(p.data() + 28);
+  r.sector_size = load_le32(p.data() + 36);
   if (r.sector_size == 0) r.sector_size = 512;
   if (r.file_type != kFileTypeDisk) {
     return fail(VIX_E_FILE_ERROR, where + ": OPEN_FILE answered file type " +
@@ -154,10 +154,10 @@ Result<OpenFileReply> decode_open_file(const std::vector<uint8_t>& p, const std:
 std::array<uint8_t, kQueryAllocatedSize> encode_query_allocated(uint64_t handle, uint64_t chunk,
                                                                 uint64_t start, uint64_t count) {
   std::array<uint8_t, kQueryAllocatedSize> b{};
-  put_u64(b.data(), handle);
-  put_u64(b.data() + 16, chunk);
-  put_u64(b.data() + 24, start);
-  put_u64(b.data() + 32, count);
+  store_le64(b.data(), handle);
+  store_le64(b.data() + 16, chunk);
+  store_le64(b.data() + 24, start);
+  store_le64(b.data() + 32, count);
   return b;
 }
 
@@ -168,8 +168,8 @@ size_t allocation_bitmap_bytes(uint64_t count) {
 ErrorReply decode_error(const std::vector<uint8_t>& p, const std::string& extra) {
   ErrorReply e;
   if (p.size() >= 16) {
-    e.code = get_u64(p.data());
-    const uint32_t len = get_u32(p.data() + 12);
+    e.code = load_le64(p.data());
+    const uint32_t len = load_le32(p.data() + 12);
     if (p.size() > 16) {
       e.text.assign(reinterpret_cast<const char*>(p.data()) + 16,
                     std::min<size_t>(len == 0 ? p.size() - 16 : len, p.size() - 16));
@@ -186,7 +186,7 @@ ErrorReply decode_error(const std::vector<uint8_t>& p, const std::string& extra)
 
 uint32_t error_text_after(const std::vector<uint8_t>& p) {
   if (p.size() != 16) return 0;
-  return std::min<uint32_t>(get_u32(p.data() + 12), 64 * 1024);
+  return std::min<uint32_t>(load_le32(p.data() + 12), 64 * 1024);
 }
 
 namespace {
@@ -221,8 +221,8 @@ Result<void> skipz_decode(const uint8_t* in, size_t in_len, uint8_t* out, size_t
     return fail(VIX_E_HOST_TCP_CONN_LOST, "SkipZ fragment: " + why);
   };
   if (in_len < 8) return bad("shorter than its 8-byte header");
-  if (get_u32(in) != length) {
-    return bad("total " + std::to_string(get_u32(in)) + " is not the fragment's " +
+  if (load_le32(in) != length) {
+    return bad("total " + std::to_string(load_le32(in)) + " is not the fragment's " +
                std::to_string(length) + " bytes");
   }
   std::fill(out, out + length, 0);
@@ -230,7 +230,7 @@ Result<void> skipz_decode(const uint8_t* in, size_t in_len, uint8_t* out, size_t
   uint64_t last_end = 0;
   while (pos < in_len) {
     if (in_len - pos < 8) return bad("a run header cut short at byte " + std::to_string(pos));
-    const uint64_t off = get_u32(in + pos), len = get_u32(in + pos + 4);
+    const uint64_t off = load_le32(in + pos), len = load_le32(in + pos + 4);
     pos += 8;
     if (off < last_end || off + len > length) {
       return bad("run [" + std::to_string(off) + ", +" + std::to_string(len) +
@@ -269,7 +269,7 @@ Result<void> decompress(uint32_t compression, const uint8_t* in, size_t in_len, 
 
 std::vector<uint8_t> skipz_compress(const uint8_t* in, size_t len, size_t min_run) {
   std::vector<uint8_t> out(8);
-  put_u32(out.data(), uint32_t(len));
+  store_le32(out.data(), uint32_t(len));
   size_t i = 0;
   while (i < len) {
     // The next zero run long enough to skip ends the current data run.
@@ -281,8 +281,8 @@ std::vector<uint8_t> skipz_compress(const uint8_t* in, size_t len, size_t min_ru
     size_t data_end = j < len ? j + 1 - zeros : len;
     if (data_end > start) {
       uint8_t h[8];
-      put_u32(h, uint32_t(start));
-      put_u32(h + 4, uint32_t(data_end - start));
+      store_le32(h, uint32_t(start));
+      store_le32(h + 4, uint32_t(data_end - start));
       out.insert(out.end(), h, h + 8);
       out.insert(out.end(), in + start, in + data_end);
     }

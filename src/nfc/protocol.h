@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/endian.h"
 #include "common/result.h"
 
 namespace vix::nfc {
@@ -131,24 +132,5 @@ Result<void> decompress(uint32_t compression, const uint8_t* in, size_t in_len, 
                         size_t length);
 // SkipZ of a buffer (zero runs of at least `min_run` bytes skipped), for writes and the tests.
 std::vector<uint8_t> skipz_compress(const uint8_t* in, size_t len, size_t min_run = 512);
-
-// --- Little-endian helpers ----------------------------------------------------------------------
-
-inline void put_u32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = uint8_t(v >> (8 * i));
-}
-inline void put_u64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = uint8_t(v >> (8 * i));
-}
-inline uint32_t get_u32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-inline uint64_t get_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
 
 }  // namespace vix::nfc

@@ -19,7 +19,7 @@ std::vector<uint8_t> bytes_of(const std::array<uint8_t, N>& a) {
 std::vector<uint8_t> u32s(std::initializer_list<uint32_t> values) {
   std::vector<uint8_t> out(values.size() * 4);
   size_t i = 0;
-  for (uint32_t v : values) put_u32(out.data() + 4 * i++, v);
+  for (uint32_t v : values) store_le32(out.data() + 4 * i++, v);
   return out;
 }
 
@@ -306,8 +306,8 @@ Result<std::vector<uint8_t>> Session::query_allocated(uint64_t start, uint64_t c
 
 Result<std::string> Session::ddb_get(const std::string& key, net::Deadline deadline) {
   std::vector<uint8_t> payload(16, 0);
-  put_u64(payload.data(), file_.handle);
-  put_u32(payload.data() + 8, uint32_t(key.size()));
+  store_le64(payload.data(), file_.handle);
+  store_le32(payload.data() + 8, uint32_t(key.size()));
   VIX_ASSIGN_OR_RETURN(auto reply, call(kDdbGet, payload, key, 0, deadline));
   std::string value(reply.begin(), reply.end());
   value.erase(std::find(value.begin(), value.end(), '\0'), value.end());
@@ -316,7 +316,7 @@ Result<std::string> Session::ddb_get(const std::string& key, net::Deadline deadl
 
 Result<void> Session::close(net::Deadline deadline) {
   std::vector<uint8_t> handle(8);
-  put_u64(handle.data(), file_.handle);
+  store_le64(handle.data(), file_.handle);
   auto as_status = [](auto r) -> Result<void> {
     if (!r.ok()) return std::move(r).error();
     return ok();

@@ -19,10 +19,6 @@
 
 namespace vix {
 
-// Opens `path` over NFC for nbd (tls false) or nbdssl; `mode` names it in messages.
-Result<std::unique_ptr<BlockDevice>> open_nfc(const TransportContext& ctx, const std::string& path,
-                                              uint32_t flags, bool tls);
-
 struct NfcSettings {
   bool tls = false;
   std::string path;  // the datastore path of the disk file

@@ -1,5 +1,7 @@
 #include "vmdk/disk_files.h"
 
+#include "common/endian.h"
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -15,12 +17,6 @@ constexpr uint64_t kMaxDescriptorBytes = 1 << 20;
 // (docs/reference/vmdk-format.md §3).
 constexpr size_t kHeaderBytes = 512;
 constexpr size_t kDescriptorOffsetField = 28, kDescriptorSizeField = 36;
-
-uint64_t le64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 // Paths that name the same file compare equal ("./a.vmdk" and "a.vmdk").
 std::string same_file_key(const std::string& path) {
@@ -55,8 +51,8 @@ Result<DiskFiles> disk_files(SourceOpener& opener, const std::string& path) {
   }
   if (head >= kDescriptorSizeField + 8 && memcmp(header, "KDMV", 4) == 0) {
     out.kind = DiskFiles::Kind::kHostedSparse;
-    const uint64_t sector = le64(header + kDescriptorOffsetField);
-    const uint64_t sectors = le64(header + kDescriptorSizeField);
+    const uint64_t sector = load_le64(header + kDescriptorOffsetField);
+    const uint64_t sectors = load_le64(header + kDescriptorSizeField);
     if (sector == 0 || sectors == 0)
       return not_a_disk(path, "a sparse extent without a descriptor");
     if (sectors > kMaxDescriptorBytes / 512 || sector > size / 512) {

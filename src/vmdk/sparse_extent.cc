@@ -1,5 +1,7 @@
 #include "vmdk/sparse_extent.h"
 
+#include "common/endian.h"
+
 #include <zlib.h>
 
 #include <algorithm>
@@ -18,16 +20,6 @@ constexpr size_t kGtCacheEntries = 4096;               // 8 MiB of 512-entry tab
 constexpr size_t kInflateCacheEntries = 4;
 constexpr uint64_t kMaxSectors = uint64_t{1} << 54;  // bytes stay far below 2^63
 
-uint32_t le32(const uint8_t* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
-uint64_t le64(const uint8_t* p) {
-  return uint64_t{le32(p)} | uint64_t{le32(p + 4)} << 32;
-}
-void put_le32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
 uint64_t div_up(uint64_t a, uint64_t b) {
   return a / b + (a % b != 0);
 }
@@ -36,16 +28,16 @@ uint64_t div_up(uint64_t a, uint64_t b) {
 
 SparseHeader decode_sparse_header(const uint8_t* p) {
   SparseHeader h;
-  h.version = le32(p + 4);
-  h.flags = le32(p + 8);
-  h.capacity = le64(p + 12);
-  h.grain_size = le64(p + 20);
-  h.desc_offset = le64(p + 28);
-  h.desc_size = le64(p + 36);
-  h.num_gtes = le32(p + 44);
-  h.rgd_offset = le64(p + 48);
-  h.gd_offset = le64(p + 56);
-  h.overhead = le64(p + 64);
+  h.version = load_le32(p + 4);
+  h.flags = load_le32(p + 8);
+  h.capacity = load_le64(p + 12);
+  h.grain_size = load_le64(p + 20);
+  h.desc_offset = load_le64(p + 28);
+  h.desc_size = load_le64(p + 36);
+  h.num_gtes = load_le32(p + 44);
+  h.rgd_offset = load_le64(p + 48);
+  h.gd_offset = load_le64(p + 56);
+  h.overhead = load_le64(p + 64);
   h.compress_algorithm = static_cast<uint16_t>(p[77] | p[78] << 8);
   return h;
 }
@@ -68,8 +60,8 @@ Result<void> SparseExtent::init() {
   if (size < 512) return inval("file is shorter than the 512-byte sparse header");
   uint8_t sec[512];
   VIX_TRY(src_->read_exact(sec, sizeof sec, 0, "sparse header"));
-  if (le32(sec) == kCowdMagic) return init_cowd(sec);
-  if (le32(sec) != kSparseMagic) return inval("magic is not KDMV");
+  if (load_le32(sec) == kCowdMagic) return init_cowd(sec);
+  if (load_le32(sec) != kSparseMagic) return inval("magic is not KDMV");
   h_ = decode_sparse_header(sec);
 
   if (h_.gd_offset == kGdAtEnd) {
@@ -80,8 +72,9 @@ Result<void> SparseExtent::init() {
     const uint8_t* marker = tail;
     const uint8_t* footer = tail + 512;
     const uint8_t* eos = tail + 1024;
-    if (le32(footer) != kSparseMagic || le32(marker + 8) != 0 || le32(marker + 12) != 3 ||
-        le64(eos) != 0 || le32(eos + 8) != 0 || le32(eos + 12) != 0) {
+    if (load_le32(footer) != kSparseMagic || load_le32(marker + 8) != 0 ||
+        load_le32(marker + 12) != 3 || load_le64(eos) != 0 || load_le32(eos + 8) != 0 ||
+        load_le32(eos + 12) != 0) {
       return inval("invalid footer (gdOffset is GD_AT_END)");
     }
     h_ = decode_sparse_header(footer);
@@ -135,11 +128,11 @@ Result<void> SparseExtent::init_cowd(const uint8_t* sec) {
   };
   h_ = SparseHeader{};
   h_.version = 1;
-  h_.capacity = le32(sec + 12);
-  h_.grain_size = le32(sec + 16);
-  h_.gd_offset = le32(sec + 20);
+  h_.capacity = load_le32(sec + 12);
+  h_.grain_size = load_le32(sec + 16);
+  h_.gd_offset = load_le32(sec + 20);
   h_.num_gtes = 4096;
-  uint64_t gd_entries = le32(sec + 24);
+  uint64_t gd_entries = load_le32(sec + 24);
   if (h_.grain_size == 0 || h_.grain_size > kMaxGrainSectors)
     return inval("grainSize " + std::to_string(h_.grain_size) + " is invalid");
   grain_bytes_ = h_.grain_size * 512;
@@ -189,7 +182,7 @@ Result<void> SparseExtent::load_directory(uint64_t offset, uint64_t entries, con
   std::vector<uint8_t> raw(entries * 4);  // bounded by the file's size, checked above
   VIX_TRY(src_->read_exact(raw.data(), raw.size(), offset * 512, what));
   out.resize(entries);
-  for (uint64_t i = 0; i < entries; ++i) out[i] = le32(&raw[i * 4]);
+  for (uint64_t i = 0; i < entries; ++i) out[i] = load_le32(&raw[i * 4]);
   return ok();
 }
 
@@ -210,7 +203,7 @@ Result<std::shared_ptr<SparseExtent::Table>> SparseExtent::grain_table(uint64_t 
   std::vector<uint8_t> raw(uint64_t{h_.num_gtes} * 4);
   VIX_TRY(src_->read_exact(raw.data(), raw.size(), gt_sec * 512, "grain table"));
   auto table = std::make_shared<Table>(h_.num_gtes);
-  for (uint32_t i = 0; i < h_.num_gtes; ++i) (*table)[i] = le32(&raw[i * 4]);
+  for (uint32_t i = 0; i < h_.num_gtes; ++i) (*table)[i] = load_le32(&raw[i * 4]);
 
   std::lock_guard lock(cache_mu_);
   auto it = cache_.find(gd_index);
@@ -303,7 +296,7 @@ Result<std::shared_ptr<const std::vector<uint8_t>>> SparseExtent::inflate_grain(
   uint64_t zsize = got;
   if (markers) {
     if (got < 12) return corrupt("compressed grain " + std::to_string(grain) + " lies past EOF");
-    uint32_t size = le32(in.data() + 8);
+    uint32_t size = load_le32(in.data() + 8);
     if (size == 0 || size > 2 * grain_bytes_)
       return corrupt("compressed grain " + std::to_string(grain) + " has invalid size " +
                      std::to_string(size));
@@ -401,11 +394,11 @@ Result<std::shared_ptr<SparseExtent::Table>> SparseExtent::allocate_grain_table(
   next_sector_ += need;
   file_bytes_ = std::max<uint64_t>(file_bytes_, next_sector_ * 512);
   uint8_t le[4];
-  put_le32(le, static_cast<uint32_t>(gt_sec));
+  store_le32(le, static_cast<uint32_t>(gt_sec));
   VIX_TRY(src_->pwrite(le, 4, h_.gd_offset * 512 + gdi * 4));
   gd_[gdi] = static_cast<uint32_t>(gt_sec);
   if (want_rgt) {
-    put_le32(le, static_cast<uint32_t>(gt_sec + gt_sectors_));
+    store_le32(le, static_cast<uint32_t>(gt_sec + gt_sectors_));
     VIX_TRY(src_->pwrite(le, 4, h_.rgd_offset * 512 + gdi * 4));
     rgd_[gdi] = static_cast<uint32_t>(gt_sec + gt_sectors_);
   }
@@ -467,7 +460,7 @@ Result<void> SparseExtent::write(uint64_t sector, uint64_t count, const uint8_t*
       next_sector_ += h_.grain_size;
       file_bytes_ = std::max<uint64_t>(file_bytes_, next_sector_ * 512);
       uint8_t le[4];
-      put_le32(le, static_cast<uint32_t>(new_sec));
+      store_le32(le, static_cast<uint32_t>(new_sec));
       VIX_TRY(src_->pwrite(le, 4, uint64_t{gd_[gdi]} * 512 + gti * 4));
       (*gt)[gti] = static_cast<uint32_t>(new_sec);
       if (!rgd_.empty() && rgd_[gdi] != 0) {

@@ -10,6 +10,10 @@
 #include "nfc/protocol.h"
 
 using namespace vix::nfc;
+using vix::load_le32;
+using vix::load_le64;
+using vix::store_le32;
+using vix::store_le64;
 
 namespace {
 
@@ -54,15 +58,15 @@ TEST(NfcProtocol, ReadRequestLayout) {
   io.extra = 0x10000;
   auto b = encode_io(io);
   ASSERT_EQ(b.size(), 44u);
-  EXPECT_EQ(get_u64(b.data()), 0x1122334455667788ull);
-  EXPECT_EQ(get_u32(b.data() + 8), 1u);   // read
-  EXPECT_EQ(get_u32(b.data() + 12), 1u);  // zlib in the high half
-  EXPECT_EQ(get_u64(b.data() + 16), 0x200000u);
-  EXPECT_EQ(get_u32(b.data() + 24), 0x10000u);
-  EXPECT_EQ(get_u32(b.data() + 28), 0u);
-  EXPECT_EQ(get_u32(b.data() + 32), 0x10000u);
-  EXPECT_EQ(get_u32(b.data() + 36), 0x10000u);
-  EXPECT_EQ(get_u32(b.data() + 40), 0u);
+  EXPECT_EQ(load_le64(b.data()), 0x1122334455667788ull);
+  EXPECT_EQ(load_le32(b.data() + 8), 1u);   // read
+  EXPECT_EQ(load_le32(b.data() + 12), 1u);  // zlib in the high half
+  EXPECT_EQ(load_le64(b.data() + 16), 0x200000u);
+  EXPECT_EQ(load_le32(b.data() + 24), 0x10000u);
+  EXPECT_EQ(load_le32(b.data() + 28), 0u);
+  EXPECT_EQ(load_le32(b.data() + 32), 0x10000u);
+  EXPECT_EQ(load_le32(b.data() + 36), 0x10000u);
+  EXPECT_EQ(load_le32(b.data() + 40), 0u);
   IoPayload back = decode_io(b.data());
   EXPECT_TRUE(back.read);
   EXPECT_EQ(back.compression, 1u);
@@ -71,22 +75,22 @@ TEST(NfcProtocol, ReadRequestLayout) {
 
 TEST(NfcProtocol, OpenFileRequestAndReply) {
   auto ro = encode_open_file(30, true);
-  EXPECT_EQ(get_u32(ro.data()), 30u);
-  EXPECT_EQ(get_u32(ro.data() + 16), 2u);
-  EXPECT_EQ(get_u32(ro.data() + 20), 0x1eu);
-  EXPECT_EQ(get_u32(encode_open_file(30, false).data() + 20), 0x1au);
+  EXPECT_EQ(load_le32(ro.data()), 30u);
+  EXPECT_EQ(load_le32(ro.data() + 16), 2u);
+  EXPECT_EQ(load_le32(ro.data() + 20), 0x1eu);
+  EXPECT_EQ(load_le32(encode_open_file(30, false).data() + 20), 0x1au);
 
   std::vector<uint8_t> reply(60, 0);
-  put_u64(reply.data() + 8, 77);
-  put_u32(reply.data() + 16, 2);
-  put_u64(reply.data() + 28, 64ull << 30);
+  store_le64(reply.data() + 8, 77);
+  store_le32(reply.data() + 16, 2);
+  store_le64(reply.data() + 28, 64ull << 30);
   auto r = decode_open_file(reply, "t");
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->handle, 77u);
   EXPECT_EQ(r->capacity_bytes, 64ull << 30);
   EXPECT_EQ(r->sector_size, 512u);  // 0 means 512
 
-  put_u32(reply.data() + 16, 0);  // RAW: not a disk
+  store_le32(reply.data() + 16, 0);  // RAW: not a disk
   EXPECT_FALSE(decode_open_file(reply, "t").ok());
   EXPECT_FALSE(decode_open_file(std::vector<uint8_t>(12, 0), "t").ok());
 }
@@ -94,8 +98,8 @@ TEST(NfcProtocol, OpenFileRequestAndReply) {
 TEST(NfcProtocol, ErrorReplyTextInsideOrAfterThePayload) {
   const std::string text = "NFC error 5: Failed to allocate the requested 2097176 bytes";
   std::vector<uint8_t> inside(16, 0);
-  put_u64(inside.data(), 5);
-  put_u32(inside.data() + 12, uint32_t(text.size()));
+  store_le64(inside.data(), 5);
+  store_le32(inside.data() + 12, uint32_t(text.size()));
   EXPECT_EQ(error_text_after(inside), text.size());
   ErrorReply after = decode_error(inside, text);
   EXPECT_EQ(after.code, 5u);
@@ -104,7 +108,7 @@ TEST(NfcProtocol, ErrorReplyTextInsideOrAfterThePayload) {
   EXPECT_EQ(error_text_after(inside), 0u);
   EXPECT_EQ(decode_error(inside, "").text, text);
   // A lying length never reads past the payload.
-  put_u32(inside.data() + 12, 1u << 30);
+  store_le32(inside.data() + 12, 1u << 30);
   EXPECT_EQ(decode_error(inside, "").text, text);
 }
 
