@@ -137,6 +137,8 @@ vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked(bool for_write) {
       device_read_only_ = "the " + transport_ + " transport is read-only";
     } else if (disk_->info().create_type == "streamOptimized") {
       device_read_only_ = "streamOptimized (compressed) disks cannot be written";
+    } else if (disk_->info().create_type == "seSparse") {
+      device_read_only_ = "seSparse (ESXi snapshot delta) disks are read-only in vixfs";
     } else {
       opened_rw_ = true;
     }

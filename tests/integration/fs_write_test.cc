@@ -21,6 +21,7 @@
 #include "integration/fs_write_support.h"
 #include "support/fixtures.h"
 #include "support/process.h"
+#include "support/sesparse_writer.h"
 
 using vixtest::expect_check_clean;
 using vixtest::first_difference;
@@ -250,6 +251,11 @@ TEST_F(FsWriteLocal, SizeIsFixedAndRefusalsAreErrnos) {
   // A streamOptimized disk next to it cannot be written (compressed grains).
   run_ok("qemu-img convert -q -O vmdk -o subformat=streamOptimized " + sh_quote(vmdk_) + " " +
          sh_quote(disks_ + "/stream.vmdk"));
+  // Nor can an SEsparse delta (read-only in the engine): its file says so before any write.
+  vixtest::SeSparseSpec delta;
+  delta.capacity_sectors = kDiskBytes / 512;
+  delta.writes.push_back({0, vixtest::SeSparseWrite::Kind::kData, std::vector<uint8_t>(4096, 7)});
+  ASSERT_EQ(vixtest::write_sesparse(disks_, "delta", delta), "");
   {
     RwMount m(args(), mnt_, log_);
     ASSERT_TRUE(m.mounted()) << m.log();
@@ -284,6 +290,15 @@ TEST_F(FsWriteLocal, SizeIsFixedAndRefusalsAreErrnos) {
     EXPECT_EQ(open(stream.c_str(), O_RDWR | O_CLOEXEC), -1);
     EXPECT_EQ(errno, EROFS);
     EXPECT_NE(m.log().find("stream.img: open for writing refused (EROFS): streamOptimized"),
+              std::string::npos)
+        << m.log();
+    const std::string delta_img = mnt_ + "/delta.img";
+    ASSERT_EQ(stat(delta_img.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0444u);
+    errno = 0;
+    EXPECT_EQ(open(delta_img.c_str(), O_RDWR | O_CLOEXEC), -1);
+    EXPECT_EQ(errno, EROFS);
+    EXPECT_NE(m.log().find("delta.img: open for writing refused (EROFS): seSparse"),
               std::string::npos)
         << m.log();
     EXPECT_TRUE(m.stop()) << m.log();
