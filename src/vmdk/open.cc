@@ -38,6 +38,16 @@ Result<void> open_extents(SourceOpener& opener, Link& link, bool writable) {
                       line.type == "VMFSRDM";
     const bool sparse = line.type == "SPARSE" || line.type == "VMFSSPARSE";
     const bool sesparse = line.type == "SESPARSE";
+    // vSAN and vVol descriptors name objects, not files: only the host can read those.
+    const size_t scheme = line.file.find("://");
+    if (line.type == "VSANSPARSE" || scheme != std::string::npos) {
+      const std::string object =
+          scheme != std::string::npos ? line.file.substr(0, scheme) : std::string("vsan");
+      return fail(VIX_E_DISK_NOTSUPPORTED,
+                  where + ": '" + line.file + "' (" + line.type + ") is a " + object +
+                      " object, not a file: read this disk through its host (nbd, nbdssl or "
+                      "hotadd)");
+    }
     if (!flat && !sparse && !sesparse)
       return fail(VIX_E_DISK_NOTSUPPORTED, where + ": extent type '" + line.type + "' unsupported");
     if (line.file.empty()) return fail(VIX_E_DISK_INVAL, where + ": no file name");

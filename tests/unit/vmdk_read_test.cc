@@ -331,6 +331,28 @@ TEST(VmdkRead, ParentLoopIsAnError) {
   EXPECT_EQ(r.error().code, static_cast<VixError>(VIX_E_DISK_INVALIDCHAIN)) << r.error().message;
 }
 
+// vSAN and vVol descriptors name objects that only the host reads: a clear refusal, not a
+// "file not found" for a path like "vsan://...".
+TEST(VmdkRead, ObjectExtentsAreRefusedWithTheWayToReadThem) {
+  TempDir dir;
+  const std::string head =
+      "# Disk DescriptorFile\nversion=1\nCID=12345678\nparentCID=ffffffff\n"
+      "createType=\"vmfs\"\n# Extent description\n";
+  const std::pair<const char*, const char*> cases[] = {
+      {"RW 2048 VSANSPARSE \"vsan://52c5b2a1-0d11-4d62-8b4e-3a9f0d2c1e77\"\n", "vsan object"},
+      {"RW 2048 VMFS \"vvol://rfc4122.6b1e4c/rfc4122.9f2a\"\n", "vvol object"},
+  };
+  for (const auto& [extent, want] : cases) {
+    vixtest::write_file(dir.file("obj.vmdk"), head + extent);
+    auto opener = vix::make_local_opener();
+    auto r = vix::vmdk::open(*opener, dir.file("obj.vmdk"), {});
+    ASSERT_FALSE(r.ok()) << extent;
+    EXPECT_EQ(r.error().code, static_cast<VixError>(VIX_E_DISK_NOTSUPPORTED)) << r.error().message;
+    EXPECT_NE(r.error().message.find(want), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("nbdssl"), std::string::npos) << r.error().message;
+  }
+}
+
 // A 2 TiB sparse disk with grains near its end.
 TEST(VmdkRead, TwoTiBSparseEnd) {
   TempDir dir;
