@@ -239,6 +239,8 @@ Result<Descriptor> Descriptor::parse(std::string_view text, const std::string& o
       have_hint = true;
     } else if (key.size() > 4 && iequals(key.substr(0, 4), "ddb.")) {
       d.ddb.emplace_back(std::string(key), std::string(unquote(value)));
+    } else if (key.size() > 11 && iequals(key.substr(0, 11), "encryption.")) {
+      if (d.encryption_key.empty()) d.encryption_key = std::string(key);
     }
   }
   if (!have_cid) return fail(VIX_E_DISK_INVAL, origin + ": descriptor has no CID= line");

@@ -34,6 +34,8 @@ struct Descriptor {
   std::vector<ExtentLine> extents;
   // ddb.* keys (with the "ddb." prefix, as written) in file order, values unquoted.
   std::vector<std::pair<std::string, std::string>> ddb;
+  // The first "encryption.*" key (VM encryption's key safe): the extents hold ciphertext.
+  std::string encryption_key;
 
   // Parses descriptor text. `origin` (the file name) prefixes every error message; errors are
   // VIX_E_DISK_INVAL naming the line/field. Rejects absurd inputs (more than 10000 extents,

@@ -27,6 +27,13 @@ Result<void> add_extent(Link& link, std::unique_ptr<Extent> ext) {
 }
 
 Result<void> open_extents(SourceOpener& opener, Link& link, bool writable) {
+  // Reading on would hand out ciphertext as the disk's bytes.
+  if (!link.desc.encryption_key.empty()) {
+    return fail(VIX_E_DISK_NOKEY, link.path + ": the disk is encrypted (descriptor key '" +
+                                      link.desc.encryption_key +
+                                      "'): vixfs has no key server client; read it through its "
+                                      "host (nbdssl or hotadd)");
+  }
   for (size_t i = 0; i < link.desc.extents.size(); ++i) {
     const ExtentLine& line = link.desc.extents[i];
     std::string where = link.path + ": extent " + std::to_string(i + 1);

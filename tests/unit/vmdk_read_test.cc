@@ -353,6 +353,26 @@ TEST(VmdkRead, ObjectExtentsAreRefusedWithTheWayToReadThem) {
   }
 }
 
+// An encrypted disk's extents hold ciphertext: refused, never read as the disk's bytes.
+TEST(VmdkRead, EncryptedDiskIsRefused) {
+  TempDir dir;
+  run_ok("qemu-img create -q -f vmdk -o subformat=monolithicFlat " + sh_quote(dir.file("e.vmdk")) +
+         " 1M");
+  vixtest::write_file(dir.file("e.vmdk"),
+                      "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=12345678\n"
+                      "parentCID=ffffffff\ncreateType=\"vmfs\"\n"
+                      "encryption.keySafe = \"vmware:key/list/(pair/(null/,HMAC-SHA-256,x))\"\n"
+                      "encryption.data = \"AAAA\"\n"
+                      "# Extent description\nRW 2048 VMFS \"e-flat.vmdk\"\n");
+  auto opener = vix::make_local_opener();
+  auto r = vix::vmdk::open(*opener, dir.file("e.vmdk"), {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, static_cast<VixError>(VIX_E_DISK_NOKEY)) << r.error().message;
+  EXPECT_NE(r.error().message.find("encrypted (descriptor key 'encryption.keySafe')"),
+            std::string::npos)
+      << r.error().message;
+}
+
 // A 2 TiB sparse disk with grains near its end.
 TEST(VmdkRead, TwoTiBSparseEnd) {
   TempDir dir;
