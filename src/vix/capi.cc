@@ -269,20 +269,15 @@ VixError VixDiskLib_Cleanup(const VixDiskLibConnectParams* connectParams, uint32
 }
 
 // PrepareForAccess/EndAccess ask vCenter to block (and unblock) Storage vMotion of a VM while
-// its disks are read; a local disk has no vCenter that could move it, so there is nothing to do.
+// its disks are read (vix/access.cc); a local disk has no vCenter that could move it.
 VixError VixDiskLib_PrepareForAccess(const VixDiskLibConnectParams* connectParams,
                                      const char* identity) {
   const char* fn = "VixDiskLib_PrepareForAccess";
   return guarded(fn, [&]() -> VixError {
     if (Library::get() == nullptr) return not_initialized(fn);
     if (identity == nullptr) return report(fn, fail(VIX_E_INVALID_ARG, "NULL identity"));
-    vix::ConnectSpec spec = vix::capi::spec_from_params(connectParams);
-    if (!spec.is_local()) {
-      return report(
-          fn, fail(VIX_E_NOT_SUPPORTED,
-                   spec.server + ": blocking Storage vMotion (DisableMethod) is not implemented"));
-    }
-    return VIX_OK;
+    auto done = vix::prepare_for_access(vix::capi::spec_from_params(connectParams), identity);
+    return done.ok() ? VixError{VIX_OK} : report(fn, done.error());
   });
 }
 
@@ -291,13 +286,8 @@ VixError VixDiskLib_EndAccess(const VixDiskLibConnectParams* connectParams, cons
   return guarded(fn, [&]() -> VixError {
     if (Library::get() == nullptr) return not_initialized(fn);
     if (identity == nullptr) return report(fn, fail(VIX_E_INVALID_ARG, "NULL identity"));
-    vix::ConnectSpec spec = vix::capi::spec_from_params(connectParams);
-    if (!spec.is_local()) {
-      return report(
-          fn, fail(VIX_E_NOT_SUPPORTED,
-                   spec.server + ": blocking Storage vMotion (DisableMethod) is not implemented"));
-    }
-    return VIX_OK;
+    auto done = vix::end_access(vix::capi::spec_from_params(connectParams), identity);
+    return done.ok() ? VixError{VIX_OK} : report(fn, done.error());
   });
 }
 

@@ -82,6 +82,12 @@ class Connection {
 // transports leave nothing behind, so without those there is nothing to do.
 Result<CleanupResult> cleanup(const ConnectSpec& spec);
 
+// VixDiskLib_PrepareForAccess / EndAccess (access.cc): block Storage vMotion (RelocateVM_Task)
+// of spec's VM for `identity` while its disks are read, and unblock it. Against a standalone
+// ESXi there is nothing that could move the disks: a log line, and ok. Local specs: ok.
+Result<void> prepare_for_access(const ConnectSpec& spec, const std::string& identity);
+Result<void> end_access(const ConnectSpec& spec, const std::string& identity);
+
 using CompletionFn = std::function<void(VixError)>;
 
 class Disk {

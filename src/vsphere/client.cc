@@ -65,18 +65,20 @@ std::string Client::session_cookie() const {
   return transport_->cookie();
 }
 
-std::string Client::soap_action() const {
+std::string Client::soap_action(bool internal) const {
+  const std::string ns = internal ? "urn:internalvim25/" : "urn:vim25/";
   std::lock_guard lock(mu_);
-  if (sc_ && !sc_->api_version.empty()) return "urn:vim25/" + sc_->api_version;
-  return "urn:vim25/6.5";
+  if (sc_ && !sc_->api_version.empty()) return ns + sc_->api_version;
+  return ns + "6.5";
 }
 
 Result<SoapResponse> Client::call_once(const std::string& method, const MoRef& this_ref,
-                                       const std::string& method_body, SoapFault* fault) {
-  std::string xml = "<" + method + " xmlns=\"urn:vim25\">" +
-                    moref_xml("_this", this_ref.type, this_ref.value) + method_body + "</" +
-                    method + ">";
-  VIX_ASSIGN_OR_RETURN(HttpReply reply, transport_->post(soap_action(), envelope(xml)));
+                                       const std::string& method_body, SoapFault* fault,
+                                       bool internal) {
+  std::string xml =
+      "<" + method + (internal ? " xmlns=\"urn:internalvim25\">" : " xmlns=\"urn:vim25\">") +
+      moref_xml("_this", this_ref.type, this_ref.value) + method_body + "</" + method + ">";
+  VIX_ASSIGN_OR_RETURN(HttpReply reply, transport_->post(soap_action(internal), envelope(xml)));
   VIX_ASSIGN_OR_RETURN(SoapResponse r, parse_response(method, reply, fault));
   if (method == "RetrievePropertiesEx" || method == "ContinueRetrievePropertiesEx") {
     // Without a session these answer 200 with every path in missingSet (vcsim); treat that as
@@ -100,13 +102,23 @@ Result<SoapResponse> Client::call_once(const std::string& method, const MoRef& t
 
 Result<SoapResponse> Client::call(const std::string& method, const MoRef& this_ref,
                                   const std::string& method_body) {
+  return call_with_relogin(method, this_ref, method_body, false);
+}
+
+Result<SoapResponse> Client::call_internal(const std::string& method, const MoRef& this_ref,
+                                           const std::string& method_body) {
+  return call_with_relogin(method, this_ref, method_body, true);
+}
+
+Result<SoapResponse> Client::call_with_relogin(const std::string& method, const MoRef& this_ref,
+                                               const std::string& method_body, bool internal) {
   uint64_t gen;
   {
     std::lock_guard lock(mu_);
     gen = generation_;
   }
   SoapFault fault;
-  auto r = call_once(method, this_ref, method_body, &fault);
+  auto r = call_once(method, this_ref, method_body, &fault, internal);
   if (r.ok() || fault.type != "NotAuthenticated") return r;
   auto again = relogin(gen);
   if (!again.ok()) {
@@ -114,7 +126,7 @@ Result<SoapResponse> Client::call(const std::string& method, const MoRef& this_r
     e.message = r.error().message + "; " + e.message;
     return e;
   }
-  return call_once(method, this_ref, method_body, nullptr);
+  return call_once(method, this_ref, method_body, nullptr, internal);
 }
 
 Result<ServiceContent> Client::service_content() {
@@ -131,6 +143,7 @@ Result<ServiceContent> Client::service_content() {
   sc.property_collector = child_text(rv, "propertyCollector");
   sc.view_manager = child_text(rv, "viewManager");
   sc.session_manager = child_text(rv, "sessionManager");
+  sc.authorization_manager = child_text(rv, "authorizationManager");
   pugi::xml_node about = child(rv, "about");
   sc.api_version = child_text(about, "apiVersion");
   sc.api_type = child_text(about, "apiType");

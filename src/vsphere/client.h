@@ -40,6 +40,7 @@ struct ServiceContent {
   std::string property_collector;
   std::string view_manager;
   std::string session_manager;
+  std::string authorization_manager;
   std::string api_version;  // about.apiVersion, e.g. "6.5"
   std::string api_type;     // VirtualCenter or HostAgent
   std::string full_name;
@@ -143,16 +144,23 @@ class Client {
   // once after re-login on NotAuthenticated.
   Result<SoapResponse> call(const std::string& method, const MoRef& this_ref,
                             const std::string& method_body);
+  // The same for the methods vSphere keeps out of its public WSDL (DisableMethods,
+  // EnableMethods): namespace and SOAPAction urn:internalvim25.
+  Result<SoapResponse> call_internal(const std::string& method, const MoRef& this_ref,
+                                     const std::string& method_body);
 
  private:
   void forget_credentials();
   // Calls a *_Task method and waits for the task.
   Result<void> run_task(const std::string& method, const MoRef& this_ref, const std::string& body);
   Result<SoapResponse> call_once(const std::string& method, const MoRef& this_ref,
-                                 const std::string& method_body, SoapFault* fault);
+                                 const std::string& method_body, SoapFault* fault,
+                                 bool internal = false);
+  Result<SoapResponse> call_with_relogin(const std::string& method, const MoRef& this_ref,
+                                         const std::string& method_body, bool internal);
   Result<void> relogin(uint64_t failed_generation);
   Result<void> do_login(const std::string& user, const std::string& password);
-  std::string soap_action() const;
+  std::string soap_action(bool internal = false) const;
 
   std::unique_ptr<Transport> transport_;
   mutable std::mutex mu_;  // guards the fields below

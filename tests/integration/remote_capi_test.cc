@@ -11,6 +11,8 @@
 #include "support/fixtures.h"
 #include "support/vsphere_sim.h"
 #include "vixDiskLib.h"
+#include "vsphere/client.h"
+#include "vsphere/method_access.h"
 
 using vixtest::run_ok;
 using vixtest::sh_quote;
@@ -31,6 +33,8 @@ struct Api {
   decltype(&VixDiskLib_GetTransportMode) GetTransportMode;
   decltype(&VixDiskLib_GetConnectParams) GetConnectParams;
   decltype(&VixDiskLib_FreeConnectParams) FreeConnectParams;
+  decltype(&VixDiskLib_PrepareForAccess) PrepareForAccess;
+  decltype(&VixDiskLib_EndAccess) EndAccess;
 };
 
 // The .so of this build tree: <build>/vddk/lib64, two levels above this binary's folder.
@@ -78,6 +82,8 @@ class RemoteCapi : public ::testing::Test {
     VIXTEST_SYM(GetTransportMode)
     VIXTEST_SYM(GetConnectParams)
     VIXTEST_SYM(FreeConnectParams)
+    VIXTEST_SYM(PrepareForAccess)
+    VIXTEST_SYM(EndAccess)
 #undef VIXTEST_SYM
     ASSERT_EQ(api_.InitEx(7, 0, nullptr, nullptr, nullptr, nullptr, nullptr), VIX_OK);
   }
@@ -148,6 +154,42 @@ TEST_F(RemoteCapi, WrongPasswordFailsConnectEx) {
   VixDiskLibConnection conn = nullptr;
   EXPECT_EQ(api_.ConnectEx(&p, TRUE, nullptr, nullptr, &conn), VIX_E_AUTHENTICATION_FAIL);
   EXPECT_EQ(conn, nullptr);
+}
+
+// PrepareForAccess blocks Storage vMotion of the VM (RelocateVM_Task in its disabledMethod, as
+// any vSphere client sees it) until EndAccess of every identity that asked.
+TEST_F(RemoteCapi, PrepareForAccessBlocksRelocateUntilEndAccess) {
+  vix::vsphere::ConnectOptions o;
+  o.url = sim_->get("VCSIM_URL");
+  o.thumbprint = sim_->get("VCSIM_SHA256");
+  auto watcher = vix::vsphere::Client::connect(o);
+  ASSERT_TRUE(watcher.ok()) << watcher.error().message;
+  ASSERT_TRUE((*watcher)->login("u", "p").ok());
+  const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM0");
+  auto disabled = [&]() {
+    auto m = vix::vsphere::disabled_methods(**watcher, vm);
+    EXPECT_TRUE(m.ok()) << m.error().message;
+    return m.ok() ? *m : std::vector<std::string>{};
+  };
+  const std::vector<std::string> relocate = {"RelocateVM_Task"};
+  ASSERT_EQ(disabled(), std::vector<std::string>{});
+
+  VixDiskLibConnectParams p = params("p");
+  ASSERT_EQ(api_.PrepareForAccess(&p, "backup-a"), VIX_OK);
+  EXPECT_EQ(disabled(), relocate);
+  ASSERT_EQ(api_.PrepareForAccess(&p, "backup-b"), VIX_OK);
+  ASSERT_EQ(api_.EndAccess(&p, "backup-a"), VIX_OK);
+  EXPECT_EQ(disabled(), relocate) << "backup-b still reads";
+  ASSERT_EQ(api_.EndAccess(&p, "backup-b"), VIX_OK);
+  EXPECT_EQ(disabled(), std::vector<std::string>{});
+
+  VixDiskLibConnectParams wrong = params("nope");
+  EXPECT_EQ(api_.PrepareForAccess(&wrong, "backup-a"), VIX_E_AUTHENTICATION_FAIL);
+  VixDiskLibConnectParams no_vm = params("p");
+  std::string spec = "vm-without-moref";
+  no_vm.vmxSpec = spec.data();
+  EXPECT_EQ(api_.PrepareForAccess(&no_vm, "backup-a"), VIX_E_INVALID_ARG);
+  EXPECT_EQ(disabled(), std::vector<std::string>{});
 }
 
 }  // namespace

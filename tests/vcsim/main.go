@@ -168,6 +168,7 @@ func main() {
 		die("model: %v", err)
 	}
 	defer m.Remove()
+	installAuthz()
 	var nfcSrv *nfcSetup
 	defer func() { nfcSrv.stop() }()
 	// Later failures still remove the datastore folders and stop the NFC server (os.Exit skips
