@@ -1,15 +1,18 @@
 // vixfs --server over the sample VMs of scripts/sample-vms (made through the vSphere API by the
 // simulator): every disk of the tree, snapshot or live, in every VMDK format and through a delta
-// chain, reads as qemu-img reads its VMDK, through the file and the https transports; a 64 GiB
-// disk holding 10 MiB copies sparsely; a partition loop-mounted from the tree shows the delta
-// child's file only in the live disk.
+// chain, reads as qemu-img reads its VMDK, through the file and the https transports (the VMFS6
+// VM's SEsparse chain among them); a 64 GiB disk holding 10 MiB copies sparsely; a partition
+// loop-mounted from the tree shows each delta's files only from that delta on.
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <map>
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "support/fixtures.h"
 #include "support/vixfs_daemon.h"
@@ -82,8 +85,19 @@ class FsSamples : public ::testing::Test {
     VixfsDaemon m(args(transport), mnt, dir_.file("log"));
     ASSERT_TRUE(m.mounted()) << m.log();
     const auto disks = disks_of_tree(mnt + "/sim");
-    // 4 live disks, 3 snapshots' disks.
-    ASSERT_EQ(disks.size(), 7u) << m.log();
+    // 5 live disks, 5 snapshots' disks.
+    ASSERT_EQ(disks.size(), 10u) << m.log();
+    // Among them the VMFS6 VM's three, each the top of an SEsparse chain over a vmfs flat base.
+    std::set<std::string> vmfs6;
+    for (const auto& [img, vmdk] : disks) {
+      const std::string dir = "/DC0_C0_RP0_VMFS6/";
+      const size_t at = vmdk.find(dir);
+      if (at == std::string::npos) continue;
+      vmfs6.insert(vmdk.substr(at + dir.size()));
+      EXPECT_NE(read_text(vmdk).find("createType=\"seSparse\""), std::string::npos) << vmdk;
+    }
+    EXPECT_EQ(vmfs6, (std::set<std::string>{"disk1-000001.vmdk", "disk1-000002.vmdk",
+                                            "disk1-000003.vmdk"}));
     for (const auto& [img, vmdk] : disks) {
       SCOPED_TRACE(img + " <- " + vmdk);
       struct stat st {};
@@ -208,6 +222,47 @@ TEST_F(FsSamples, LoopMountedPartitionsShowTheDeltaChain) {
       EXPECT_EQ(std::filesystem::exists(part + "/changed.txt"), has_changed);
       if (has_changed) {
         EXPECT_EQ(read_text(part + "/changed.txt"), "This file exists only in the delta child.\n");
+      }
+      run("umount " + sh_quote(part));
+    }
+    run("losetup -d " + dev);
+  }
+  EXPECT_TRUE(m.stop(std::chrono::seconds(10))) << m.log();
+}
+
+// The VMFS6 VM: each SEsparse delta adds a file to the ext4 of its flat base; a snapshot's disk
+// shows the files up to its own delta, the live disk all of them.
+TEST_F(FsSamples, LoopMountedPartitionsShowTheSeSparseChain) {
+  const std::string mnt = dir_.file("mnt");
+  VixfsDaemon m(args("file"), mnt, dir_.file("log"));
+  ASSERT_TRUE(m.mounted()) << m.log();
+  const std::string vm = mnt + "/sim/by-name/DC0_C0_RP0_VMFS6";
+  std::error_code ec;
+  const auto link = std::filesystem::read_symlink(vm + "/vmfs6-1", ec);  // ../../<vm>/<snapshot>
+  ASSERT_FALSE(ec) << ec.message() << m.log();
+  const std::string live =
+      (std::filesystem::path(vm) / link.parent_path() / "current" / "scsi0-0.img").string();
+  const std::string hello = read_text(samples_->file("files/hello.txt"));
+  const std::vector<std::string> all = {"snapshot-1.txt", "snapshot-2.txt", "live.txt"};
+  const std::vector<std::pair<std::string, size_t>> disks = {
+      {vm + "/vmfs6-1/scsi0-0.img", 1}, {vm + "/vmfs6-2/scsi0-0.img", 2}, {live, 3}};
+  for (const auto& [img, files] : disks) {
+    SCOPED_TRACE(img);
+    const std::string part = dir_.file("part");
+    std::filesystem::create_directories(part);
+    auto loop = run("losetup -r --show -f -o 1048576 " + sh_quote(img));
+    ASSERT_EQ(loop.exit_code, 0) << loop.output << m.log();
+    const std::string dev = loop.output.substr(0, loop.output.find('\n'));
+    auto mounted = run("mount -o ro,noload " + dev + " " + sh_quote(part));
+    EXPECT_EQ(mounted.exit_code, 0) << mounted.output;
+    if (mounted.exit_code == 0) {
+      EXPECT_EQ(read_text(part + "/hello.txt"), hello);
+      for (size_t i = 0; i < all.size(); ++i) {
+        EXPECT_EQ(std::filesystem::exists(part + "/" + all[i]), i < files) << all[i];
+        if (i < files) {
+          EXPECT_EQ(read_text(part + "/" + all[i]),
+                    "This file exists from VMFS6 delta " + std::to_string(i + 1) + " on.\n");
+        }
       }
       run("umount " + sh_quote(part));
     }

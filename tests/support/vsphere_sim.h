@@ -24,8 +24,9 @@ class Simulator {
   // $VIXFS_VCSIM_ENV.
   static std::unique_ptr<Simulator> start(const std::string& args, bool share_env,
                                           std::string* error);
-  // Makes the sample VMs of scripts/sample-vms (disks of size_mib) in `dir` and starts a
-  // simulator of its own that serves them, with `args` besides -samples ("-user u:p -nfc").
+  // Makes the sample VMs of scripts/sample-vms (disks of size_mib; the VMFS6 VM's SEsparse
+  // deltas with this build's vixfs-make-sesparse) in `dir` and starts a simulator of its own
+  // that serves them, with `args` besides -samples ("-user u:p -nfc").
   static std::unique_ptr<Simulator> start_with_samples(const std::string& dir, int size_mib,
                                                        const std::string& args, std::string* error);
   ~Simulator();

@@ -1,7 +1,8 @@
 // The file transport (src/transports/file.cc) through the chain with `file` as the only mode:
 // local .vmdk paths of a local connection, and datastore paths of a remote one (vcsim) whose
-// datastore is a local folder, by its URL or mapped with vixfs.datastore.<name>. qemu-img makes
-// the fixtures and is the oracle for their bytes; every refusal names the mode.
+// datastore is a local folder, by its URL or mapped with vixfs.datastore.<name>; the VMFS6 sample
+// VM's SEsparse chain through the C11 client. qemu-img makes the fixtures (vixfs-make-sesparse
+// the SEsparse ones) and is the oracle for their bytes; every refusal names the mode.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -186,6 +187,80 @@ TEST_F(FileTransportRemote, MappingToNoFolderIsRefusedNamingModeAndKey) {
   EXPECT_NE(dev.error().message.find("vixfs.datastore.LocalDS_0"), std::string::npos)
       << dev.error().message;
   EXPECT_NE(dev.error().message.find("not-there"), std::string::npos) << dev.error().message;
+}
+
+// ---- the VMFS6 sample VM: SEsparse deltas over a vmfs flat base ----------------------------
+
+// scripts/sample-vms's DC0_C0_RP0_VMFS6 (three SEsparse deltas, vixfs-make-sesparse) as a backup
+// product reads its live disk: the C11 client, the library dlopen()ed, over `file` (the
+// datastore's URL is a local folder) and over `https`, equal to qemu-img's reading of the chain.
+class FileTransportVmfs6 : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    samples_ = new TempDir();
+    sim_ = Simulator::start_with_samples(samples_->path(), 32, "-user u:p", &error_).release();
+    if (sim_ == nullptr) return;
+    auto client = sim_->login("u", "p", &error_);
+    if (!client) return;
+    auto inv = client->inventory();
+    (void)client->logout();
+    if (!inv.ok()) {
+      error_ = inv.error().message;
+      return;
+    }
+    for (const auto& vm : inv->vms) {
+      if (vm.name != "DC0_C0_RP0_VMFS6") continue;
+      vm_ = new std::string(vm.moref);
+      if (!vm.disks.empty()) live_ = new std::string(vm.disks[0].file_name());
+    }
+    if (!vm_ || !live_) error_ = "no VM DC0_C0_RP0_VMFS6 with a disk in the inventory";
+  }
+  static void TearDownTestSuite() {
+    delete sim_;
+    sim_ = nullptr;
+    delete samples_;
+    samples_ = nullptr;
+    delete vm_;
+    vm_ = nullptr;
+    delete live_;
+    live_ = nullptr;
+  }
+  void SetUp() override {
+    ASSERT_NE(sim_, nullptr) << error_;
+    ASSERT_NE(live_, nullptr) << error_;
+  }
+
+  static TempDir* samples_;
+  static Simulator* sim_;
+  static std::string error_;
+  static std::string *vm_, *live_;
+};
+TempDir* FileTransportVmfs6::samples_ = nullptr;
+Simulator* FileTransportVmfs6::sim_ = nullptr;
+std::string FileTransportVmfs6::error_;
+std::string* FileTransportVmfs6::vm_ = nullptr;
+std::string* FileTransportVmfs6::live_ = nullptr;
+
+TEST_F(FileTransportVmfs6, TheC11ClientReadsTheLiveSeSparseChainOverFileAndHttps) {
+  EXPECT_EQ(*live_, "[LocalDS_0] DC0_C0_RP0_VMFS6/disk1-000003.vmdk");
+  const std::string local = sim_->get("VCSIM_DS_LocalDS_0") + "/DC0_C0_RP0_VMFS6/disk1-000003.vmdk";
+  // The chain the plan built: three SEsparse deltas over a vmfs flat base.
+  const auto desc = vixtest::read_file(local);
+  EXPECT_NE(std::string(desc.begin(), desc.end()).find("createType=\"seSparse\""),
+            std::string::npos);
+  TempDir tmp;
+  run_ok("qemu-img convert -U -O raw " + sh_quote(local) + " " + sh_quote(tmp.file("raw")));
+  for (const std::string mode : {"file", "https"}) {
+    SCOPED_TRACE(mode);
+    auto r = vixtest::run("C11_PASSWORD=p " + sh_quote(VIXFS_C11_CLIENT) + " " +
+                          sh_quote(VIXFS_VDDK_LIBDIR) + " --remote " + sim_->get("VCSIM_HOST") +
+                          " " + sim_->get("VCSIM_PORT") + " " + sim_->get("VCSIM_SHA1") +
+                          " u moref=" + *vm_ + " " + sh_quote(*live_) + " " + mode + " " +
+                          sh_quote(tmp.file("raw")) + " 2>&1");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("all checks passed"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(mode), std::string::npos) << r.output;
+  }
 }
 
 }  // namespace
