@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "vix/errors.h"
@@ -179,6 +180,60 @@ Session::~Session() {
   disk_.reset();
   connection_.reset();
   if (library_) vix::Library::exit();
+}
+
+std::vector<OptionSpec> server_option_specs() {
+  return {{"server", true, 0},        {"port", true, 0},       {"user", true, 0},
+          {"password-file", true, 0}, {"thumbprint", true, 0}, {"name", true, 0}};
+}
+
+namespace {
+
+bool read_password(const ParsedArgs& args, std::string* out, std::string* error) {
+  const std::string file = args.get("password-file");
+  if (!file.empty()) {
+    FILE* f = fopen(file.c_str(), "re");
+    if (!f) {
+      *error = "password file " + file + ": " + strerror(errno);
+      return false;
+    }
+    char buf[4096];
+    if (fgets(buf, sizeof buf, f)) *out = buf;
+    fclose(f);
+    while (!out->empty() && (out->back() == '\n' || out->back() == '\r')) out->pop_back();
+    return true;
+  }
+  if (const char* env = getenv("VIXFS_PASSWORD")) {
+    *out = env;
+    return true;
+  }
+  *error = "no password: use --password-file or VIXFS_PASSWORD";
+  return false;
+}
+
+}  // namespace
+
+bool server_spec(const ParsedArgs& args, vix::ConnectSpec* spec, std::string* error) {
+  spec->server = args.get("server");
+  if (spec->server.empty()) {
+    *error = "needs --server HOST or URL";
+    return false;
+  }
+  if (args.has("port")) {
+    char* end = nullptr;
+    const std::string p = args.get("port");
+    const unsigned long v = strtoul(p.c_str(), &end, 10);
+    if (p.empty() || *end || v == 0 || v > 65535) {
+      *error = "--port " + p + ": expected 1..65535";
+      return false;
+    }
+    spec->port = static_cast<uint32_t>(v);
+  }
+  spec->cred_type = VIXDISKLIB_CRED_UID;
+  spec->user = args.get("user");
+  spec->thumbprint = args.get("thumbprint");
+  spec->config_scope = args.get("name");
+  return spec->user.empty() || read_password(args, &spec->password, error);
 }
 
 int Session::start(const GlobalOptions& options, bool read_only) {

@@ -19,9 +19,10 @@ namespace vixdisk {
 
 // Exit codes (documented in man/vixdisk.1).
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitUsage = 1;  // bad command line, bad range
-inline constexpr int kExitVix = 2;    // the library returned a VixError
-inline constexpr int kExitIo = 3;     // writing the output (file, stdout) failed
+inline constexpr int kExitUsage = 1;        // bad command line, bad range
+inline constexpr int kExitVix = 2;          // the library returned a VixError
+inline constexpr int kExitIo = 3;           // writing the output (file, stdout) failed
+inline constexpr int kExitInterrupted = 4;  // backup: stopped by a signal (snapshot removed)
 
 inline constexpr uint64_t kMiB = 1024 * 1024;
 
@@ -51,6 +52,14 @@ const std::vector<OptionSpec>& global_option_specs();
 std::optional<ParsedArgs> parse_args(const std::vector<std::string>& args,
                                      const std::vector<OptionSpec>& command_options,
                                      std::string* error);
+
+// --server, --port, --user, --password-file, --thumbprint, --name: the commands that talk to a
+// vCenter or ESXi.
+std::vector<OptionSpec> server_option_specs();
+// Fills spec from those options; the password is --password-file's first line, else
+// $VIXFS_PASSWORD (never the command line, where /proc/<pid>/cmdline would show it), read only
+// when --user is given. False with *error set on a missing server, a bad port or no password.
+bool server_spec(const ParsedArgs& args, vix::ConnectSpec* spec, std::string* error);
 
 struct GlobalOptions {
   std::string config_file;
@@ -128,6 +137,7 @@ int cmd_map(const std::vector<std::string>& args);
 int cmd_create(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_cleanup(const std::vector<std::string>& args);
+int cmd_backup(const std::vector<std::string>& args);
 int cmd_config(const std::vector<std::string>& args);
 
 }  // namespace vixdisk

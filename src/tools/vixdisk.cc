@@ -22,7 +22,13 @@ const char kUsage[] =
     "  bench DISK [--block-size 1M] [--random-count N] [--json]\n"
     "                                           sequential MB/s and random 4 KiB IOPS\n"
     "  cleanup --server HOST [--port N] [--user U --password-file F] [--thumbprint HEX]\n"
-    "          [--name ALIAS] [--json]          detach disks killed processes left hot-added\n"
+    "          [--name ALIAS] [--json] [--dry-run]\n"
+    "                                           detach disks and remove snapshots that killed\n"
+    "                                           processes of this host left behind\n"
+    "  backup VM DEST --server HOST [--user U --password-file F] [--thumbprint HEX]\n"
+    "          [--quiesce] [--snapshot-name NAME]\n"
+    "                                           snapshot VM, copy its disks sparse into DEST\n"
+    "                                           with sha256 and backup.json, remove the snapshot\n"
     "  config [--config FILE]                   every configuration key, its value and\n"
     "                                           where it was set (default, FILE:LINE)\n"
     "\n"
@@ -37,7 +43,8 @@ const char kUsage[] =
     "  -v, --verbose       say what is being done on stderr\n"
     "  -h, --help          this text;  --version  the version\n"
     "\n"
-    "Exit status: 0 ok, 1 usage error, 2 library (VixError) error, 3 output I/O error.\n";
+    "Exit status: 0 ok, 1 usage error, 2 library (VixError) error, 3 output I/O error,\n"
+    "4 backup interrupted by a signal (its snapshot removed).\n";
 
 bool is_global_value_option(const std::string& a) {
   return a == "--config" || a == "--transports";
@@ -97,6 +104,7 @@ int main(int argc, char** argv) {
   if (command == "create") return vixdisk::cmd_create(rest);
   if (command == "bench") return vixdisk::cmd_bench(rest);
   if (command == "cleanup") return vixdisk::cmd_cleanup(rest);
+  if (command == "backup") return vixdisk::cmd_backup(rest);
   if (command == "config") return vixdisk::cmd_config(rest);
   return vixdisk::usage_error("unknown command '" + command + "'");
 }
