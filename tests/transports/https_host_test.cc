@@ -75,7 +75,8 @@ class HttpsHost : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     samples_ = new TempDir();
-    sim_ = Simulator::start_with_samples(samples_->path(), 64, "-user u:p -host-https", &error_)
+    sim_ = Simulator::start_with_samples(samples_->path(), 64, "-user u:p -host-https -folder-auth",
+                                         &error_)
                .release();
     if (sim_ == nullptr) return;
     auto client = sim_->login("u", "p", &error_);
@@ -331,7 +332,7 @@ TEST_F(HttpsHost, RequestsInFlightToOneHostStayWithinTheBudget) {
 // cookie, the host path its tickets (after the client logs in again), and the read goes on.
 TEST(HttpsSessionExpiry, ALongReadAcrossAnExpiredSessionGoesOn) {
   std::string error;
-  auto sim = Simulator::start("-user u:p -host-https -session-idle 1s", false, &error);
+  auto sim = Simulator::start("-user u:p -host-https -folder-auth -session-idle 1s", false, &error);
   ASSERT_TRUE(sim) << error;
   const std::string dir = sim->get("VCSIM_DS_LocalDS_0") + "/DC0_H0_VM0";
   std::filesystem::create_directories(dir);

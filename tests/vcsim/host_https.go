@@ -60,6 +60,8 @@ type hostHTTPS struct {
 	requests int // host /folder requests so far (for every=N)
 	inflight int
 	logMu    sync.Mutex
+	// -folder-auth: the vCenter's /folder wants a live session cookie
+	folderAuth bool
 }
 
 func (h *hostHTTPS) log(format string, args ...interface{}) {
@@ -93,11 +95,11 @@ func hostFault(f map[string]string, key string) int {
 }
 
 // startHostHTTPS wraps the simulator's handler and starts the host listener.
-func startHostHTTPS(s *simulator.Server) (*hostHTTPS, error) {
+func startHostHTTPS(s *simulator.Server, folderAuth bool) (*hostHTTPS, error) {
 	if s.Server.TLS == nil || len(s.Server.TLS.Certificates) == 0 {
 		return nil, fmt.Errorf("-host-https needs -tls with a certificate of ours (not -tls-builtin)")
 	}
-	h := &hostHTTPS{inner: s.Server.Config.Handler, tickets: map[string]hostTicket{}}
+	h := &hostHTTPS{inner: s.Server.Config.Handler, tickets: map[string]hostTicket{}, folderAuth: folderAuth}
 	var err error
 	if h.dir, err = os.MkdirTemp("", "vcsim-host-"); err != nil {
 		return nil, err
@@ -152,7 +154,7 @@ const ticketRefusedFault = `<?xml version="1.0" encoding="UTF-8"?>
 // behind the session cookie.
 func (h *hostHTTPS) serveVCenter(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/folder/") {
-		if !h.sessionAlive(r) {
+		if h.folderAuth && !h.sessionAlive(r) {
 			h.log("vcenter %s %s 401", r.Method, r.URL.Path)
 			w.WriteHeader(http.StatusUnauthorized)
 			return

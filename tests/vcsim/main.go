@@ -109,8 +109,12 @@ func main() {
 	samples := flag.String("samples", "", "folder of sample VM disks and their plan (samples.go)")
 	nfc := flag.Bool("nfc", false, "serve NfcService tickets and run an NFC server (nfc_*.go)")
 	hostHTTPSFlag := flag.Bool("host-https", false, "serve the hosts' /folder behind generic service tickets (host_https.go)")
+	folderAuth := flag.Bool("folder-auth", false, "with -host-https, the vCenter's /folder wants a live session cookie")
 	flag.Parse()
 
+	if *folderAuth && !*hostHTTPSFlag {
+		die("-folder-auth needs -host-https")
+	}
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
 		die("bad -l %q: %v", *listen, err)
@@ -278,7 +282,7 @@ func main() {
 	}
 	if *hostHTTPSFlag {
 		// After -nfc: the hosts' sslThumbprint is then this listener's.
-		if hostSrv, err = startHostHTTPS(s); err != nil {
+		if hostSrv, err = startHostHTTPS(s, *folderAuth); err != nil {
 			fatal("host-https: %v", err)
 		}
 		lines = append(lines, hostSrv.env()...)
