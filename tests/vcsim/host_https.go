@@ -235,7 +235,9 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// serveHost: the host's /folder, behind tickets.
+// serveHost: the host's /folder, behind tickets. A request counts as in flight from its arrival
+// until its answer starts (after delay_ms): a client that saw the answer end may send the next
+// one before this handler returns, which is no concurrency of the client's.
 func (h *hostHTTPS) serveHost(w http.ResponseWriter, r *http.Request) {
 	f := h.faults()
 	h.mu.Lock()
@@ -244,19 +246,17 @@ func (h *hostHTTPS) serveHost(w http.ResponseWriter, r *http.Request) {
 	h.inflight++
 	inflight := h.inflight
 	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		h.inflight--
-		h.mu.Unlock()
-	}()
+	if d := hostFault(f, "delay_ms"); d > 0 {
+		time.Sleep(time.Duration(d) * time.Millisecond)
+	}
+	h.mu.Lock()
+	h.inflight--
+	h.mu.Unlock()
 	status := h.answerHost(w, r, f, n)
 	h.log("host %s %s inflight=%d %d", r.Method, r.URL.Path, inflight, status)
 }
 
 func (h *hostHTTPS) answerHost(w http.ResponseWriter, r *http.Request, f map[string]string, n int) int {
-	if d := hostFault(f, "delay_ms"); d > 0 {
-		time.Sleep(time.Duration(d) * time.Millisecond)
-	}
 	if f["hang"] == "1" {
 		<-r.Context().Done()
 		return 0
