@@ -32,7 +32,11 @@ c6_vixfs() {
 c6_vixfs_vc() { C6_VIXFS_ARGS="${C6_VIXFS_ARGS:-} --config $W/s6-vc.conf" c6_vixfs; }
 c6_curl() { timed curl -sS --fail --cacert "$VCSIM_CERT" -o /dev/null "$C6_URL"; }
 # host.log lines of one path ("host GET" or "vcenter GET").
-c6_requests() { grep -c "^$1 " "$VCSIM_HOST_HTTPS_DIR/host.log" 2>/dev/null || true; }
+c6_requests() {
+  local n
+  n=$(grep -c "^$1 " "$VCSIM_HOST_HTTPS_DIR/host.log" 2>/dev/null) || true
+  echo "${n:-0}"
+}
 
 case_6() {
   md "## 6. HTTPS: ${SIZE_MB} MiB straight from the host, through the vCenter, and curl"
