@@ -1,15 +1,12 @@
 #include "transports/https.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
-#include <charconv>
-#include <condition_variable>
-#include <cstring>
-#include <mutex>
 #include <vector>
 
+#include "common/log.h"
 #include "transports/config_keys.h"
+#include "transports/https_host.h"
+#include "transports/https_session.h"
 #include "vmdk/vmdk.h"
 #include "vsphere/inventory.h"
 #include "vsphere/session.h"
@@ -17,393 +14,8 @@
 
 namespace vix {
 
-namespace {
-
-// One range request: the body goes straight into the caller's buffer, never past `want`.
-struct Request {
-  std::string url;
-  uint64_t off = 0;
-  size_t want = 0;  // 0 with head = HEAD
-  uint8_t* dst = nullptr;
-  size_t got = 0;
-  bool overflow = false;
-  bool ignored_range = false;  // a 200 (the whole file) to a partial range: stop reading it
-  bool head = false;
-  std::string content_range;
-  std::string error_body;  // the start of a non-2xx body, for the message
-  int attempts = 0;
-  bool renewed = false;            // the session cookie was renewed once for this request
-  uint64_t total = 0;              // the file size the answer must state (0 for HEAD)
-  curl_off_t content_length = -1;  // of a HEAD answer
-};
-
-struct Handle {
-  CURL* h = nullptr;
-  vsphere::PeerCheck pin;
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  Request* req = nullptr;
-  uint64_t cookie_generation = ~uint64_t{0};  // of the cookie set on h
-  ~Handle() {
-    if (h) curl_easy_cleanup(h);
-  }
-};
-
-size_t on_body(char* data, size_t size, size_t n, void* arg) {
-  auto* hd = static_cast<Handle*>(arg);
-  Request* r = hd->req;
-  size_t len = size * n;
-  long status = 0;
-  curl_easy_getinfo(hd->h, CURLINFO_RESPONSE_CODE, &status);
-  if (status != 200 && status != 206) {
-    size_t keep = std::min(len, size_t{256} - std::min(size_t{256}, r->error_body.size()));
-    r->error_body.append(data, keep);
-    return len;
-  }
-  if (status == 200 && !(r->off == 0 && r->want == r->total)) {
-    r->ignored_range = true;
-    return 0;
-  }
-  if (r->got + len > r->want) {
-    r->overflow = true;
-    return 0;  // aborts with CURLE_WRITE_ERROR: more bytes than asked for is a lie
-  }
-  memcpy(r->dst + r->got, data, len);
-  r->got += len;
-  return len;
-}
-
-size_t on_header(char* data, size_t size, size_t n, void* arg) {
-  auto* hd = static_cast<Handle*>(arg);
-  std::string_view line(data, size * n);
-  if (line.substr(0, 5) == "HTTP/") hd->req->content_range.clear();  // a new response
-  constexpr std::string_view kName = "content-range:";
-  if (line.size() > kName.size()) {
-    bool match = true;
-    for (size_t i = 0; i < kName.size() && match; ++i) {
-      match = std::tolower(static_cast<unsigned char>(line[i])) == kName[i];
-    }
-    if (match) {
-      std::string_view v = line.substr(kName.size());
-      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-      while (!v.empty() && (v.back() == '\r' || v.back() == '\n' || v.back() == ' '))
-        v.remove_suffix(1);
-      hd->req->content_range = std::string(v);
-    }
-  }
-  return size * n;
-}
-
-bool parse_u64(std::string_view s, uint64_t* out) {
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
-// "bytes a-b/total" exactly.
-bool parse_content_range(const std::string& v, uint64_t* a, uint64_t* b, uint64_t* total) {
-  std::string_view s(v);
-  if (s.substr(0, 6) != "bytes ") return false;
-  s.remove_prefix(6);
-  size_t dash = s.find('-'), slash = s.find('/');
-  if (dash == std::string_view::npos || slash == std::string_view::npos || slash < dash)
-    return false;
-  return parse_u64(s.substr(0, dash), a) && parse_u64(s.substr(dash + 1, slash - dash - 1), b) &&
-         parse_u64(s.substr(slash + 1), total);
-}
-
-bool is_drop(CURLcode rc) {
-  return rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING ||
-         rc == CURLE_PARTIAL_FILE;
-}
-
-// State shared by the opener and every source it made (sources outlive the opener).
-class Session {
- public:
-  static Result<std::shared_ptr<Session>> make(const HttpsOptions& options) {
-    std::shared_ptr<Session> s(new Session());
-    s->opt_ = options;
-    if (s->opt_.connections == 0) s->opt_.connections = 1;
-    if (s->opt_.max_request == 0) s->opt_.max_request = HttpsOptions{}.max_request;
-    if (!options.tls.thumbprint.empty()) {
-      VIX_ASSIGN_OR_RETURN(s->pin_, normalize_thumbprint(options.tls.thumbprint));
-    }
-    s->share_ = curl_share_init();
-    if (s->share_ == nullptr) return fail(VIX_E_OUT_OF_MEMORY, "https: curl_share_init failed");
-    // Only DNS is shared. A shared connection cache is small (libcurl closes what it cannot
-    // keep), and with a request per thread from the cache's prefetchers it closed connections
-    // as fast as it opened them: a TLS handshake per 1 MiB request, 26 connects to read 16 MiB.
-    // Each pooled handle keeps its own keep-alive connection instead.
-    curl_share_setopt(s->share_, CURLSHOPT_LOCKFUNC, &Session::lock);
-    curl_share_setopt(s->share_, CURLSHOPT_UNLOCKFUNC, &Session::unlock);
-    curl_share_setopt(s->share_, CURLSHOPT_USERDATA, s.get());
-    curl_share_setopt(s->share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
-    return s;
-  }
-  ~Session() {
-    idle_.clear();  // handles first: they reference the share
-    if (share_) curl_share_cleanup(share_);
-  }
-
-  const HttpsOptions& options() const { return opt_; }
-  std::string url(const std::string& datastore, const std::string& path) const {
-    return vsphere::datastore_file_url(opt_.endpoint, opt_.dc_path, datastore, path);
-  }
-
-  // Runs the requests, up to `connections` at a time; each dropped connection is retried once.
-  Result<void> run(std::vector<Request>& reqs) {
-    if (reqs.empty()) return ok();
-    size_t n = std::min<size_t>(reqs.size(), opt_.connections);
-    std::vector<std::unique_ptr<Handle>> handles;
-    for (size_t i = 0; i < n; ++i) {
-      VIX_ASSIGN_OR_RETURN(auto h, acquire());
-      handles.push_back(std::move(h));
-    }
-    Result<void> result = n == 1 ? run_serial(*handles[0], reqs) : run_multi(handles, reqs);
-    for (auto& h : handles) release(std::move(h));
-    return result;
-  }
-
- private:
-  Session() = default;
-
-  static void lock(CURL*, curl_lock_data data, curl_lock_access, void* arg) {
-    static_cast<Session*>(arg)->locks_[data % kLocks].lock();
-  }
-  static void unlock(CURL*, curl_lock_data data, void* arg) {
-    static_cast<Session*>(arg)->locks_[data % kLocks].unlock();
-  }
-
-  Result<std::unique_ptr<Handle>> acquire() {
-    {
-      std::lock_guard lock(pool_mu_);
-      if (!idle_.empty()) {
-        auto h = std::move(idle_.back());
-        idle_.pop_back();
-        return h;
-      }
-    }
-    auto hd = std::make_unique<Handle>();
-    hd->h = curl_easy_init();
-    if (hd->h == nullptr) return fail(VIX_E_OUT_OF_MEMORY, "https: curl_easy_init failed");
-    CURL* h = hd->h;
-    curl_easy_setopt(h, CURLOPT_SHARE, share_);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, opt_.tls.connect_timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, opt_.tls.timeout_ms);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "vixfs/" VIXFS_VERSION);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, hd.get());
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, hd.get());
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, hd->errbuf);
-    hd->pin.expected = pin_;
-    VIX_TRY(vsphere::configure_peer_verification(h, &hd->pin, opt_.tls.ca_file));
-    return hd;
-  }
-
-  void release(std::unique_ptr<Handle> h) {
-    std::lock_guard lock(pool_mu_);
-    // Enough for the cache's prefetch threads and FUSE's readers at once: a handle dropped here
-    // takes its connection with it.
-    if (idle_.size() < std::max<size_t>(2 * opt_.connections, 24)) idle_.push_back(std::move(h));
-  }
-
-  void prepare(Handle& hd, Request& r) {
-    hd.req = &r;
-    hd.pin.mismatch = false;
-    hd.errbuf[0] = 0;
-    r.got = 0;
-    r.overflow = false;
-    r.ignored_range = false;
-    r.content_range.clear();
-    r.error_body.clear();
-    ++r.attempts;
-    {
-      std::lock_guard lock(cookie_mu_);
-      if (hd.cookie_generation != cookie_generation_) {
-        const std::string cookie = opt_.cookie.empty() ? "" : "vmware_soap_session=" + opt_.cookie;
-        curl_easy_setopt(hd.h, CURLOPT_COOKIE, cookie.empty() ? nullptr : cookie.c_str());
-        hd.cookie_generation = cookie_generation_;
-      }
-    }
-    curl_easy_setopt(hd.h, CURLOPT_URL, r.url.c_str());
-    curl_easy_setopt(hd.h, CURLOPT_NOBODY, r.head ? 1L : 0L);
-    curl_easy_setopt(hd.h, CURLOPT_HTTPGET, r.head ? 0L : 1L);
-    if (r.head) {
-      curl_easy_setopt(hd.h, CURLOPT_NOBODY, 1L);
-      curl_easy_setopt(hd.h, CURLOPT_RANGE, nullptr);
-    } else {
-      std::string range = std::to_string(r.off) + "-" + std::to_string(r.off + r.want - 1);
-      curl_easy_setopt(hd.h, CURLOPT_RANGE, range.c_str());  // copied by libcurl
-    }
-  }
-
-  // After a transfer: true to retry it, an error, or done.
-  Result<bool> finish(Handle& hd, Request& r, CURLcode rc) {
-    if (hd.pin.mismatch) return hd.pin.mismatch_error(r.url, opt_.tls.thumbprint);
-    if (r.ignored_range) {
-      return fail(VIX_E_FILE_ERROR, r.url +
-                                        ": HTTP 200 to a range request (the server ignored "
-                                        "the Range header)");
-    }
-    if (r.overflow) {
-      return fail(VIX_E_FILE_ERROR, r.url + ": the server sent more than the " +
-                                        std::to_string(r.want) + " bytes asked for at offset " +
-                                        std::to_string(r.off));
-    }
-    if (rc != CURLE_OK) {
-      if (is_drop(rc) && r.attempts < 2) return true;
-      VixError code = is_drop(rc) || rc == CURLE_OPERATION_TIMEDOUT ? VIX_E_HOST_TCP_CONN_LOST
-                      : rc == CURLE_COULDNT_CONNECT ? VIX_E_HOST_NETWORK_CONN_REFUSED
-                                                    : VIX_E_CANNOT_CONNECT_TO_HOST;
-      return fail(code, r.url + ": " + (hd.errbuf[0] ? hd.errbuf : curl_easy_strerror(rc)) +
-                            (r.attempts > 1 ? " (after one retry)" : ""));
-    }
-    long status = 0;
-    curl_easy_getinfo(hd.h, CURLINFO_RESPONSE_CODE, &status);
-    if (status == 404) return fail(VIX_E_FILE_NOT_FOUND, r.url + ": HTTP 404 (no such file)");
-    if ((status == 401 || status == 403) && opt_.renew_cookie && !r.renewed) {
-      // The session expired or was re-logged in elsewhere: one renewal, then the request again.
-      VIX_TRY(renew_cookie(hd.cookie_generation));
-      r.renewed = true;
-      --r.attempts;
-      return true;
-    }
-    if (status == 401 || status == 403) {
-      return fail(VIX_E_HOST_NOT_CONNECTED,
-                  r.url + ": HTTP " + std::to_string(status) + " (session not accepted)");
-    }
-    if (r.head) {
-      if (status != 200) {
-        return fail(VIX_E_FILE_ERROR,
-                    r.url + ": HTTP " + std::to_string(status) + " " + r.error_body);
-      }
-      curl_easy_getinfo(hd.h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &r.content_length);
-      if (r.content_length < 0) {
-        return fail(VIX_E_FILE_ERROR, r.url + ": no Content-Length in the HEAD answer");
-      }
-      return false;
-    }
-    uint64_t a = 0, b = 0, total = 0;
-    if (status == 206) {
-      if (!parse_content_range(r.content_range, &a, &b, &total) || a != r.off ||
-          b != r.off + r.want - 1 || (r.total != 0 && total != r.total)) {
-        return fail(VIX_E_FILE_ERROR, r.url + ": asked for bytes " + std::to_string(r.off) + "-" +
-                                          std::to_string(r.off + r.want - 1) +
-                                          ", the server answered Content-Range \"" +
-                                          r.content_range + "\"");
-      }
-    } else if (status != 200 || r.off != 0 || r.want != r.total) {
-      // 200 is the whole file: acceptable only when that is what was asked for.
-      return fail(VIX_E_FILE_ERROR, r.url + ": HTTP " + std::to_string(status) +
-                                        " to a range request " + r.error_body);
-    }
-    if (r.got != r.want) {
-      if (r.attempts < 2) return true;
-      return fail(VIX_E_FILE_ERROR, r.url + ": short body: " + std::to_string(r.got) + " of " +
-                                        std::to_string(r.want) + " bytes at offset " +
-                                        std::to_string(r.off));
-    }
-    return false;
-  }
-
-  // Asks for a new cookie unless another request already got one since `rejected_generation`.
-  Result<void> renew_cookie(uint64_t rejected_generation) {
-    std::lock_guard renewing(renew_mu_);
-    std::string rejected;
-    {
-      std::lock_guard lock(cookie_mu_);
-      if (cookie_generation_ != rejected_generation) return ok();
-      rejected = opt_.cookie;
-    }
-    VIX_ASSIGN_OR_RETURN(std::string fresh, opt_.renew_cookie(rejected));
-    std::lock_guard lock(cookie_mu_);
-    opt_.cookie = std::move(fresh);
-    ++cookie_generation_;
-    return ok();
-  }
-
-  Result<void> run_serial(Handle& hd, std::vector<Request>& reqs) {
-    for (Request& r : reqs) {
-      for (;;) {
-        prepare(hd, r);
-        CURLcode rc = curl_easy_perform(hd.h);
-        VIX_ASSIGN_OR_RETURN(bool again, finish(hd, r, rc));
-        if (!again) break;
-      }
-    }
-    return ok();
-  }
-
-  Result<void> run_multi(std::vector<std::unique_ptr<Handle>>& handles,
-                         std::vector<Request>& reqs) {
-    CURLM* m = curl_multi_init();
-    if (m == nullptr) return fail(VIX_E_OUT_OF_MEMORY, "https: curl_multi_init failed");
-    std::vector<Handle*> free_handles;
-    for (auto& h : handles) free_handles.push_back(h.get());
-    std::vector<Request*> queue;
-    for (auto it = reqs.rbegin(); it != reqs.rend(); ++it) queue.push_back(&*it);
-    int running = 0;
-    Result<void> result = ok();
-    auto start_next = [&] {
-      while (!queue.empty() && !free_handles.empty()) {
-        Handle* hd = free_handles.back();
-        free_handles.pop_back();
-        Request* r = queue.back();
-        queue.pop_back();
-        prepare(*hd, *r);
-        curl_multi_add_handle(m, hd->h);
-      }
-    };
-    start_next();
-    do {
-      CURLMcode mc = curl_multi_perform(m, &running);
-      if (mc != CURLM_OK) {
-        result = fail(VIX_E_FAIL, std::string("https: ") + curl_multi_strerror(mc));
-        break;
-      }
-      int left = 0;
-      while (CURLMsg* msg = curl_multi_info_read(m, &left)) {
-        if (msg->msg != CURLMSG_DONE) continue;
-        Handle* hd = nullptr;
-        for (auto& h : handles)
-          if (h->h == msg->easy_handle) hd = h.get();
-        CURLcode rc = msg->data.result;
-        curl_multi_remove_handle(m, msg->easy_handle);
-        auto again = finish(*hd, *hd->req, rc);
-        if (!again.ok()) {
-          if (result.ok()) result = std::move(again).error();
-          queue.clear();
-        } else if (*again) {
-          queue.push_back(hd->req);
-        }
-        free_handles.push_back(hd);
-      }
-      start_next();
-      if (free_handles.size() == handles.size() && queue.empty()) break;
-      curl_multi_poll(m, nullptr, 0, 1000, nullptr);
-    } while (true);
-    for (auto& h : handles) curl_multi_remove_handle(m, h->h);  // harmless when not added
-    curl_multi_cleanup(m);
-    return result;
-  }
-
-  static constexpr int kLocks = CURL_LOCK_DATA_LAST;
-  HttpsOptions opt_;
-  std::string pin_;
-  CURLSH* share_ = nullptr;
-  std::mutex locks_[kLocks];
-  std::mutex pool_mu_;
-  std::mutex renew_mu_;   // one renewal at a time
-  std::mutex cookie_mu_;  // guards opt_.cookie and cookie_generation_
-  uint64_t cookie_generation_ = 0;
-  std::vector<std::unique_ptr<Handle>> idle_;
-};
-
-}  // namespace
+using https_detail::Request;
+using https_detail::Session;
 
 namespace {
 
@@ -506,8 +118,30 @@ class HttpsOpener final : public SourceOpener {
   std::shared_ptr<Session> session_;
 };
 
-constexpr IntKey kHttpsConnections{"vixfs.https.connections", 1, 64, 4,
-                                   "https: range requests in flight per read"};
+constexpr IntKey kHttpsConnections{
+    "vixfs.https.connections", 1, 64, 4,
+    "https: range requests in flight to one host, all disks together"};
+constexpr FlagKey kHttpsDirect{
+    "vixfs.https.direct", true,
+    "https: read straight from the VM's ESXi host when the server is a vCenter"};
+constexpr IntKey kHttpsRetryBudget{"vixfs.https.retryBudgetMs", 0, 3600000, 60000,
+                                   "https: ms one request may be retried after HTTP 503/429"};
+
+// The transport's device: the VMDK engine over the files, with what the requests counted.
+class HttpsDevice final : public BlockDeviceWrapper {
+ public:
+  HttpsDevice(std::unique_ptr<BlockDevice> inner, std::shared_ptr<Session> session)
+      : BlockDeviceWrapper(std::move(inner)), session_(std::move(session)) {}
+  LinkCounters link_counters() const override {
+    LinkCounters c = BlockDeviceWrapper::link_counters();
+    c["throttled"] = session_->throttled();
+    if (session_->options().acquire_ticket) c["ticketRenewals"] = session_->ticket_renewals();
+    return c;
+  }
+
+ private:
+  std::shared_ptr<Session> session_;
+};
 
 }  // namespace
 
@@ -533,17 +167,43 @@ Result<std::unique_ptr<BlockDevice>> HttpsTransport::open(const TransportContext
   o.datastore = loc.datastore;
   VIX_ASSIGN_OR_RETURN(int64_t conns, ctx.config.get(kHttpsConnections));
   o.connections = static_cast<unsigned>(conns);
-  VIX_ASSIGN_OR_RETURN(auto session, Session::make(o));
-  HttpsOpener opener(std::move(session));
-  vmdk::OpenOptions options;
-  options.read_only = true;  // writes fail with VIX_E_FILE_READ_ONLY
-  options.single_link = (flags & VIXDISKLIB_FLAG_OPEN_SINGLE_LINK) != 0;
-  options.transport = name();
-  return vmdk::open(opener, loc.path, options);
+  VIX_ASSIGN_OR_RETURN(int64_t budget, ctx.config.get(kHttpsRetryBudget));
+  o.retry_budget_ms = static_cast<long>(budget);
+  VIX_ASSIGN_OR_RETURN(int64_t stall, ctx.config.get(kNfcReadTimeout));
+  o.stall_timeout_ms = static_cast<long>(stall);
+  VIX_ASSIGN_OR_RETURN(bool direct, ctx.config.get(kHttpsDirect));
+
+  auto open_with = [&](const HttpsOptions& opts) -> Result<std::unique_ptr<BlockDevice>> {
+    VIX_ASSIGN_OR_RETURN(auto session, Session::make(opts));
+    HttpsOpener opener(session);
+    vmdk::OpenOptions options;
+    options.read_only = true;  // writes fail with VIX_E_FILE_READ_ONLY
+    options.single_link = (flags & VIXDISKLIB_FLAG_OPEN_SINGLE_LINK) != 0;
+    options.transport = name();
+    VIX_ASSIGN_OR_RETURN(auto disk, vmdk::open(opener, loc.path, options));
+    return std::unique_ptr<BlockDevice>(new HttpsDevice(std::move(disk), std::move(session)));
+  };
+  if (direct) {
+    // Against a standalone ESXi the server is the host already.
+    auto sc = remote->client().service_content();
+    if (sc.ok() && sc->api_type == "VirtualCenter") {
+      auto host = host_https_options(ctx, o);
+      auto disk = host.ok() ? open_with(*host) : Result<std::unique_ptr<BlockDevice>>(host.error());
+      if (disk.ok()) {
+        log::info("https: " + path + ": reading straight from the host at " +
+                  https_detail::url_authority(host->endpoint));
+        return disk;
+      }
+      log::warn("https: " + path + ": reading through " + o.endpoint +
+                ", not straight from the VM's host: " + disk.error().message);
+    }
+  }
+  return open_with(o);
 }
 
 KeyList https_config_keys() {
-  static constexpr const ConfigKey* kKeys[] = {&kHttpsConnections};
+  static constexpr const ConfigKey* kKeys[] = {&kHttpsConnections, &kHttpsDirect,
+                                               &kHttpsRetryBudget};
   return kKeys;
 }
 

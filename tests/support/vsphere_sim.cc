@@ -277,4 +277,31 @@ bool Simulator::restart_nfc(std::string* error) {
   return true;
 }
 
+std::string Simulator::host_https_log() const {
+  const std::string dir = get("VCSIM_HOST_HTTPS_DIR");
+  return dir.empty() ? std::string() : slurp(dir + "/host.log");
+}
+
+bool Simulator::set_host_https_faults(const std::string& text, std::string* error) const {
+  const std::string dir = get("VCSIM_HOST_HTTPS_DIR");
+  if (dir.empty()) {
+    *error = "the simulator was started without -host-https";
+    return false;
+  }
+  const std::string tmp = dir + "/faults.tmp." + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text << '\n';
+    out.close();
+    if (!out) {
+      *error = "cannot write " + tmp;
+      return false;
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, dir + "/faults", ec);
+  if (ec) *error = "rename " + tmp + ": " + ec.message();
+  return !ec;
+}
+
 }  // namespace vixtest

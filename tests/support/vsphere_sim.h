@@ -67,6 +67,13 @@ class Simulator {
   // DIR/nfc.log: a line per connection, step, fault used and error.
   std::string nfc_log() const;
 
+  // -host-https (tests/vcsim/host_https.go): DIR/host.log, a line per /folder request of the host
+  // ("host GET /folder/... inflight=N STATUS") and of the vCenter ("vcenter HEAD ... STATUS"),
+  // and per ticket ("ticket issued ...", "ticket refused"); "" without -host-https.
+  std::string host_https_log() const;
+  // Replaces DIR/faults with `text` atomically (read again at each request); "" clears them.
+  bool set_host_https_faults(const std::string& text, std::string* error) const;
+
  private:
   Simulator() = default;
   std::string dir_;               // temp folder holding the env file and log (ours to remove)

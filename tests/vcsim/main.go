@@ -108,8 +108,13 @@ func main() {
 	idle := flag.Duration("session-idle", 0, "expire sessions idle this long (0 = never)")
 	samples := flag.String("samples", "", "folder of sample VM disks and their plan (samples.go)")
 	nfc := flag.Bool("nfc", false, "serve NfcService tickets and run an NFC server (nfc_*.go)")
+	hostHTTPSFlag := flag.Bool("host-https", false, "serve the hosts' /folder behind generic service tickets (host_https.go)")
+	folderAuth := flag.Bool("folder-auth", false, "with -host-https, the vCenter's /folder wants a live session cookie")
 	flag.Parse()
 
+	if *folderAuth && !*hostHTTPSFlag {
+		die("-folder-auth needs -host-https")
+	}
 	host, _, err := net.SplitHostPort(*listen)
 	if err != nil {
 		die("bad -l %q: %v", *listen, err)
@@ -171,10 +176,13 @@ func main() {
 	installAuthz()
 	var nfcSrv *nfcSetup
 	defer func() { nfcSrv.stop() }()
+	var hostSrv *hostHTTPS
+	defer func() { hostSrv.stop() }()
 	// Later failures still remove the datastore folders and stop the NFC server (os.Exit skips
 	// deferred calls).
 	fatal := func(format string, args ...interface{}) {
 		nfcSrv.stop()
+		hostSrv.stop()
 		m.Remove()
 		die(format, args...)
 	}
@@ -272,6 +280,13 @@ func main() {
 		}
 		nfcSrv.register()
 		lines = append(lines, nfcSrv.env()...)
+	}
+	if *hostHTTPSFlag {
+		// After -nfc: the hosts' sslThumbprint is then this listener's.
+		if hostSrv, err = startHostHTTPS(s, *folderAuth); err != nil {
+			fatal("host-https: %v", err)
+		}
+		lines = append(lines, hostSrv.env()...)
 	}
 	if self, err := os.Executable(); err == nil {
 		add("VCSIM_BIN", self)
