@@ -146,6 +146,10 @@ std::vector<std::shared_ptr<DiskFile>> Tree::disks() const {
   return out;
 }
 
+bool stat_needs_allocation(const Node& node) {
+  return node.disk != nullptr && (node.stored_blocks == 0 || node.disk->writable());
+}
+
 struct stat node_stat(const Node& node) {
   struct stat st {};
   st.st_ino = node.ino;

@@ -90,10 +90,9 @@ class Tree {
 // Attributes of a node as stat reports them (disk files ask their DiskFile for size/blocks;
 // before their allocation is learned, st_blocks is stored_blocks).
 struct stat node_stat(const Node& node);
-// Whether stat of this node needs its disk's allocation map learned first (opening the disk):
-// a disk file whose source did not say how much it stores.
-inline bool stat_needs_allocation(const Node& node) {
-  return node.disk != nullptr && node.stored_blocks == 0;
-}
+// Whether stat of this node needs its disk opened first (its allocation map learned): a disk
+// file whose source did not say how much it stores, or one that its policy lets take writes,
+// whose mode depends on whether the transport that opens it can write.
+bool stat_needs_allocation(const Node& node);
 
 }  // namespace vixfs

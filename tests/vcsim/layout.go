@@ -6,7 +6,7 @@
 // again from its local file (0 when it is gone), and the capacity of every VirtualDisk of the VMs
 // and their snapshots from its VMDK (sparse header or descriptor extents; left alone when the file
 // is empty or not a VMDK, as the model's placeholders are), as vSphere reports what the datastore
-// holds.
+// holds. Extent files a descriptor names and the simulator did not list are added to layoutEx.
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -101,6 +102,85 @@ func fillCapacities(folders map[string]string, devices []types.BaseVirtualDevice
 	}
 }
 
+// descriptorExtents are the file names a text descriptor's extent lines give (nil for a binary
+// file: a monolithic sparse disk is its own extent).
+func descriptorExtents(path string) []string {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	head := make([]byte, 65536)
+	n, _ := f.Read(head)
+	head = head[:n]
+	if !bytes.HasPrefix(head, []byte("# Disk DescriptorFile")) {
+		return nil
+	}
+	var names []string
+	sc := bufio.NewScanner(bytes.NewReader(head))
+	for sc.Scan() {
+		line := sc.Text()
+		w := strings.Fields(line)
+		if len(w) < 4 || (w[0] != "RW" && w[0] != "RDONLY" && w[0] != "NOACCESS") {
+			continue
+		}
+		if q := strings.Index(line, "\""); q >= 0 {
+			if e := strings.Index(line[q+1:], "\""); e > 0 {
+				names = append(names, line[q+1:q+1+e])
+			}
+		}
+	}
+	return names
+}
+
+// addExtents lists, in each chain link of the disk layouts, the extent files its descriptor names
+// that the simulator left out (it knows only "x.vmdk" and "x-flat.vmdk": a twoGbMaxExtentSparse
+// disk's -s001.vmdk ... would be missing), as vSphere lists every file of a disk.
+func addExtents(vm *simulator.VirtualMachine, folders map[string]string, disks []types.VirtualMachineFileLayoutExDiskLayout) {
+	byKey := map[int32]string{}
+	byName := map[string]int32{}
+	var next int32
+	for _, f := range vm.LayoutEx.File {
+		byKey[f.Key] = f.Name
+		byName[f.Name] = f.Key
+		if f.Key >= next {
+			next = f.Key + 1
+		}
+	}
+	for d := range disks {
+		for u := range disks[d].Chain {
+			unit := &disks[d].Chain[u]
+			for _, key := range unit.FileKey {
+				name := byKey[key]
+				var p object.DatastorePath
+				if !strings.HasSuffix(name, ".vmdk") || !p.FromString(name) {
+					continue
+				}
+				for _, extent := range descriptorExtents(localFile(folders, name)) {
+					full := p.String()[:len(p.String())-len(p.Path)] + path.Join(path.Dir(p.Path), extent)
+					k, ok := byName[full]
+					if !ok {
+						k = next
+						next++
+						byName[full], byKey[k] = k, full
+						vm.LayoutEx.File = append(vm.LayoutEx.File, types.VirtualMachineFileLayoutExFileInfo{
+							Key: k, Name: full, Type: string(types.VirtualMachineFileLayoutExFileTypeDiskExtent),
+							Accessible: types.NewBool(true),
+						})
+					}
+					listed := false
+					for _, have := range unit.FileKey {
+						listed = listed || have == k
+					}
+					if !listed {
+						unit.FileKey = append(unit.FileKey, k)
+					}
+				}
+			}
+		}
+	}
+}
+
 func fillLayoutSizes() {
 	folders := map[string]string{} // datastore name -> local folder
 	for _, e := range simulator.Map.All("Datastore") {
@@ -126,6 +206,10 @@ func fillLayoutSizes() {
 			}
 			if vm.LayoutEx == nil {
 				return
+			}
+			addExtents(vm, folders, vm.LayoutEx.Disk)
+			for i := range vm.LayoutEx.Snapshot {
+				addExtents(vm, folders, vm.LayoutEx.Snapshot[i].Disk)
 			}
 			for i := range vm.LayoutEx.File {
 				f := &vm.LayoutEx.File[i]
