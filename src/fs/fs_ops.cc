@@ -77,7 +77,7 @@ void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     fuse_ino_t ino = c.tree.lookup(parent, name);
     Node node;
     if (ino == 0 || !c.tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
-    if (node.disk) node.disk->learn_allocation();
+    if (stat_needs_allocation(node)) node.disk->learn_allocation();
     fuse_entry_param e{};
     e.ino = ino;
     e.attr = node_stat(node);
@@ -92,7 +92,7 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   guarded(req, "getattr", [&] {
     Node node;
     if (!ctx(req).tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
-    if (node.disk) node.disk->learn_allocation();
+    if (stat_needs_allocation(node)) node.disk->learn_allocation();
     struct stat st = node_stat(node);
     fuse_reply_attr(req, &st, node.kind == NodeKind::kTextFile ? 0 : ctx(req).attr_timeout);
   });

@@ -130,14 +130,20 @@ vix::ConnectSpec ServerTree::spec_for(const std::string& vm) const {
 
 vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
                                                      const std::string& snapshot) {
-  std::lock_guard lock(mu_);
+  // Connecting talks to the server (up to vixfs.soap.timeoutMs when it is silent): one at a time,
+  // and without mu_, which stat (the write policy) and the inventory refresh take.
+  std::lock_guard connecting(connect_mu_);
   auto key = std::make_pair(vm, snapshot);
-  if (auto it = connections_.find(key); it != connections_.end()) return it->second.get();
+  bool read_write = false;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = connections_.find(key); it != connections_.end()) return it->second.get();
+    // Read-write only for what may be written: a powered-off VM's live disks.
+    auto power = power_.find(vm);
+    read_write = options_.read_write && snapshot.empty() && power != power_.end() &&
+                 power->second == "poweredOff";
+  }
   vix::ConnectSpec spec = spec_for(vm);
-  // Read-write only for what may be written: a powered-off VM's live disks.
-  auto power = power_.find(vm);
-  const bool read_write = options_.read_write && snapshot.empty() && power != power_.end() &&
-                          power->second == "poweredOff";
   auto conn = vix::Connection::connect(spec, !read_write, snapshot, options_.transports);
   const std::string what = folder_ + "/" + vm + "/" + (snapshot.empty() ? "current" : snapshot);
   if (!conn.ok()) {
@@ -147,6 +153,7 @@ vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
   }
   vix::log::info(what + (read_write ? ": connected read-write" : ": connected"));
   vix::Connection* raw = conn->get();
+  std::lock_guard lock(mu_);
   connections_[key] = std::move(conn).value();
   return raw;
 }
@@ -161,6 +168,7 @@ void ServerTree::shutdown() {
   if (refresher_.joinable()) refresher_.join();
   std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> conns;
   {
+    std::lock_guard connecting(connect_mu_);  // no connect still on its way into the map
     std::lock_guard lock(mu_);
     conns.swap(connections_);
   }

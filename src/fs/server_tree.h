@@ -62,9 +62,9 @@ class ServerTree {
   static vix::Result<std::unique_ptr<ServerTree>> mount(const ServerOptions& options, Tree* tree);
   ~ServerTree();
 
-  // Re-reads the inventory in the background when the TTL has passed and waits up to 2 s for
-  // it; past that (a slow or silent server) the current view is served. A failure is logged and
-  // the old tree kept until the next TTL.
+  // Re-reads the inventory in the background when the TTL has passed and waits for it until 2 s
+  // after it started; past that (a slow or silent server) every caller is served the current
+  // view at once. A failure is logged and the old tree kept until the next TTL.
   void maybe_refresh();
 
   // Called by a refresh that changed the tree, before the lookups waiting for it go on, with
@@ -83,7 +83,9 @@ class ServerTree {
   struct DiskEntry {
     std::string file, label, datastore_path;
     uint64_t capacity = 0;
-    std::string transport;  // "" until opened
+    uint64_t stored_bytes = 0;  // layoutEx: what its files take on the datastore (0: unknown)
+    std::string transport;      // "" until opened
+    fuse_ino_t ino = 0;
   };
   struct SnapshotEntry {
     std::string vm_moref, vm_name;
@@ -100,6 +102,8 @@ class ServerTree {
   void update_by_name();
   // Whether the VM's live disks (paths, labels) differ from what current/ shows.
   bool live_disks_changed(const vix::vsphere::VirtualMachine& vm);
+  // st_blocks of the VM's disk files (live and snapshots') from the inventory's layoutEx.
+  void update_stored_blocks(const vix::vsphere::VirtualMachine& vm);
   void add_snapshot(fuse_ino_t vm_dir, const vix::vsphere::VirtualMachine& vm,
                     const vix::vsphere::Snapshot* snap,
                     const std::vector<vix::vsphere::VirtualDisk>& disks);
@@ -125,11 +129,13 @@ class ServerTree {
   std::mutex state_mu_;    // guards the fields below
   std::condition_variable state_cv_;
   std::chrono::steady_clock::time_point loaded_at_;
+  std::chrono::steady_clock::time_point refresh_started_;  // of the last (or running) refresh
   bool refreshing_ = false, stopping_ = false;
   std::thread refresher_;  // reads the inventory in the background (maybe_refresh)
   std::function<void(std::vector<Tree::Change>)> invalidate_;
   static constexpr std::chrono::seconds kRefreshWait{2};
-  std::mutex mu_;  // guards the fields below
+  std::mutex connect_mu_;  // held while a connection is made (never while mu_ is held)
+  std::mutex mu_;          // guards the fields below
   std::vector<std::unique_ptr<SnapshotEntry>> snapshots_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> connections_;
   std::map<std::string, std::string> power_;  // vm moRef -> runtime.powerState of the inventory

@@ -22,6 +22,11 @@ timespec from_ns(int64_t ns) {
   return t;
 }
 
+// 512-byte blocks holding `bytes`.
+uint64_t stored_blocks(uint64_t bytes) {
+  return bytes / 512 + (bytes % 512 != 0);
+}
+
 // A name unique among `taken`: the name itself, else name~moref.
 std::string unique_name(const std::string& name, const std::string& moref,
                         std::set<std::string>* taken) {
@@ -52,13 +57,17 @@ std::string escape_name(const std::string& name) {
 void ServerTree::maybe_refresh() {
   if (ttl_.count() == 0) return;
   std::unique_lock lock(state_mu_);
-  if (!refreshing_ && !stopping_ && std::chrono::steady_clock::now() - loaded_at_ >= ttl_) {
+  const auto now = std::chrono::steady_clock::now();
+  if (!refreshing_ && !stopping_ && now - loaded_at_ >= ttl_) {
     refreshing_ = true;
+    refresh_started_ = now;
     if (refresher_.joinable()) refresher_.join();  // finished: refreshing_ was false
     refresher_ = std::thread([this] { refresh(); });
   }
-  // A slow or silent server costs a listing this long at most; the old view is served after.
-  state_cv_.wait_for(lock, kRefreshWait, [this] { return !refreshing_; });
+  // A slow or silent server costs the listings this long at most, counted from the refresh's
+  // start, not per lookup (an ls -l of a folder is a lookup per entry); the old view is served
+  // after, until the refresh ends (at most vixfs.soap.timeoutMs) and the next TTL.
+  state_cv_.wait_until(lock, refresh_started_ + kRefreshWait, [this] { return !refreshing_; });
 }
 
 void ServerTree::refresh() {
@@ -117,6 +126,8 @@ void ServerTree::apply_inventory() {
       tree_->unlink(it->second, "current");
       add_snapshot(it->second, vm, nullptr, vm.disks);
       vix::log::info(folder_ + "/" + vm.moref + "/current: the VM's disks changed");
+    } else {
+      update_stored_blocks(vm);
     }
     for (const vs::Snapshot* s : vs::flatten(vm.snapshots)) {
       auto key = std::make_pair(vm.moref, s->moref);
@@ -165,6 +176,30 @@ bool ServerTree::live_disks_changed(const vs::VirtualMachine& vm) {
     return false;
   }
   return false;
+}
+
+void ServerTree::update_stored_blocks(const vs::VirtualMachine& vm) {
+  std::vector<std::pair<fuse_ino_t, uint64_t>> updates;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& entry : snapshots_) {
+      if (entry->vm_moref != vm.moref) continue;
+      const std::vector<vs::VirtualDisk>* disks = &vm.disks;
+      if (!entry->current) {
+        const vs::Snapshot* s = vs::find_snapshot(vm.snapshots, entry->snapshot.moref);
+        if (s == nullptr) continue;
+        disks = &s->disks;
+      }
+      for (DiskEntry& de : entry->disks) {
+        for (const vs::VirtualDisk& d : *disks) {
+          if (d.file_name() != de.datastore_path || d.stored_bytes == de.stored_bytes) continue;
+          de.stored_bytes = d.stored_bytes;
+          updates.emplace_back(de.ino, stored_blocks(d.stored_bytes));
+        }
+      }
+    }
+  }
+  for (const auto& [ino, blocks] : updates) tree_->set_stored_blocks(ino, blocks);
 }
 
 // by-name/<vm name>/<snapshot name> -> ../../<vm moRef>/<snapshot moRef>, changed in place so a
@@ -221,7 +256,7 @@ void ServerTree::add_snapshot(fuse_ino_t vm_dir, const vs::VirtualMachine& vm,
   for (const vs::VirtualDisk& d : disks) {
     std::string file = d.slot_name() + ".img";
     if (!names.insert(file).second) file = d.slot_name() + "~" + std::to_string(d.key) + ".img";
-    e->disks.push_back({file, d.label, d.file_name(), d.capacity_bytes, ""});
+    e->disks.push_back({file, d.label, d.file_name(), d.capacity_bytes, d.stored_bytes, "", 0});
   }
   for (size_t i = 0; i < e->disks.size(); ++i) {
     const DiskEntry& de = e->disks[i];
@@ -256,7 +291,8 @@ void ServerTree::add_snapshot(fuse_ino_t vm_dir, const vs::VirtualMachine& vm,
         file->set_write_policy([this, vm_ref] { return current_write_policy(vm_ref); });
       }
     }
-    tree_->add_disk(dir, de.file, std::move(file), mtime);
+    e->disks[i].ino =
+        tree_->add_disk(dir, de.file, std::move(file), mtime, stored_blocks(de.stored_bytes));
   }
   e->json = tree_->add_text(dir, "snapshot.json", render_json(*e));
   std::lock_guard lock(mu_);

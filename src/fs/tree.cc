@@ -57,13 +57,21 @@ fuse_ino_t Tree::add_generated(fuse_ino_t parent, const std::string& name,
 }
 
 fuse_ino_t Tree::add_disk(fuse_ino_t parent, const std::string& name,
-                          std::shared_ptr<DiskFile> disk, timespec mtime) {
+                          std::shared_ptr<DiskFile> disk, timespec mtime, uint64_t stored_blocks) {
   Node n;
   n.kind = NodeKind::kDiskFile;
   n.name = name;
   n.disk = std::move(disk);
   n.mtime = mtime;
+  n.stored_blocks = stored_blocks;
   return add(parent, std::move(n));
+}
+
+bool Tree::set_stored_blocks(fuse_ino_t ino, uint64_t blocks) {
+  std::lock_guard lock(mu_);
+  if (ino == 0 || ino > nodes_.size() || nodes_[ino - 1].kind != NodeKind::kDiskFile) return false;
+  nodes_[ino - 1].stored_blocks = blocks;
+  return true;
 }
 
 fuse_ino_t Tree::add_symlink(fuse_ino_t parent, const std::string& name, std::string target) {
@@ -138,6 +146,10 @@ std::vector<std::shared_ptr<DiskFile>> Tree::disks() const {
   return out;
 }
 
+bool stat_needs_allocation(const Node& node) {
+  return node.disk != nullptr && (node.stored_blocks == 0 || node.disk->writable());
+}
+
 struct stat node_stat(const Node& node) {
   struct stat st {};
   st.st_ino = node.ino;
@@ -168,7 +180,8 @@ struct stat node_stat(const Node& node) {
       st.st_nlink = 1;
       if (node.disk) {
         st.st_size = static_cast<off_t>(node.disk->size());
-        st.st_blocks = static_cast<blkcnt_t>(node.disk->allocated_blocks());
+        const uint64_t learned = node.disk->allocated_blocks();
+        st.st_blocks = static_cast<blkcnt_t>(learned != 0 ? learned : node.stored_blocks);
       }
       break;
   }

@@ -28,8 +28,12 @@ struct Node {
   timespec mtime{};
   std::map<std::string, fuse_ino_t> children;  // kDir
   std::shared_ptr<DiskFile> disk;              // kDiskFile
-  std::string text;                            // kTextFile contents, kSymlink target
-  std::function<std::string()> generate;       // kTextFile made anew at each open (stats.json)
+  // kDiskFile: 512-byte blocks its files take at the source as the listing said (a server
+  // disk's layoutEx), 0 when unknown. st_blocks until the disk's allocation map is learned; when
+  // set, a stat needs no open to learn it.
+  uint64_t stored_blocks = 0;
+  std::string text;                       // kTextFile contents, kSymlink target
+  std::function<std::string()> generate;  // kTextFile made anew at each open (stats.json)
 };
 
 class Tree {
@@ -43,7 +47,9 @@ class Tree {
   fuse_ino_t add_generated(fuse_ino_t parent, const std::string& name,
                            std::function<std::string()> generate);
   fuse_ino_t add_disk(fuse_ino_t parent, const std::string& name, std::shared_ptr<DiskFile> disk,
-                      timespec mtime);
+                      timespec mtime, uint64_t stored_blocks = 0);
+  // A disk file's stored_blocks, learned again (an inventory refresh).
+  bool set_stored_blocks(fuse_ino_t ino, uint64_t blocks);
   fuse_ino_t add_symlink(fuse_ino_t parent, const std::string& name, std::string target);
   // Replaces a text file's contents (snapshot.json learns a disk's transport once it opens).
   bool set_text(fuse_ino_t ino, std::string text);
@@ -81,7 +87,12 @@ class Tree {
   std::vector<Change> changes_;
 };
 
-// Attributes of a node as stat reports them (disk files ask their DiskFile for size/blocks).
+// Attributes of a node as stat reports them (disk files ask their DiskFile for size/blocks;
+// before their allocation is learned, st_blocks is stored_blocks).
 struct stat node_stat(const Node& node);
+// Whether stat of this node needs its disk opened first (its allocation map learned): a disk
+// file whose source did not say how much it stores, or one that its policy lets take writes,
+// whose mode depends on whether the transport that opens it can write.
+bool stat_needs_allocation(const Node& node);
 
 }  // namespace vixfs

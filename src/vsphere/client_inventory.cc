@@ -1,6 +1,7 @@
 // Client::inventory(): a fixed number of round trips whatever the inventory's size — one
 // ContainerView over everything under the root folder, one RetrievePropertiesEx for all VMs,
-// folders, datacenters, datastores and hosts, one for the devices of every snapshot (each paged).
+// folders, datacenters, datastores and hosts (with each VM's layoutEx: the sizes of its disks'
+// files), one for the devices of every snapshot (each paged).
 #include <map>
 
 #include "vsphere/client.h"
@@ -24,6 +25,14 @@ struct RawInventory {
   Inventory inv;
   std::map<std::string, Folder> folders;
   std::map<std::string, std::string> dc_parent;
+  std::map<std::string, FileLayout> layouts;  // VM moRef -> its layoutEx
+  // Disks of the VMs and of their snapshots learn their stored bytes from the layouts.
+  Inventory take() {
+    for (VirtualMachine& vm : inv.vms) {
+      if (auto it = layouts.find(vm.moref); it != layouts.end()) apply_file_layout(it->second, &vm);
+    }
+    return std::move(inv);
+  }
 };
 
 Result<void> take_object(const ObjectContent& oc, RawInventory& raw) {
@@ -40,6 +49,9 @@ Result<void> take_object(const ObjectContent& oc, RawInventory& raw) {
     }
     if (pugi::xml_node d = oc.find("config.hardware.device")) {
       VIX_ASSIGN_OR_RETURN(vm.disks, parse_disks(d));
+    }
+    if (pugi::xml_node l = oc.find("layoutEx")) {
+      VIX_ASSIGN_OR_RETURN(raw.layouts[vm.moref], parse_layout_ex(l));
     }
     raw.inv.vms.push_back(std::move(vm));
   } else if (type == "Datacenter") {
@@ -104,7 +116,7 @@ Result<Inventory> Client::inventory() {
     auto got = retrieve(
         "<specSet>" +
             prop_set("VirtualMachine", {"name", "config.uuid", "runtime.host", "runtime.powerState",
-                                        "snapshot", "config.hardware.device"}) +
+                                        "snapshot", "config.hardware.device", "layoutEx"}) +
             prop_set("Datacenter", {"name", "parent", "datastore"}) +
             prop_set("Folder", {"name", "parent"}) + prop_set("Datastore", {"name", "summary"}) +
             prop_set("HostSystem", {"name", "summary.config.sslThumbprint"}) +
@@ -129,7 +141,7 @@ Result<Inventory> Client::inventory() {
         for (Snapshot& c : s->children) stack.push_back(&c);
       }
     }
-    if (by_moref.empty()) return std::move(raw.inv);
+    if (by_moref.empty()) return raw.take();
     auto devs =
         retrieve("<specSet>" + prop_set("VirtualMachineSnapshot", {"config.hardware.device"}) +
                      object_sets + "</specSet>",
@@ -140,7 +152,7 @@ Result<Inventory> Client::inventory() {
                    VIX_ASSIGN_OR_RETURN(it->second->disks, parse_disks(val));
                    return ok();
                  });
-    if (devs.ok()) return std::move(raw.inv);
+    if (devs.ok()) return raw.take();
     if (devs.error().code != VIX_E_OBJECT_NOT_FOUND || attempt > 0) return std::move(devs).error();
   }
 }

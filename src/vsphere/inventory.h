@@ -36,6 +36,10 @@ struct VirtualDisk {
   int32_t unit = -1;
   uint64_t capacity_bytes = 0;     // capacityInBytes, else capacityInKB * 1024
   std::vector<DiskBacking> chain;  // chain[0] is the disk's own backing
+  // Bytes the disk's files take on the datastore up to this point, from the VM's layoutEx: the
+  // sizes of the files of every link of its chain (the live chain for a VM's disk, the chain as
+  // the snapshot recorded it for a snapshot's). 0 when layoutEx does not say (or says 0).
+  uint64_t stored_bytes = 0;
   const std::string& file_name() const;
   // "scsi0-0" style name (kind + bus + "-" + unit); "disk<key>" when the controller is unknown.
   std::string slot_name() const;

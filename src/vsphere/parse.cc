@@ -1,6 +1,7 @@
 #include "vsphere/parse.h"
 
 #include <map>
+#include <set>
 
 #include "vsphere/xml.h"
 
@@ -154,6 +155,109 @@ Result<std::vector<VirtualDisk>> parse_disks(const pugi::xml_node& val) {
     }
   }
   return disks;
+}
+
+}  // namespace vix::vsphere
+
+namespace vix::vsphere {
+namespace {
+
+// <disk><key/><chain><fileKey/>...</chain>...</disk> elements under `parent`, into `out`.
+Result<void> parse_disk_layouts(const pugi::xml_node& parent, const std::string& where,
+                                size_t* count, std::map<int32_t, std::vector<int32_t>>* out) {
+  for (pugi::xml_node d = parent.first_child(); d; d = d.next_sibling()) {
+    if (d.type() != pugi::node_element || local_name(d) != "disk") continue;
+    VIX_ASSIGN_OR_RETURN(int32_t key, int32_field(child(d, "key"), "key", where + " disk"));
+    std::vector<int32_t>& keys = (*out)[key];
+    for (pugi::xml_node c = d.first_child(); c; c = c.next_sibling()) {
+      if (c.type() != pugi::node_element || local_name(c) != "chain") continue;
+      for (pugi::xml_node f = c.first_child(); f; f = f.next_sibling()) {
+        if (f.type() != pugi::node_element || local_name(f) != "fileKey") continue;
+        if (++*count > kMaxLayoutEntries) {
+          return fail(VIX_E_INVALID_XML, "vSphere response: " + where + " has more than " +
+                                             std::to_string(kMaxLayoutEntries) + " entries");
+        }
+        VIX_ASSIGN_OR_RETURN(int32_t fk,
+                             int32_field(f, "fileKey", where + " disk " + std::to_string(key)));
+        keys.push_back(fk);
+      }
+    }
+  }
+  return ok();
+}
+
+uint64_t stored_bytes(const FileLayout& layout, const std::vector<int32_t>& keys) {
+  std::set<int32_t> seen;
+  uint64_t sum = 0;
+  for (int32_t k : keys) {
+    if (!seen.insert(k).second) continue;
+    auto it = layout.file_size.find(k);
+    if (it == layout.file_size.end()) continue;
+    sum = it->second > UINT64_MAX - sum ? UINT64_MAX : sum + it->second;
+  }
+  return sum;
+}
+
+void apply_disks(const FileLayout& layout, const std::map<int32_t, std::vector<int32_t>>& disks,
+                 std::vector<VirtualDisk>* out) {
+  for (VirtualDisk& d : *out) {
+    auto it = disks.find(d.key);
+    d.stored_bytes = it == disks.end() ? 0 : stored_bytes(layout, it->second);
+  }
+}
+
+}  // namespace
+
+Result<FileLayout> parse_layout_ex(const pugi::xml_node& val) {
+  const std::string where = "layoutEx";
+  FileLayout layout;
+  size_t count = 0;
+  for (pugi::xml_node n = val.first_child(); n; n = n.next_sibling()) {
+    if (n.type() != pugi::node_element) continue;
+    const std::string_view name = local_name(n);
+    if (name != "file" && name != "snapshot") continue;
+    if (++count > kMaxLayoutEntries) {
+      return fail(VIX_E_INVALID_XML, "vSphere response: " + where + " has more than " +
+                                         std::to_string(kMaxLayoutEntries) + " entries");
+    }
+    if (name == "file") {
+      VIX_ASSIGN_OR_RETURN(int32_t key, int32_field(child(n, "key"), "key", where + " file"));
+      uint64_t size = 0;
+      if (pugi::xml_node s = child(n, "size")) {
+        VIX_ASSIGN_OR_RETURN(
+            int64_t v,
+            parse_int(s.child_value(), where + " file " + std::to_string(key) + " size"));
+        if (v < 0) {
+          return fail(VIX_E_INVALID_XML,
+                      "vSphere response: " + where + " file " + std::to_string(key) + " size < 0");
+        }
+        size = static_cast<uint64_t>(v);
+      }
+      layout.file_size[key] = size;
+    } else {
+      const std::string snap = child_text(n, "key");
+      if (snap.empty()) {
+        return fail(VIX_E_INVALID_XML, "vSphere response: " + where + " snapshot without a key");
+      }
+      VIX_TRY(parse_disk_layouts(n, where + " snapshot " + snap, &count, &layout.snapshots[snap]));
+    }
+  }
+  VIX_TRY(parse_disk_layouts(val, where, &count, &layout.disks));
+  return layout;
+}
+
+void apply_file_layout(const FileLayout& layout, VirtualMachine* vm) {
+  apply_disks(layout, layout.disks, &vm->disks);
+  std::vector<Snapshot*> stack;
+  for (Snapshot& s : vm->snapshots) stack.push_back(&s);
+  static const std::map<int32_t, std::vector<int32_t>> kNone;
+  while (!stack.empty()) {
+    Snapshot* s = stack.back();
+    stack.pop_back();
+    auto it = layout.snapshots.find(s->moref);
+    apply_disks(layout, it == layout.snapshots.end() ? kNone : it->second, &s->disks);
+    for (Snapshot& c : s->children) stack.push_back(&c);
+  }
 }
 
 }  // namespace vix::vsphere

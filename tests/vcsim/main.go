@@ -191,6 +191,7 @@ func main() {
 	m.Service.TLS = tlsConfig
 
 	s := m.Service.NewServer()
+	s.Config.Handler = withLayoutSizes(s.Config.Handler) // layout.go: fresh layoutEx sizes
 	defer s.Close()
 
 	var lines []string
