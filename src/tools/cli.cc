@@ -236,6 +236,23 @@ bool server_spec(const ParsedArgs& args, vix::ConnectSpec* spec, std::string* er
   return spec->user.empty() || read_password(args, &spec->password, error);
 }
 
+const vix::vsphere::VirtualMachine* find_vm(const vix::vsphere::Inventory& inv,
+                                            const std::string& wanted, std::string* error) {
+  if (const auto* vm = inv.find_vm(wanted)) return vm;
+  const vix::vsphere::VirtualMachine* found = nullptr;
+  for (const auto& vm : inv.vms) {
+    if (vm.name != wanted) continue;
+    if (found) {
+      *error = "more than one VM is named '" + wanted + "' (" + found->moref + ", " + vm.moref +
+               "): give the moRef";
+      return nullptr;
+    }
+    found = &vm;
+  }
+  if (!found) *error = "no VM with the moRef or name '" + wanted + "'";
+  return found;
+}
+
 int Session::start(const GlobalOptions& options, bool read_only) {
   options_ = options;
   set_verbose(options.verbose);

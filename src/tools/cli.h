@@ -61,6 +61,10 @@ std::vector<OptionSpec> server_option_specs();
 // when --user is given. False with *error set on a missing server, a bad port or no password.
 bool server_spec(const ParsedArgs& args, vix::ConnectSpec* spec, std::string* error);
 
+// A VM of `inventory` by moRef, else by name when exactly one VM has it; null with *error set.
+const vix::vsphere::VirtualMachine* find_vm(const vix::vsphere::Inventory& inventory,
+                                            const std::string& wanted, std::string* error);
+
 struct GlobalOptions {
   std::string config_file;
   std::string transports;
@@ -138,6 +142,7 @@ int cmd_create(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
 int cmd_cleanup(const std::vector<std::string>& args);
 int cmd_backup(const std::vector<std::string>& args);
+int cmd_consolidate(const std::vector<std::string>& args);
 int cmd_config(const std::vector<std::string>& args);
 
 }  // namespace vixdisk

@@ -106,23 +106,6 @@ class BackupGuard {
   std::string snapshot_;
 };
 
-const vix::vsphere::VirtualMachine* find_vm(const vix::vsphere::Inventory& inv,
-                                            const std::string& wanted, std::string* error) {
-  if (const auto* vm = inv.find_vm(wanted)) return vm;
-  const vix::vsphere::VirtualMachine* found = nullptr;
-  for (const auto& vm : inv.vms) {
-    if (vm.name != wanted) continue;
-    if (found) {
-      *error = "more than one VM is named '" + wanted + "' (" + found->moref + ", " + vm.moref +
-               "): give the moRef";
-      return nullptr;
-    }
-    found = &vm;
-  }
-  if (!found) *error = "no VM with the moRef or name '" + wanted + "'";
-  return found;
-}
-
 // Copies one disk of the snapshot to DEST/<slot>.img (through <slot>.img.part, renamed once
 // complete) and writes <slot>.img.sha256 in sha256sum's format.
 int copy_one(vix::Connection& conn, const vix::vsphere::VirtualDisk& d, const std::string& dest,
@@ -286,13 +269,23 @@ int cmd_backup(const std::vector<std::string>& args) {
     }
   }
   const bool clean = guard.release();
+  // A removal that could not merge the delta disks leaves the VM running on them.
+  bool consolidate = false;
+  if (auto need = client.needing_consolidation({target.moref}); need.ok() && !need->empty()) {
+    consolidate = true;
+    fprintf(stderr,
+            "vixdisk: warning: %s (%s) needs consolidation after the snapshot's removal: run "
+            "vixdisk consolidate %s --server ...\n",
+            target.name.c_str(), target.moref.c_str(), target.moref.c_str());
+  }
   uint64_t capacity = 0, read = 0;
   for (const DiskCopy& d : copies) capacity += d.capacity, read += d.read_bytes;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   char took[32];
   snprintf(took, sizeof took, "%.1f s", secs);
-  const std::string after =
+  std::string after =
       clean ? "snapshot " + *snap + " removed" : "snapshot " + *snap + " NOT removed (see above)";
+  if (consolidate) after += "; the VM needs consolidation";
   if (interrupted) {
     fprintf(stderr, "vixdisk: backup of %s interrupted after %zu of %zu disks; %s\n",
             target.name.c_str(), copies.size(), disks.ok() ? disks->size() : size_t{0},

@@ -31,12 +31,24 @@ int cmd_cleanup(const std::vector<std::string>& args) {
     r = *done;
   }
   std::vector<vix::Leftover> snapshots;
+  std::vector<std::pair<std::string, std::string>> consolidation;  // moRef, name
   if (!spec.user.empty()) {
     const vix::Config config = vix::Library::get()->config().scoped(
         spec.config_scope.empty() ? spec.server : spec.config_scope);
     auto server = vix::ServerSession::login(spec, config);
     if (!server.ok()) return vix_error("login " + spec.server, server.error());
     snapshots = vix::remove_dead_snapshots((*server)->client(), *(*server)->inventory(), dry_run);
+    // Reported, not run: consolidating is the VM owner's call (vixdisk consolidate).
+    auto inventory = (*server)->refresh_inventory();
+    if (!inventory.ok()) return vix_error("inventory of " + spec.server, inventory.error());
+    std::vector<std::string> vms;
+    for (const auto& vm : (*inventory)->vms) vms.push_back(vm.moref);
+    auto need = (*server)->client().needing_consolidation(vms);
+    if (!need.ok()) return vix_error("consolidationNeeded", need.error());
+    for (const std::string& moref : *need) {
+      const auto* vm = (*inventory)->find_vm(moref);
+      consolidation.emplace_back(moref, vm ? vm->name : moref);
+    }
   } else {
     note("snapshots left by dead processes not looked for: that needs --user");
   }
@@ -62,9 +74,21 @@ int cmd_cleanup(const std::vector<std::string>& args) {
       printf("could not remove %s: %s\n", what.c_str(), l.error.c_str());
     }
   }
+  std::string needing;
+  for (const auto& [moref, name] : consolidation) {
+    if (parsed->has("json")) {
+      needing += std::string(needing.empty() ? "" : ", ") + "{\"vm\": " + json_string(moref) +
+                 ", \"name\": " + json_string(name) + "}";
+    } else {
+      printf("needs consolidation: %s (%s): vixdisk consolidate %s\n", name.c_str(), moref.c_str(),
+             moref.c_str());
+    }
+  }
   if (parsed->has("json")) {
-    printf("{\"cleaned\": %u, \"remaining\": %u, \"snapshots\": [%s]}\n", r.cleaned_up, r.remaining,
-           listed.c_str());
+    printf(
+        "{\"cleaned\": %u, \"remaining\": %u, \"snapshots\": [%s], \"consolidationNeeded\": "
+        "[%s]}\n",
+        r.cleaned_up, r.remaining, listed.c_str(), needing.c_str());
   } else {
     printf("cleaned %u, remaining %u\n", r.cleaned_up, r.remaining);
   }

@@ -29,6 +29,8 @@ const char kUsage[] =
     "          [--quiesce] [--snapshot-name NAME]\n"
     "                                           snapshot VM, copy its disks sparse into DEST\n"
     "                                           with sha256 and backup.json, remove the snapshot\n"
+    "  consolidate VM --server HOST [--user U --password-file F] [--thumbprint HEX]\n"
+    "                                           ConsolidateVMDisks_Task for a VM that needs it\n"
     "  config [--config FILE]                   every configuration key, its value and\n"
     "                                           where it was set (default, FILE:LINE)\n"
     "\n"
@@ -105,6 +107,7 @@ int main(int argc, char** argv) {
   if (command == "bench") return vixdisk::cmd_bench(rest);
   if (command == "cleanup") return vixdisk::cmd_cleanup(rest);
   if (command == "backup") return vixdisk::cmd_backup(rest);
+  if (command == "consolidate") return vixdisk::cmd_consolidate(rest);
   if (command == "config") return vixdisk::cmd_config(rest);
   return vixdisk::usage_error("unknown command '" + command + "'");
 }

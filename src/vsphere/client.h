@@ -129,6 +129,11 @@ class Client {
                                       const std::string& description, bool memory, bool quiesce);
   Result<void> remove_snapshot(const std::string& snapshot, bool remove_children);
   Result<void> power_off(const std::string& vm);
+  // ConsolidateVMDisks_Task: merges the delta disks a failed snapshot removal left.
+  Result<void> consolidate_disks(const std::string& vm);
+  // runtime.consolidationNeeded of each VM in `vms` (one request); VMs that do not report it
+  // count as not needing it.
+  Result<std::vector<std::string>> needing_consolidation(const std::vector<std::string>& vms);
   // Destroy_Task: the VM and its files go (it must be powered off).
   Result<void> destroy_vm(const std::string& vm);
 

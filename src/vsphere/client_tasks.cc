@@ -91,6 +91,27 @@ Result<void> Client::power_off(const std::string& vm) {
   return run_task("PowerOffVM_Task", {"VirtualMachine", vm}, "");
 }
 
+Result<void> Client::consolidate_disks(const std::string& vm) {
+  return run_task("ConsolidateVMDisks_Task", {"VirtualMachine", vm}, "");
+}
+
+Result<std::vector<std::string>> Client::needing_consolidation(
+    const std::vector<std::string>& vms) {
+  std::vector<std::string> out;
+  if (vms.empty()) return out;
+  std::string spec = "<specSet>" + prop_set("VirtualMachine", {"runtime.consolidationNeeded"});
+  for (const std::string& vm : vms) {
+    spec += "<objectSet>" + moref_xml("obj", "VirtualMachine", vm) + "</objectSet>";
+  }
+  VIX_TRY(retrieve(spec + "</specSet>", [&](const ObjectContent& oc) -> Result<void> {
+    if (std::string_view(oc.find("runtime.consolidationNeeded").child_value()) == "true") {
+      out.push_back(oc.obj.value);
+    }
+    return ok();
+  }));
+  return out;
+}
+
 Result<void> Client::destroy_vm(const std::string& vm) {
   return run_task("Destroy_Task", {"VirtualMachine", vm}, "");
 }

@@ -232,6 +232,28 @@ TEST_F(Backup, SnapshotsOfLiveProcessesAndOfOthersAreLeftAlone) {
   EXPECT_TRUE(client_->remove_snapshot(ours, false).ok());
 }
 
+// A snapshot removal that cannot merge the deltas (the simulator's switch) is reported by
+// backup and cleanup, and `vixdisk consolidate` clears it.
+TEST_F(Backup, ConsolidationNeededIsReportedAndConsolidateClearsIt) {
+  const std::string flag = sim_->get("VCSIM_CONTROL") + "/consolidation-fails";
+  ASSERT_FALSE(sim_->get("VCSIM_CONTROL").empty());
+  std::ofstream(flag) << "1\n";
+  std::string log;
+  const int rc = run("backup", {"DC0_H0_VM0", dest_}, "file", &log);
+  fs::remove(flag);
+  ASSERT_EQ(rc, 0) << log;
+  EXPECT_NE(log.find("DC0_H0_VM0 (" + vm0() + ") needs consolidation"), std::string::npos) << log;
+  EXPECT_NE(log.find("the VM needs consolidation"), std::string::npos) << log;
+
+  ASSERT_EQ(run("cleanup", {"--json"}, "", &log), 0) << log;
+  EXPECT_NE(log.find("\"consolidationNeeded\": [{\"vm\": \"" + vm0() + "\""), std::string::npos)
+      << log;
+  ASSERT_EQ(run("consolidate", {"DC0_H0_VM0"}, "", &log), 0) << log;
+  EXPECT_NE(log.find("no longer needs consolidation"), std::string::npos) << log;
+  ASSERT_EQ(run("cleanup", {"--json"}, "", &log), 0) << log;
+  EXPECT_NE(log.find("\"consolidationNeeded\": []"), std::string::npos) << log;
+}
+
 TEST(BackupDescription, ReadsBackWhatItWrites) {
   vix::Maker m{"vixdisk backup", "proxy-7.example.com", 4242};
   auto back = vix::parse_snapshot_description(vix::snapshot_description(m, "2026-12-07T10:00:00Z"));

@@ -193,6 +193,13 @@ func main() {
 	s := m.Service.NewServer()
 	s.Config.Handler = withLayoutSizes(s.Config.Handler) // layout.go: fresh layoutEx sizes
 	defer s.Close()
+	// Switches the tests flip while the simulator runs (consolidate.go).
+	control, err := os.MkdirTemp("", "vcsim-control-")
+	if err != nil {
+		fatal("control folder: %v", err)
+	}
+	defer os.RemoveAll(control)
+	installConsolidation(s, control)
 
 	var lines []string
 	add := func(k, v string) { lines = append(lines, k+"="+v) }
@@ -202,6 +209,7 @@ func main() {
 	add("VCSIM_SCHEME", u.Scheme)
 	add("VCSIM_HOST", u.Hostname())
 	add("VCSIM_PORT", u.Port())
+	add("VCSIM_CONTROL", control)
 
 	if *useTLS {
 		leaf := s.Server.TLS.Certificates
