@@ -236,6 +236,12 @@ bool server_spec(const ParsedArgs& args, vix::ConnectSpec* spec, std::string* er
   return spec->user.empty() || read_password(args, &spec->password, error);
 }
 
+vix::Result<std::shared_ptr<vix::ServerSession>> server_login(const vix::ConnectSpec& spec) {
+  const vix::Config config = vix::Library::get()->config().scoped(
+      spec.config_scope.empty() ? spec.server : spec.config_scope);
+  return vix::ServerSession::login(spec, config);
+}
+
 const vix::vsphere::VirtualMachine* find_vm(const vix::vsphere::Inventory& inv,
                                             const std::string& wanted, std::string* error) {
   if (const auto* vm = inv.find_vm(wanted)) return vm;

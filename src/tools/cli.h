@@ -61,6 +61,10 @@ std::vector<OptionSpec> server_option_specs();
 // when --user is given. False with *error set on a missing server, a bad port or no password.
 bool server_spec(const ParsedArgs& args, vix::ConnectSpec* spec, std::string* error);
 
+// Logs in to spec's server with the library's configuration (its vixfs.server.NAME section when
+// --name or the server names one); Session::start must have initialised the library.
+vix::Result<std::shared_ptr<vix::ServerSession>> server_login(const vix::ConnectSpec& spec);
+
 // A VM of `inventory` by moRef, else by name when exactly one VM has it; null with *error set.
 const vix::vsphere::VirtualMachine* find_vm(const vix::vsphere::Inventory& inventory,
                                             const std::string& wanted, std::string* error);

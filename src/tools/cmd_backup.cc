@@ -19,7 +19,6 @@
 #include "tools/cli.h"
 #include "tools/disk_copy.h"
 #include "vix/leftovers.h"
-#include "vix/library.h"
 
 namespace vixdisk {
 
@@ -200,9 +199,7 @@ int cmd_backup(const std::vector<std::string>& args) {
 
   Session session;
   if (int rc = session.start(global_options(*parsed), true); rc != kExitOk) return rc;
-  const vix::Config config = vix::Library::get()->config().scoped(
-      spec.config_scope.empty() ? spec.server : spec.config_scope);
-  auto server = vix::ServerSession::login(spec, config);
+  auto server = server_login(spec);
   if (!server.ok()) return vix_error("login " + spec.server, server.error());
   spec.session = *server;
   vix::vsphere::Client& client = (*server)->client();

@@ -6,7 +6,6 @@
 
 #include "tools/cli.h"
 #include "vix/leftovers.h"
-#include "vix/library.h"
 
 namespace vixdisk {
 
@@ -33,9 +32,7 @@ int cmd_cleanup(const std::vector<std::string>& args) {
   std::vector<vix::Leftover> snapshots;
   std::vector<std::pair<std::string, std::string>> consolidation;  // moRef, name
   if (!spec.user.empty()) {
-    const vix::Config config = vix::Library::get()->config().scoped(
-        spec.config_scope.empty() ? spec.server : spec.config_scope);
-    auto server = vix::ServerSession::login(spec, config);
+    auto server = server_login(spec);
     if (!server.ok()) return vix_error("login " + spec.server, server.error());
     snapshots = vix::remove_dead_snapshots((*server)->client(), *(*server)->inventory(), dry_run);
     // Reported, not run: consolidating is the VM owner's call (vixdisk consolidate).

@@ -4,7 +4,6 @@
 #include <string>
 
 #include "tools/cli.h"
-#include "vix/library.h"
 
 namespace vixdisk {
 
@@ -18,9 +17,7 @@ int cmd_consolidate(const std::vector<std::string>& args) {
 
   Session session;
   if (int rc = session.start(global_options(*parsed), true); rc != kExitOk) return rc;
-  const vix::Config config = vix::Library::get()->config().scoped(
-      spec.config_scope.empty() ? spec.server : spec.config_scope);
-  auto server = vix::ServerSession::login(spec, config);
+  auto server = server_login(spec);
   if (!server.ok()) return vix_error("login " + spec.server, server.error());
   const vix::vsphere::VirtualMachine* vm =
       find_vm(*(*server)->inventory(), parsed->positional[0], &error);

@@ -159,15 +159,12 @@ TEST_F(RemoteCapi, WrongPasswordFailsConnectEx) {
 // PrepareForAccess blocks Storage vMotion of the VM (RelocateVM_Task in its disabledMethod, as
 // any vSphere client sees it) until EndAccess of every identity that asked.
 TEST_F(RemoteCapi, PrepareForAccessBlocksRelocateUntilEndAccess) {
-  vix::vsphere::ConnectOptions o;
-  o.url = sim_->get("VCSIM_URL");
-  o.thumbprint = sim_->get("VCSIM_SHA256");
-  auto watcher = vix::vsphere::Client::connect(o);
-  ASSERT_TRUE(watcher.ok()) << watcher.error().message;
-  ASSERT_TRUE((*watcher)->login("u", "p").ok());
+  std::string err;
+  auto watcher = sim_->login("u", "p", &err);
+  ASSERT_NE(watcher, nullptr) << err;
   const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM0");
   auto disabled = [&]() {
-    auto m = vix::vsphere::disabled_methods(**watcher, vm);
+    auto m = vix::vsphere::disabled_methods(*watcher, vm);
     EXPECT_TRUE(m.ok()) << m.error().message;
     return m.ok() ? *m : std::vector<std::string>{};
   };
