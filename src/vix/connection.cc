@@ -6,6 +6,7 @@
 #include "common/byte_source.h"
 #include "transports/hotadd.h"
 #include "transports/transport.h"
+#include "vix/leftovers.h"
 #include "vix/library.h"
 #include "vix/metered.h"
 #include "vix/readahead.h"
@@ -40,7 +41,17 @@ Result<CleanupResult> cleanup(const ConnectSpec& spec) {
   Library* lib = Library::get();
   if (lib == nullptr) return fail(VIX_E_DISK_NOINIT, "Cleanup: library not initialized");
   // hotadd is the one mode that leaves state on a server (disks attached to the proxy VM).
-  return hotadd::cleanup(spec, lib->config().scoped(config_scope_of(spec)));
+  VIX_ASSIGN_OR_RETURN(CleanupResult r,
+                       hotadd::cleanup(spec, lib->config().scoped(config_scope_of(spec))));
+  // The tools' snapshots of dead processes, where the caller's session is at hand (vixfs at
+  // mount and unmount); `vixdisk cleanup` logs in for them itself.
+  if (spec.session) {
+    for (const Leftover& l :
+         remove_dead_snapshots(spec.session->client(), *spec.session->inventory(), false)) {
+      (l.removed ? r.cleaned_up : r.remaining) += 1;
+    }
+  }
+  return r;
 }
 
 Result<void> Connection::disconnect() {

@@ -78,8 +78,9 @@ class Connection {
 };
 
 // VixDiskLib_Cleanup: undoes what interrupted sessions of this library left behind for the
-// server of `spec` (disks hot-added to a proxy VM and not removed). The file, https and nbd
-// transports leave nothing behind, so without those there is nothing to do.
+// server of `spec` (disks hot-added to a proxy VM and not removed; with spec.session, also the
+// snapshots that dead vixfs / vixdisk backup processes of this host made, leftovers.h). The
+// file, https and nbd transports leave nothing behind.
 Result<CleanupResult> cleanup(const ConnectSpec& spec);
 
 // VixDiskLib_PrepareForAccess / EndAccess (access.cc): block Storage vMotion (RelocateVM_Task)

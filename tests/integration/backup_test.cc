@@ -11,6 +11,7 @@
 
 #include "support/fixtures.h"
 #include "support/process.h"
+#include "support/vixfs_daemon.h"
 #include "support/vsphere_sim.h"
 #include "vix/leftovers.h"
 #include "vsphere/client.h"
@@ -252,6 +253,30 @@ TEST_F(Backup, ConsolidationNeededIsReportedAndConsolidateClearsIt) {
   EXPECT_NE(log.find("no longer needs consolidation"), std::string::npos) << log;
   ASSERT_EQ(run("cleanup", {"--json"}, "", &log), 0) << log;
   EXPECT_NE(log.find("\"consolidationNeeded\": []"), std::string::npos) << log;
+}
+
+// A snapshot a killed vixfs of this host made goes when the next vixfs mounts that server.
+TEST_F(Backup, MountingRemovesTheSnapshotsOfDeadProcesses) {
+  const pid_t dead = fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) _exit(0);
+  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  vix::Maker maker = vix::this_process("vixfs");
+  maker.pid = dead;
+  std::string err;
+  const std::string snap = sim_->snapshot("u", "p", vm0(), "left-by-a-killed-vixfs",
+                                          vix::snapshot_description(maker, "then"), &err);
+  ASSERT_FALSE(snap.empty()) << err;
+  ASSERT_EQ(tool_snapshots(), 1u);
+  fs::create_directories(dest_ + "-mnt");
+  vixtest::VixfsDaemon vixfs({"--server", sim_->get("VCSIM_URL"), "--user", "u", "--password-file",
+                              dir_->file("pw"), "--thumbprint", sim_->get("VCSIM_SHA1")},
+                             dest_ + "-mnt", dest_ + "-vixfs.log");
+  ASSERT_TRUE(vixfs.mounted()) << vixfs.log();
+  EXPECT_EQ(tool_snapshots(), 0u);
+  EXPECT_NE(vixfs.log().find("cleanup: removed snapshot " + snap), std::string::npos)
+      << vixfs.log();
+  EXPECT_TRUE(vixfs.stop()) << vixfs.log();
 }
 
 TEST(BackupDescription, ReadsBackWhatItWrites) {
