@@ -187,7 +187,7 @@ TEST_F(NbdTransportRemote, NbdsslWithNothingToTrustIsAnError) {
 }
 
 TEST_F(NbdTransportRemote, ExportSmallerThanTheDiskIsRefused) {
-  // vcsim's inventory says disk1 holds 1 MiB; this export has 512 KiB.
+  // vcsim's inventory says disk1 holds 20 MiB (read from the VMDK); this export has 512 KiB.
   const std::string small = dir_.file("small.vmdk");
   run_ok("qemu-img create -q -f vmdk " + sh_quote(small) + " 512K");
   auto srv = qemu_nbd(small, false);
@@ -199,7 +199,7 @@ TEST_F(NbdTransportRemote, ExportSmallerThanTheDiskIsRefused) {
   ASSERT_FALSE(disk.ok());
   EXPECT_EQ(disk.error().code, VIX_E_DISK_CAPACITY_MISMATCH) << disk.error().message;
   EXPECT_NE(disk.error().message.find("524288"), std::string::npos) << disk.error().message;
-  EXPECT_NE(disk.error().message.find("1048576"), std::string::npos) << disk.error().message;
+  EXPECT_NE(disk.error().message.find("20971520"), std::string::npos) << disk.error().message;
 }
 
 TEST_F(NbdTransportRemote, WithoutAServerNfcIsAskedForATicket) {
@@ -272,11 +272,14 @@ TEST_F(NbdTransportRemote, MountServerGoneGivesEioAndTheDaemonLives) {
 }
 
 TEST_F(NbdTransportRemote, PerServerKeyWinsAndNbdkitTlsWorks) {
-  // nbdkit --tls=require with the same certificates; the per-server key names the server.
+  // nbdkit --tls=require with the same certificates; the per-server key names the server. It
+  // serves the disk's raw bytes: qemu-img's view of the VMDK.
+  const std::string raw = dir_.file("disk.raw");
+  run_ok("qemu-img convert -q -O raw " + sh_quote(disk_) + " " + sh_quote(raw));
   const int port = free_port();
   PortServer srv("nbdkit -f -i 127.0.0.1 -p " + std::to_string(port) +
                      " --tls=require --tls-certificates=" + sh_quote(fixtures_->file("certs")) +
-                     " --filter=exportname file " + sh_quote(disk_) +
+                     " --filter=exportname file " + sh_quote(raw) +
                      " exportname-strict=false default-export=x",
                  port, dir_.file("server.log"));
   ASSERT_TRUE(srv.ready()) << srv.log();
@@ -288,8 +291,7 @@ TEST_F(NbdTransportRemote, PerServerKeyWinsAndNbdkitTlsWorks) {
   auto disk = (*conn)->open(kDisk, VIXDISKLIB_FLAG_OPEN_READ_ONLY);
   ASSERT_TRUE(disk.ok()) << disk.error().message;
   EXPECT_EQ((*disk)->transport_name(), "nbdssl");
-  // nbdkit serves the VMDK file's own bytes: compare with the file, not qemu-img.
-  const auto want = vixtest::read_file(disk_);
+  const auto want = vixtest::read_file(raw);
   std::vector<uint8_t> head(64 * 1024);
   ASSERT_TRUE((*disk)->read(0, head.size() / 512, head.data()).ok());
   EXPECT_TRUE(std::equal(head.begin(), head.end(), want.begin()));
