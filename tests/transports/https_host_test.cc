@@ -172,6 +172,11 @@ std::string HttpsHost::error_;
 
 TEST_F(HttpsHost, EverySampleDiskFromTheHostEqualsQemu) {
   const std::string before = sim_->host_https_log();
+  size_t sesparse = 0;  // the VMFS6 VM's snapshot-1, snapshot-2 and current/ chains
+  for (const SampleDisk& d : small_disks()) {
+    sesparse += d.local.find("DC0_C0_RP0_VMFS6/") != std::string::npos;
+  }
+  EXPECT_EQ(sesparse, 3u);
   for (const SampleDisk& d : small_disks()) {
     SCOPED_TRACE(d.datastore_path + " " + d.snapshot);
     auto conn = connect(d);
