@@ -113,12 +113,13 @@ inline constexpr IntKey kNfcAcceptTimeout{
 inline constexpr IntKey kNfcRequestTimeout{
     "vixDiskLib.nfc.RequestTimeoutMs", 0, kNoLimit, 180000,
     "nbd: ms a request may spend re-establishing a dropped connection (0: no limit)"};
-inline constexpr IntKey kNfcReadTimeout{"vixDiskLib.nfc.ReadTimeoutMs",
-                                        0,
-                                        kNoLimit,
-                                        60000,
-                                        "nbd: ms to wait for one read's replies (0: no limit)",
-                                        also_spelled("vixDiskLib.nfc.ReadTimeoutsMs")};
+inline constexpr IntKey kNfcReadTimeout{
+    "vixDiskLib.nfc.ReadTimeoutMs",
+    0,
+    kNoLimit,
+    60000,
+    "nbd, nbdssl: ms to wait for one read's replies; https: ms with no byte (0: no limit)",
+    also_spelled("vixDiskLib.nfc.ReadTimeoutsMs")};
 inline constexpr IntKey kNfcWriteTimeout{
     "vixDiskLib.nfc.WriteTimeoutMs",
     0,
