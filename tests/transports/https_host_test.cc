@@ -99,7 +99,8 @@ class HttpsHost : public ::testing::Test {
     };
     for (const auto& vm : inv->vms) {
       const std::string& n = vm.name;
-      if (n != "DC0_H0_VM0" && n != "DC0_H0_VM1" && n != "DC0_C0_RP0_VM0" && n != "DC0_C0_RP0_VM1")
+      if (n != "DC0_H0_VM0" && n != "DC0_H0_VM1" && n != "DC0_C0_RP0_VM0" &&
+          n != "DC0_C0_RP0_VM1" && n != "DC0_C0_RP0_VMFS6")
         continue;
       add(vm.moref, "", vm.disks);
       for (const auto* s : vix::vsphere::flatten(vm.snapshots)) add(vm.moref, s->moref, s->disks);
