@@ -19,6 +19,7 @@
 #include "support/disk_read.h"
 #include "support/fixtures.h"
 #include "support/process.h"
+#include "support/sample_disks.h"
 #include "support/vsphere_sim.h"
 #include "vix/connection.h"
 #include "vix/library.h"
@@ -45,10 +46,7 @@ std::string logged() {
   return g_log;
 }
 
-struct SampleDisk {
-  std::string vm, snapshot, datastore_path, local;
-  uint64_t capacity = 0;
-};
+using vixtest::SampleDisk;
 
 int count_lines(const std::string& log, const std::string& prefix) {
   int n = 0;
@@ -85,32 +83,7 @@ class HttpsHost : public ::testing::Test {
                                          &error_)
                .release();
     if (sim_ == nullptr) return;
-    auto client = sim_->login("u", "p", &error_);
-    if (!client) return;
-    auto inv = client->inventory();
-    if (!inv.ok()) {
-      error_ = inv.error().message;
-      return;
-    }
-    const std::string ds = sim_->get("VCSIM_DS_LocalDS_0");
-    disks_ = new std::vector<SampleDisk>();
-    auto add = [&](const std::string& vm, const std::string& snap,
-                   const std::vector<vix::vsphere::VirtualDisk>& list) {
-      for (const auto& d : list) {
-        const std::string path = d.file_name();
-        const size_t close = path.find("] ");
-        if (close == std::string::npos) continue;
-        disks_->push_back({vm, snap, path, ds + "/" + path.substr(close + 2), d.capacity_bytes});
-      }
-    };
-    for (const auto& vm : inv->vms) {
-      const std::string& n = vm.name;
-      if (n != "DC0_H0_VM0" && n != "DC0_H0_VM1" && n != "DC0_C0_RP0_VM0" &&
-          n != "DC0_C0_RP0_VM1" && n != "DC0_C0_RP0_VMFS6")
-        continue;
-      add(vm.moref, "", vm.disks);
-      for (const auto* s : vix::vsphere::flatten(vm.snapshots)) add(vm.moref, s->moref, s->disks);
-    }
+    disks_ = new std::vector<SampleDisk>(vixtest::sample_disks(*sim_, &error_));
   }
   static void TearDownTestSuite() {
     delete sim_;

@@ -16,6 +16,7 @@
 #include "support/disk_read.h"
 #include "support/fixtures.h"
 #include "support/process.h"
+#include "support/sample_disks.h"
 #include "support/vsphere_sim.h"
 #include "vix/connection.h"
 #include "vix/library.h"
@@ -30,14 +31,7 @@ using vixtest::TempDir;
 
 namespace {
 
-struct SampleDisk {
-  std::string vm;              // moRef
-  std::string snapshot;        // moRef, "" for current
-  std::string datastore_path;  // "[LocalDS_0] DC0_H0_VM0/disk1.vmdk"
-  std::string local;           // the file on the simulator's datastore
-  uint64_t capacity = 0;
-  int32_t key = 0;
-};
+using vixtest::SampleDisk;
 
 class NfcTransport : public ::testing::Test {
  protected:
@@ -45,30 +39,7 @@ class NfcTransport : public ::testing::Test {
     samples_ = new TempDir();
     sim_ = Simulator::start_with_samples(samples_->path(), 64, "-user u:p -nfc", &error_).release();
     if (sim_ == nullptr) return;
-    auto client = sim_->login("u", "p", &error_);
-    if (!client) return;
-    auto inv = client->inventory();
-    if (!inv.ok()) {
-      error_ = inv.error().message;
-      return;
-    }
-    const std::string ds = sim_->get("VCSIM_DS_LocalDS_0");
-    auto add = [&](const std::string& vm, const std::string& snap,
-                   const std::vector<vix::vsphere::VirtualDisk>& list) {
-      for (const auto& d : list) {
-        const std::string path = d.file_name();
-        const size_t close = path.find("] ");
-        if (close == std::string::npos) continue;
-        disks_->push_back(
-            {vm, snap, path, ds + "/" + path.substr(close + 2), d.capacity_bytes, d.key});
-      }
-    };
-    disks_ = new std::vector<SampleDisk>();
-    for (const auto& vm : inv->vms) {
-      if (samples_vm(vm.name).empty()) continue;
-      add(vm.moref, "", vm.disks);
-      for (const auto* s : vix::vsphere::flatten(vm.snapshots)) add(vm.moref, s->moref, s->disks);
-    }
+    disks_ = new std::vector<SampleDisk>(vixtest::sample_disks(*sim_, &error_));
   }
   static void TearDownTestSuite() {
     delete sim_;
@@ -77,13 +48,6 @@ class NfcTransport : public ::testing::Test {
     samples_ = nullptr;
     delete disks_;
     disks_ = nullptr;
-  }
-  // The sample VMs of scripts/sample-vms.
-  static std::string samples_vm(const std::string& name) {
-    for (const char* n : {"DC0_H0_VM0", "DC0_H0_VM1", "DC0_C0_RP0_VM0", "DC0_C0_RP0_VM1"}) {
-      if (name == n) return name;
-    }
-    return "";
   }
 
   void SetUp() override {
