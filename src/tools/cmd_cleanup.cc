@@ -34,16 +34,16 @@ int cmd_cleanup(const std::vector<std::string>& args) {
   if (!spec.user.empty()) {
     auto server = server_login(spec);
     if (!server.ok()) return vix_error("login " + spec.server, server.error());
-    snapshots = vix::remove_dead_snapshots((*server)->client(), *(*server)->inventory(), dry_run);
-    // Reported, not run: consolidating is the VM owner's call (vixdisk consolidate).
-    auto inventory = (*server)->refresh_inventory();
-    if (!inventory.ok()) return vix_error("inventory of " + spec.server, inventory.error());
+    const auto inventory = (*server)->inventory();
+    snapshots = vix::remove_dead_snapshots((*server)->client(), *inventory, dry_run);
+    // Reported, not run: consolidating is the VM owner's call (vixdisk consolidate). The flag is
+    // read now, after the removals; the VMs are those of the login's inventory.
     std::vector<std::string> vms;
-    for (const auto& vm : (*inventory)->vms) vms.push_back(vm.moref);
+    for (const auto& vm : inventory->vms) vms.push_back(vm.moref);
     auto need = (*server)->client().needing_consolidation(vms);
     if (!need.ok()) return vix_error("consolidationNeeded", need.error());
     for (const std::string& moref : *need) {
-      const auto* vm = (*inventory)->find_vm(moref);
+      const auto* vm = inventory->find_vm(moref);
       consolidation.emplace_back(moref, vm ? vm->name : moref);
     }
   } else {
