@@ -70,20 +70,25 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 }
 
+void reply_entry(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  FsContext& c = ctx(req);
+  fuse_ino_t ino = c.tree.lookup(parent, name);
+  Node node;
+  if (ino == 0 || !c.tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
+  if (stat_needs_allocation(node)) node.disk->learn_allocation();
+  fuse_entry_param e{};
+  e.ino = ino;
+  e.attr = node_stat(node);
+  e.attr_timeout = node.kind == NodeKind::kTextFile ? 0 : c.attr_timeout;
+  e.entry_timeout = c.attr_timeout;
+  fuse_reply_entry(req, &e);
+}
+
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   guarded(req, "lookup", [&] {
     FsContext& c = ctx(req);
     if (c.refresh) c.refresh();
-    fuse_ino_t ino = c.tree.lookup(parent, name);
-    Node node;
-    if (ino == 0 || !c.tree.get(ino, &node)) return (void)fuse_reply_err(req, ENOENT);
-    if (stat_needs_allocation(node)) node.disk->learn_allocation();
-    fuse_entry_param e{};
-    e.ino = ino;
-    e.attr = node_stat(node);
-    e.attr_timeout = node.kind == NodeKind::kTextFile ? 0 : c.attr_timeout;
-    e.entry_timeout = c.attr_timeout;
-    fuse_reply_entry(req, &e);
+    reply_entry(req, parent, name);
   });
 }
 
@@ -372,8 +377,20 @@ void op_statfs(fuse_req_t req, fuse_ino_t ino) {
 void op_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) {
   fuse_reply_err(req, EROFS);
 }
-void op_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) {
-  fuse_reply_err(req, EROFS);
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t) {
+  guarded(req, "mkdir", [&] {
+    FsContext& c = ctx(req);
+    const int rc = c.make_dir ? c.make_dir(parent, name) : -1;
+    if (rc != 0) return (void)fuse_reply_err(req, rc < 0 ? EROFS : rc);
+    reply_entry(req, parent, name);
+  });
+}
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  guarded(req, "rmdir", [&] {
+    FsContext& c = ctx(req);
+    const int rc = c.remove_dir ? c.remove_dir(parent, name) : -1;
+    fuse_reply_err(req, rc < 0 ? EROFS : rc);
+  });
 }
 void op_unlink(fuse_req_t req, fuse_ino_t, const char*) {
   fuse_reply_err(req, EROFS);
@@ -412,7 +429,7 @@ fuse_lowlevel_ops make_ops() {
   ops.mknod = op_mknod;
   ops.mkdir = op_mkdir;
   ops.unlink = op_unlink;
-  ops.rmdir = op_unlink;
+  ops.rmdir = op_rmdir;
   ops.rename = op_rename;
   ops.create = op_create;
   ops.symlink = op_symlink;

@@ -5,6 +5,7 @@
 #include <fuse_lowlevel.h>
 
 #include <functional>
+#include <string>
 
 #include "fs/tree.h"
 
@@ -25,6 +26,9 @@ struct FsContext {
   // Called before a lookup or opendir: a tree that follows a changing inventory updates itself
   // here (at most once per its TTL). Empty for a fixed tree.
   std::function<void()> refresh;
+  // mkdir and rmdir (a server's VM folders make and remove snapshots): 0 or an errno; -1, or
+  // none set, for a folder that takes neither (EROFS). mkdir's new folder is looked up after.
+  std::function<int(fuse_ino_t parent, const std::string&name)> make_dir, remove_dir;
   // Lets the kernel cache directory listings across opens.
   bool cache_dirs = true;
   // -o rw: disk files whose write policy allows it take writes (statfs drops ST_RDONLY).

@@ -276,6 +276,10 @@ std::string start_servers(const Options& o, Daemon* d) {
     so.read_write = o.read_write;
     so.redo_dir = d->redo_dir;
     so.keep_redo = !o.keep_redo.empty();
+    so.quiesce = o.quiesce == "require" ? vixfs::ServerOptions::Quiesce::kRequire
+                 : o.quiesce == "try"   ? vixfs::ServerOptions::Quiesce::kTry
+                                        : vixfs::ServerOptions::Quiesce::kNo;
+    so.allow_remove_snapshots = o.allow_remove_snapshots;
     auto st = vixfs::ServerTree::mount(so, &d->fs->tree);
     if (!st.ok()) {
       std::string what = vix::error_text(st.error().code);
@@ -291,6 +295,18 @@ std::string start_servers(const Options& o, Daemon* d) {
   for (auto& s : d->servers) servers.push_back(s.get());
   d->fs->refresh = [servers] {
     for (vixfs::ServerTree* s : servers) s->maybe_refresh();
+  };
+  d->fs->make_dir = [servers](fuse_ino_t parent, const std::string& name) {
+    for (vixfs::ServerTree* s : servers) {
+      if (int rc = s->make_snapshot(parent, name); rc != vixfs::ServerTree::kNotMine) return rc;
+    }
+    return -1;
+  };
+  d->fs->remove_dir = [servers](fuse_ino_t parent, const std::string& name) {
+    for (vixfs::ServerTree* s : servers) {
+      if (int rc = s->remove_snapshot(parent, name); rc != vixfs::ServerTree::kNotMine) return rc;
+    }
+    return -1;
   };
   return "";
 }
@@ -334,7 +350,9 @@ std::string do_mount(const Options& o, Daemon* d, const char* argv0) {
   d->fs->read_write = o.read_write;
   std::vector<std::string> args = {
       argv0, "-o",
-      std::string(o.read_write ? "rw" : "ro") +
+      // A server's tree takes mkdir and rmdir (snapshots) on a read-only mount too: the kernel
+      // must let them through, and vixfs refuses every other change itself (EROFS).
+      std::string(o.read_write || !o.servers.empty() ? "rw" : "ro") +
           ",fsname=vixfs,subtype=vixfs,max_read=" + std::to_string(vixfs::kMaxRead)};
   for (const auto& opt : o.fuse_opts) {
     args.push_back("-o");

@@ -50,6 +50,9 @@ const char kUsage[] =
     "  -o redo, noredo     snapshot disks (with --local: every disk) write into local redo\n"
     "                      logs dropped at unmount (default on rw for servers)\n"
     "  -o keep-redo=DIR    make the redo logs in DIR and keep them\n"
+    "  -o quiesce[=require] snapshots made with mkdir SERVER/VM/@NAME quiesce the guest\n"
+    "                      (crash-consistent with a warning if that fails; =require: fail)\n"
+    "  -o allow-remove-snapshots  rmdir removes any snapshot, not only those vixfs made\n"
     "  -f                  stay in the foreground, log to stderr\n"
     "  -d                  foreground with FUSE debug output\n"
     "  --dump-config       print every configuration key with its value and where it\n"
@@ -256,18 +259,27 @@ int parse(int argc, char** argv, Options* o, std::string* message) {
         }
         o->keep_redo = one.substr(10);
       }
+      if (one == "quiesce") o->quiesce = "try";
+      if (one.rfind("quiesce=", 0) == 0) {
+        if (one != "quiesce=require" && one != "quiesce=try") {
+          return usage_error("-o " + one + ": quiesce takes no value, or =require");
+        }
+        o->quiesce = one.substr(8);
+      }
+      if (one == "allow-remove-snapshots") o->allow_remove_snapshots = true;
       if (comma == std::string::npos) break;
       start = comma + 1;
     }
   }
-  // FUSE does not know the redo options: they are vixfs's alone.
+  // FUSE does not know the redo and snapshot options: they are vixfs's alone.
   for (std::string& opts : o->fuse_opts) {
     std::string kept;
     size_t start = 0;
     while (start <= opts.size()) {
       size_t comma = opts.find(',', start);
       std::string one = opts.substr(start, comma == std::string::npos ? comma : comma - start);
-      if (one != "redo" && one != "noredo" && one.rfind("keep-redo", 0) != 0) {
+      if (one != "redo" && one != "noredo" && one.rfind("keep-redo", 0) != 0 && one != "quiesce" &&
+          one.rfind("quiesce=", 0) != 0 && one != "allow-remove-snapshots") {
         kept += (kept.empty() ? "" : ",") + one;
       }
       if (comma == std::string::npos) break;
@@ -286,6 +298,9 @@ int parse(int argc, char** argv, Options* o, std::string* message) {
         access(o->keep_redo.c_str(), W_OK | X_OK) != 0) {
       return usage_error("-o keep-redo=" + o->keep_redo + ": not a folder this user can write");
     }
+  }
+  if ((!o->quiesce.empty() || o->allow_remove_snapshots) && !o->local.empty()) {
+    return usage_error("-o quiesce and allow-remove-snapshots are for --server mounts");
   }
   if (o->redo == 1 && !o->read_write) {
     return usage_error("-o redo and keep-redo= need -o rw (a read-only mount writes nothing)");

@@ -27,13 +27,17 @@ struct Options {
   int redo = -1;
   std::string keep_redo;  // -o keep-redo=DIR: redo logs are made there and kept
   int cache = -1;         // --cache 1, --no-cache 0, else the config's (vixfs's default: on)
+  // Snapshots made with mkdir: -o quiesce ("try"), -o quiesce=require ("require"), else "".
+  std::string quiesce;
+  bool allow_remove_snapshots = false;  // -o allow-remove-snapshots
 };
 
 // Fills *o from argv. Returns -1 when the mount (or --dump-config) should go on; else the
 // process should exit with the returned code after writing *message (whole lines) to stdout
 // when the code is 0 (--help, --version) and to stderr otherwise (2: a usage error). *message
 // is left alone on -1.
-// Paths come back absolute, the vixfs-only -o options (redo, noredo, keep-redo=) are taken out
+// Paths come back absolute, the vixfs-only -o options (redo, noredo, keep-redo=, quiesce[=require],
+// allow-remove-snapshots) are taken out
 // of o->fuse_opts, and for a server mount o->servers holds each server with its password, which
 // may be asked on the terminal.
 int parse(int argc, char** argv, Options* o, std::string* message);

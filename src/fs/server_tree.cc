@@ -166,6 +166,8 @@ void ServerTree::shutdown() {
   }
   // At most one SOAP timeout (vixfs.soap.timeoutMs) when the server went silent mid-refresh.
   if (refresher_.joinable()) refresher_.join();
+  remove_own_snapshots();
+  stop_invalidations();
   std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> conns;
   {
     std::lock_guard connecting(connect_mu_);  // no connect still on its way into the map

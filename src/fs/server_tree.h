@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -42,6 +43,13 @@ struct ServerOptions {
   // (<redo_dir>/<server folder>/<vm>/<snapshot>/<disk>.redo.vmdk); "" leaves them read-only.
   std::string redo_dir;
   bool keep_redo = false;  // the logs outlive the mount (-o keep-redo=DIR)
+  // Snapshots made from the tree (mkdir <vm>/@NAME) quiesce the guest through VMware Tools when
+  // asked: kTry (-o quiesce) falls back to a crash-consistent snapshot with a warning when
+  // quiescing fails, kRequire (-o quiesce=require) fails the mkdir then.
+  enum class Quiesce { kNo, kTry, kRequire };
+  Quiesce quiesce = Quiesce::kNo;
+  // -o allow-remove-snapshots: rmdir removes any snapshot, not only those vixfs made.
+  bool allow_remove_snapshots = false;
 };
 
 // https://HOST[:PORT][/PATH] -> host and port (443 when absent); an error names what is wrong.
@@ -76,6 +84,13 @@ class ServerTree {
   // Unmount, after every disk is closed: Disconnect each library connection, log out.
   void shutdown();
   const std::string& folder() const { return folder_; }
+  // mkdir and rmdir in a VM folder (server_tree_snapshots.cc). mkdir @NAME makes a snapshot NAME
+  // of the VM and returns once its folder @NAME is there; rmdir of a snapshot's folder (its
+  // moRef or @NAME) removes the snapshot. 0, an errno (the log says why), or kNotMine when
+  // `parent` is not one of this server's VM folders.
+  static constexpr int kNotMine = -1;
+  int make_snapshot(fuse_ino_t parent, const std::string& name);
+  int remove_snapshot(fuse_ino_t parent, const std::string& name);
   // vixfs.inventory.ttlSeconds (0: read once).
   std::chrono::seconds ttl() const { return ttl_; }
 
@@ -108,6 +123,21 @@ class ServerTree {
                     const vix::vsphere::Snapshot* snap,
                     const std::vector<vix::vsphere::VirtualDisk>& disks);
   std::string render_json(const SnapshotEntry& e) const;
+  // @NAME folders of the snapshots vixfs made, beside their moRef folders (same files).
+  void update_at_names();
+  // The VM moRef of a VM folder, "" for any other folder.
+  std::string vm_of_folder(fuse_ino_t dir);
+  // Reads the inventory now and applies it (after a mkdir or rmdir changed it).
+  vix::Result<void> reload_inventory();
+  // Unmount: the snapshots this mount made and did not remove go, as their description says.
+  void remove_own_snapshots();
+  // RemoveSnapshot_Task with what must come before (EndAccess) and after (the connection
+  // dropped, consolidationNeeded checked); false when the removal failed (logged).
+  vix::Result<void> drop_snapshot(const std::string& vm, const std::string& snapshot);
+  void set_consolidation_needed(const std::string& vm, bool needed);
+  // The invalidations of a mkdir's or rmdir's inventory change, sent by a thread of their own.
+  void deliver_invalidations();
+  void stop_invalidations();
   vix::Result<vix::Connection*> connection(const std::string& vm, const std::string& snapshot);
   // What a connection to `vm` ("" for none) is made with: the server, and the mount's session.
   vix::ConnectSpec spec_for(const std::string& vm) const;
@@ -124,6 +154,15 @@ class ServerTree {
   fuse_ino_t server_dir_ = 0, by_name_ = 0;
   std::map<std::string, fuse_ino_t> vm_dirs_;                            // vm moRef -> folder
   std::map<std::pair<std::string, std::string>, fuse_ino_t> snap_dirs_;  // (vm, snapshot)
+  std::map<std::pair<std::string, std::string>, std::string> at_names_;  // -> "@NAME"
+  // mkdir and rmdir one at a time; guards own_snapshots_.
+  std::mutex snapshot_mu_;
+  std::set<std::pair<std::string, std::string>> own_snapshots_;  // (vm, snapshot) this mount made
+  std::mutex invalidation_mu_;                                   // guards the fields below
+  std::condition_variable invalidation_cv_;
+  std::vector<Tree::Change> pending_invalidations_;
+  bool invalidations_stop_ = false;
+  std::thread invalidator_;
   std::chrono::seconds ttl_{30};
   std::mutex refresh_mu_;  // held while applying an inventory; guards inventory_ and the maps above
   std::mutex state_mu_;    // guards the fields below
@@ -139,6 +178,8 @@ class ServerTree {
   std::vector<std::unique_ptr<SnapshotEntry>> snapshots_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> connections_;
   std::map<std::string, std::string> power_;  // vm moRef -> runtime.powerState of the inventory
+  // vm moRef -> runtime.consolidationNeeded as read after a snapshot removal (absent: not read).
+  std::map<std::string, bool> consolidation_needed_;
 };
 
 }  // namespace vixfs

@@ -158,6 +158,7 @@ void ServerTree::apply_inventory() {
     vix::log::info(folder_ + "/" + it->first + ": VM gone");
     it = vm_dirs_.erase(it);
   }
+  update_at_names();
   update_by_name();
 }
 
@@ -294,7 +295,12 @@ void ServerTree::add_snapshot(fuse_ino_t vm_dir, const vs::VirtualMachine& vm,
     e->disks[i].ino =
         tree_->add_disk(dir, de.file, std::move(file), mtime, stored_blocks(de.stored_bytes));
   }
-  e->json = tree_->add_text(dir, "snapshot.json", render_json(*e));
+  std::string json;
+  {
+    std::lock_guard lock(mu_);
+    json = render_json(*e);
+  }
+  e->json = tree_->add_text(dir, "snapshot.json", std::move(json));
   std::lock_guard lock(mu_);
   snapshots_.push_back(std::move(entry));
 }

@@ -82,6 +82,17 @@ fuse_ino_t Tree::add_symlink(fuse_ino_t parent, const std::string& name, std::st
   return add(parent, std::move(n));
 }
 
+bool Tree::link(fuse_ino_t parent, const std::string& name, fuse_ino_t ino) {
+  std::lock_guard lock(mu_);
+  if (parent == 0 || parent > nodes_.size() || nodes_[parent - 1].kind != NodeKind::kDir) {
+    return false;
+  }
+  if (ino == 0 || ino > nodes_.size() || nodes_[ino - 1].kind == NodeKind::kDir) return false;
+  if (!nodes_[parent - 1].children.emplace(name, ino).second) return false;
+  if (record_) changes_.push_back({parent, name});
+  return true;
+}
+
 bool Tree::set_text(fuse_ino_t ino, std::string text) {
   std::lock_guard lock(mu_);
   if (ino == 0 || ino > nodes_.size() || nodes_[ino - 1].kind != NodeKind::kTextFile) return false;

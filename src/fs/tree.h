@@ -51,6 +51,10 @@ class Tree {
   // A disk file's stored_blocks, learned again (an inventory refresh).
   bool set_stored_blocks(fuse_ino_t ino, uint64_t blocks);
   fuse_ino_t add_symlink(fuse_ino_t parent, const std::string& name, std::string target);
+  // A second name for a file (not a folder: the kernel allows a folder one parent): a snapshot
+  // folder's @NAME twin holds the same disk files as its moRef folder. False when `ino` is a
+  // folder or `name` is taken.
+  bool link(fuse_ino_t parent, const std::string& name, fuse_ino_t ino);
   // Replaces a text file's contents (snapshot.json learns a disk's transport once it opens).
   bool set_text(fuse_ino_t ino, std::string text);
   // Takes a name out of its folder (an inventory refresh found it gone). The node itself stays,
