@@ -245,4 +245,34 @@ TEST_F(FsSnapshots, AKilledMountsSnapshotGoesAtTheNextMount) {
   EXPECT_TRUE(d.stop()) << d.log();
 }
 
+// A guest that cannot be quiesced: -o quiesce makes a crash-consistent snapshot and says so,
+// -o quiesce=require fails the mkdir with the server's words in the log.
+TEST_F(FsSnapshots, QuiesceFailureFallsBackOrFailsAsAsked) {
+  const std::string control = sim_->get("VCSIM_CONTROL") + "/quiesce-fails";
+  std::ofstream(control) << "";
+  struct Unflip {
+    std::string file;
+    ~Unflip() { fs::remove(file); }
+  } unflip{control};
+  {
+    VixfsDaemon d(args({"-o", "quiesce"}), mnt_, tmp_.file("log"));
+    ASSERT_TRUE(d.mounted()) << d.log();
+    ASSERT_EQ(mkdir_errno(vm_dir() + "/@crash"), 0) << d.log();
+    EXPECT_NE(read_text(vm_dir() + "/@crash/snapshot.json").find("\"quiesced\": false"),
+              std::string::npos);
+    EXPECT_NE(d.log().find("the quiesced snapshot failed"), std::string::npos) << d.log();
+    EXPECT_NE(d.log().find("An error occurred while quiescing the virtual machine"),
+              std::string::npos)
+        << d.log();
+    EXPECT_TRUE(d.stop()) << d.log();
+  }
+  VixfsDaemon d(args({"-o", "quiesce=require"}), mnt_, tmp_.file("log2"));
+  ASSERT_TRUE(d.mounted()) << d.log();
+  EXPECT_EQ(mkdir_errno(vm_dir() + "/@must"), EIO);
+  EXPECT_FALSE(fs::exists(vm_dir() + "/@must"));
+  EXPECT_EQ(vixfs_snapshots().size(), 0u);
+  EXPECT_NE(d.log().find("@must: mkdir failed: snapshot of " + vm_), std::string::npos) << d.log();
+  EXPECT_TRUE(d.stop()) << d.log();
+}
+
 }  // namespace

@@ -193,13 +193,14 @@ func main() {
 	s := m.Service.NewServer()
 	s.Config.Handler = withLayoutSizes(s.Config.Handler) // layout.go: fresh layoutEx sizes
 	defer s.Close()
-	// Switches the tests flip while the simulator runs (consolidate.go).
+	// Switches the tests flip while the simulator runs (consolidate.go, quiesce.go).
 	control, err := os.MkdirTemp("", "vcsim-control-")
 	if err != nil {
 		fatal("control folder: %v", err)
 	}
 	defer os.RemoveAll(control)
 	installConsolidation(s, control)
+	installQuiesceFault(s, control)
 
 	var lines []string
 	add := func(k, v string) { lines = append(lines, k+"="+v) }
