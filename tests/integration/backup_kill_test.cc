@@ -230,7 +230,8 @@ std::ostream& operator<<(std::ostream& o, const KillPoint& p) {
   return o << p.name;
 }
 
-class BackupKilled : public KillBase, public ::testing::WithParamInterface<KillPoint> {
+// The sample VMs' simulator (with the NFC server, for a copy slow enough to be killed).
+class SampleVmKill : public KillBase {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
@@ -261,9 +262,11 @@ class BackupKilled : public KillBase, public ::testing::WithParamInterface<KillP
   static Simulator* sim_;
   static std::string error_;
 };
-TempDir* BackupKilled::dir_ = nullptr;
-Simulator* BackupKilled::sim_ = nullptr;
-std::string BackupKilled::error_;
+TempDir* SampleVmKill::dir_ = nullptr;
+Simulator* SampleVmKill::sim_ = nullptr;
+std::string SampleVmKill::error_;
+
+class BackupKilled : public SampleVmKill, public ::testing::WithParamInterface<KillPoint> {};
 
 TEST_P(BackupKilled, CleanupLeavesNothingBehind) {
   const KillPoint& p = GetParam();
@@ -320,6 +323,43 @@ INSTANTIATE_TEST_SUITE_P(
         KillPoint{"RemoveSnapshotInFlight", "RemoveSnapshot_Task", "file", 1, false, true, 0,
                   false}),
     [](const ::testing::TestParamInfo<KillPoint>& i) { return i.param.name; });
+
+// A dead backup's snapshot that cleanup cannot remove (someone removed it while cleanup's
+// RemoveSnapshot_Task was on its way): the method that backup disabled is enabled all the same.
+TEST_F(SampleVmKill, CleanupEnablesTheMethodEvenWhenTheRemovalFails) {
+  const std::string vm = sim_->get("VCSIM_VM_DC0_H0_VM0");
+  const pid_t dead = fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) _exit(0);
+  ASSERT_EQ(waitpid(dead, nullptr, 0), dead);
+  vix::Maker maker = vix::this_process("vixdisk backup");
+  maker.pid = dead;
+  std::string err;
+  const std::string snap = sim_->snapshot("u", "p", vm, "vixdisk-backup",
+                                          vix::snapshot_description(maker, "then"), &err);
+  ASSERT_FALSE(snap.empty()) << err;
+  auto d = vix::vsphere::disable_methods(*client_, vm, {vix::vsphere::kRelocateMethod},
+                                         vix::access_identity(maker));
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  ASSERT_TRUE(relocate_disabled(vm));
+
+  delay("RemoveSnapshot_Task", kDelayMs);
+  auto c = start("cleanup", {}, "", "cleanup");
+  ASSERT_TRUE(
+      c->wait_until([&] { return delayed("begin RemoveSnapshot_Task"); }, std::chrono::seconds(60)))
+      << c->log();
+  clear_delay();
+  ASSERT_TRUE(client_->remove_snapshot(snap, false).ok());
+  ASSERT_TRUE(c->wait_exit(std::chrono::seconds(60))) << c->log();
+  EXPECT_EQ(c->status(), 0) << c->log();
+  EXPECT_NE(c->log().find("could not remove snapshot " + snap), std::string::npos) << c->log();
+  EXPECT_NE(
+      c->log().find("; enabled RelocateVM_Task for '" + vix::access_identity(maker) + "' again"),
+      std::string::npos)
+      << c->log();
+  EXPECT_FALSE(relocate_disabled(vm));
+  EXPECT_EQ(tool_snapshots(), 0u);
+}
 
 // ---- Killed with a disk hot-added to the proxy VM --------------------------------------------
 
