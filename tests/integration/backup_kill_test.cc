@@ -252,7 +252,10 @@ class SampleVmKill : public KillBase {
   }
   void TearDown() override {
     KillBase::TearDown();
-    if (sim_) sim_->set_nfc_faults("", nullptr);
+    std::string err;
+    if (sim_) {
+      EXPECT_TRUE(sim_->set_nfc_faults("", &err)) << err;
+    }
   }
   Simulator* sim() override { return sim_; }
   const std::string& sim_error() override { return error_; }
