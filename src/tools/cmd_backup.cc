@@ -1,8 +1,9 @@
 // vixdisk backup: a whole VM in one command. Snapshot (Storage vMotion blocked for the length of
-// it), every disk of the snapshot copied sparse into DEST with its sha256, the snapshot's
-// metadata beside them, then the snapshot removed and vMotion unblocked: also after a failed copy
-// or SIGINT/SIGTERM. The snapshot's description names this tool, host and process, so that
-// `vixdisk cleanup` can tell a dead backup's snapshot from everyone else's.
+// it), every disk of the snapshot copied sparse into DEST with its sha256, vMotion unblocked and
+// the snapshot removed (also after a failed copy or SIGINT/SIGTERM), then the snapshot's metadata
+// written beside the images as backup.json, the mark of a backup that ran to its end. The
+// snapshot's description names this tool, host and process, so that `vixdisk cleanup` can tell a
+// dead backup's snapshot from everyone else's, and undo what it left after a SIGKILL.
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <signal.h>
@@ -69,6 +70,17 @@ struct DiskCopy {
 };
 
 // The snapshot and the blocked method, undone in reverse order whatever way the backup ends.
+//
+// The order is what lets `vixdisk cleanup` undo a backup killed at any instant (SIGKILL runs no
+// guard): cleanup finds a dead backup only by the snapshot whose description names it, and then
+// removes that snapshot and enables RelocateVM_Task again for that backup's identity. So the
+// snapshot is made BEFORE PrepareForAccess disables the method, and removed only AFTER EndAccess
+// has enabled it again: at every instant at which the method is disabled for this process, a
+// snapshot naming this process exists. Killed before the snapshot exists, there is nothing to
+// undo; killed while CreateSnapshot_Task or DisableMethods is in flight (the server still carries
+// it out), the snapshot is there for cleanup; killed after EndAccess, only the snapshot is left.
+// For the same reason, when EndAccess fails the snapshot is kept: removing it would leave the
+// method disabled with nothing to find it by.
 class BackupGuard {
  public:
   BackupGuard(vix::ConnectSpec spec, vix::vsphere::Client& client, std::string identity)
@@ -79,6 +91,17 @@ class BackupGuard {
   // Returns whether everything was undone; failures are reported on stderr.
   bool release() {
     bool clean = true;
+    if (prepared_) {
+      if (auto r = vix::end_access(spec_, identity_); !r.ok()) {
+        vix_error("EndAccess " + identity_ + " (snapshot " + snapshot_ +
+                      " kept: vixdisk cleanup removes it and enables the method once this "
+                      "process has ended)",
+                  r.error());
+        clean = false;
+        snapshot_.clear();
+      }
+      prepared_ = false;
+    }
     if (!snapshot_.empty()) {
       if (auto r = client_.remove_snapshot(snapshot_, false); !r.ok()) {
         vix_error("remove snapshot " + snapshot_ + " (vixdisk cleanup removes it later)",
@@ -86,13 +109,6 @@ class BackupGuard {
         clean = false;
       }
       snapshot_.clear();
-    }
-    if (prepared_) {
-      if (auto r = vix::end_access(spec_, identity_); !r.ok()) {
-        vix_error("EndAccess " + identity_, r.error());
-        clean = false;
-      }
-      prepared_ = false;
     }
     return clean;
   }
@@ -218,6 +234,13 @@ int cmd_backup(const std::vector<std::string>& args) {
   const vix::Maker me = vix::this_process("vixdisk backup");
   const std::string identity = vix::access_identity(me);
   BackupGuard guard(spec, client, identity);
+  // The snapshot first, then PrepareForAccess: see BackupGuard for why this order.
+  const std::string description = vix::snapshot_description(me, started);
+  auto snap =
+      client.create_snapshot(target.moref, snap_name, description, false, parsed->has("quiesce"));
+  if (!snap.ok()) return vix_error("snapshot " + target.moref, snap.error());
+  guard.snapshot_made(*snap);
+  note("snapshot " + *snap + " of " + target.moref);
   if (auto r = vix::prepare_for_access(spec, identity); r.ok()) {
     guard.access_prepared();
   } else {
@@ -226,12 +249,6 @@ int cmd_backup(const std::vector<std::string>& args) {
     fprintf(stderr, "vixdisk: warning: Storage vMotion of %s not blocked: %s\n",
             target.moref.c_str(), r.error().message.c_str());
   }
-  const std::string description = vix::snapshot_description(me, started);
-  auto snap =
-      client.create_snapshot(target.moref, snap_name, description, false, parsed->has("quiesce"));
-  if (!snap.ok()) return vix_error("snapshot " + target.moref, snap.error());
-  guard.snapshot_made(*snap);
-  note("snapshot " + *snap + " of " + target.moref);
 
   int rc = kExitOk;
   std::vector<DiskCopy> copies;
@@ -256,16 +273,25 @@ int cmd_backup(const std::vector<std::string>& args) {
     if (rc == kExitOk && !g_stop) copies.push_back(std::move(copy));
   }
   conn.reset();
+  const bool clean = guard.release();
   const bool interrupted = g_stop.load();
+  // backup.json last, once nothing of the backup is left on the server: a DEST without it holds
+  // no finished backup (a killed one leaves images, never backup.json). Written under another
+  // name and renamed, so that it is never seen half-written.
   if (rc == kExitOk && !interrupted) {
     const std::string meta =
         metadata_json(spec.server, target, *snap, snap_name, description, started, copies);
-    FILE* f = fopen((dest + "/backup.json").c_str(), "we");
-    if (!f || fputs(meta.c_str(), f) < 0 || fclose(f) != 0) {
-      rc = io_error("write " + dest + "/backup.json", errno);
+    const std::string json = dest + "/backup.json", part = json + ".part";
+    FILE* f = fopen(part.c_str(), "we");
+    if (!f || fputs(meta.c_str(), f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+      rc = io_error("write " + part, errno);
     }
+    if (f && fclose(f) != 0 && rc == kExitOk) rc = io_error("write " + part, errno);
+    if (rc == kExitOk && rename(part.c_str(), json.c_str()) != 0) {
+      rc = io_error("rename " + part, errno);
+    }
+    if (rc != kExitOk) unlink(part.c_str());
   }
-  const bool clean = guard.release();
   // A removal that could not merge the delta disks leaves the VM running on them.
   bool consolidate = false;
   if (auto need = client.needing_consolidation({target.moref}); need.ok() && !need->empty()) {

@@ -6,6 +6,7 @@
 
 #include "tools/cli.h"
 #include "vix/leftovers.h"
+#include "vsphere/method_access.h"
 
 namespace vixdisk {
 
@@ -55,6 +56,19 @@ int cmd_cleanup(const std::vector<std::string>& args) {
     const std::string what = "snapshot " + l.snapshot + " '" + l.snapshot_name + "' of " +
                              l.vm_name + " (" + l.vm + "), left by " + l.maker.tool + " pid " +
                              std::to_string(l.maker.pid);
+    // What that process may have disabled (PrepareForAccess) is enabled again with it.
+    const std::string relocate =
+        std::string(vix::vsphere::kRelocateMethod) + " for '" + vix::access_identity(l.maker) + "'";
+    std::string methods;
+    if (!l.vcenter) {
+      // A standalone host: nothing was disabled.
+    } else if (dry_run) {
+      methods = "; would enable " + relocate + " again";
+    } else if (l.enabled) {
+      methods = "; enabled " + relocate + " again";
+    } else {
+      methods = "; could not enable " + relocate + " again: " + l.enable_error;
+    }
     if (parsed->has("json")) {
       listed += std::string(listed.empty() ? "" : ", ") + "{\"vm\": " + json_string(l.vm) +
                 ", \"snapshot\": " + json_string(l.snapshot) +
@@ -62,13 +76,17 @@ int cmd_cleanup(const std::vector<std::string>& args) {
                 ", \"tool\": " + json_string(l.maker.tool) +
                 ", \"pid\": " + std::to_string(l.maker.pid) +
                 ", \"removed\": " + (l.removed ? "true" : "false") +
-                (l.error.empty() ? std::string() : ", \"error\": " + json_string(l.error)) + "}";
+                (l.error.empty() ? std::string() : ", \"error\": " + json_string(l.error)) +
+                ", \"methodsEnabled\": " + (l.enabled ? "true" : "false") +
+                (l.enable_error.empty() ? std::string()
+                                        : ", \"enableError\": " + json_string(l.enable_error)) +
+                "}";
     } else if (dry_run) {
-      printf("would remove %s\n", what.c_str());
+      printf("would remove %s%s\n", what.c_str(), methods.c_str());
     } else if (l.removed) {
-      printf("removed %s\n", what.c_str());
+      printf("removed %s%s\n", what.c_str(), methods.c_str());
     } else {
-      printf("could not remove %s: %s\n", what.c_str(), l.error.c_str());
+      printf("could not remove %s: %s%s\n", what.c_str(), l.error.c_str(), methods.c_str());
     }
   }
   std::string needing;

@@ -70,7 +70,13 @@ std::vector<Leftover> remove_dead_snapshots(vsphere::Client& client,
     for (const vsphere::Snapshot* s : vsphere::flatten(vm.snapshots)) {
       auto maker = parse_snapshot_description(s->description);
       if (!maker || maker->host != host || !process_gone(maker->pid)) continue;
-      Leftover l{vm.moref, vm.name, s->moref, s->name, *maker, false, ""};
+      Leftover l;
+      l.vm = vm.moref;
+      l.vm_name = vm.name;
+      l.snapshot = s->moref;
+      l.snapshot_name = s->name;
+      l.maker = *maker;
+      l.vcenter = vcenter;
       if (!dry_run) {
         if (auto r = client.remove_snapshot(s->moref, false); r.ok()) {
           l.removed = true;
@@ -84,8 +90,12 @@ std::vector<Leftover> remove_dead_snapshots(vsphere::Client& client,
         if (vcenter) {
           auto e = vsphere::enable_methods(client, vm.moref, {vsphere::kRelocateMethod},
                                            access_identity(*maker));
-          if (!e.ok())
-            log::warn("cleanup: EnableMethods on " + vm.moref + ": " + e.error().message);
+          if (e.ok()) {
+            l.enabled = true;
+          } else {
+            l.enable_error = e.error().message;
+            log::warn("cleanup: EnableMethods on " + vm.moref + ": " + l.enable_error);
+          }
         }
       }
       out.push_back(std::move(l));

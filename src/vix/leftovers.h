@@ -35,12 +35,18 @@ struct Leftover {
   Maker maker;
   bool removed = false;
   std::string error;  // why removing it failed
+  // On a vCenter, RelocateVM_Task is enabled again for the maker (PrepareForAccess's sourceId),
+  // whether or not the removal worked: the snapshot is how a disabled method is found at all.
+  bool vcenter = false;
+  bool enabled = false;      // EnableMethods for the maker succeeded
+  std::string enable_error;  // why it failed
 };
 
 // Snapshots made by processes of this host that no longer run, found by their description in
 // `inventory`; unless dry_run, each is removed (consolidating) and RelocateVM_Task is enabled
-// again for its maker on a vCenter. Snapshots of other hosts, of running processes or made by
-// anyone else are never touched.
+// again for its maker on a vCenter, also when the removal fails. A dry run changes nothing and
+// only lists them. Snapshots of other hosts, of running processes or made by anyone else are
+// never touched.
 std::vector<Leftover> remove_dead_snapshots(vsphere::Client& client,
                                             const vsphere::Inventory& inventory, bool dry_run);
 

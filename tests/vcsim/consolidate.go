@@ -49,6 +49,8 @@ func installConsolidation(s *simulator.Server, controlDir string) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		answered := soapDelay(c.controlDir, body) // soap_delay.go: the tests' delay switch
+		defer answered()
 		if !bytes.Contains(body, []byte("<ConsolidateVMDisks_Task")) {
 			next.ServeHTTP(w, r)
 			return
