@@ -3,6 +3,7 @@
 // for every operation (one HasPrivilegeOnEntities call: vsphere/privileges.h), and which transport
 // modes can reach the disks from here (NFC port of each host, datastores mounted locally, LUNs of
 // raw device mappings, the hot-add proxy VM, https).
+#include <fcntl.h>
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -77,6 +78,9 @@ std::string tcp_probe(const vix::net::Endpoint& ep) {
 vix::Result<vix::PresentedThumbprints> presented_certificate(const vix::net::Endpoint& ep) {
   VIX_ASSIGN_OR_RETURN(std::unique_ptr<vix::net::Stream> stream,
                        vix::net::connect_stream(ep, vix::net::deadline_after_ms(kProbeTimeoutMs)));
+  // The stream's socket is non-blocking (its I/O waits on deadlines); OpenSSL here blocks, bounded
+  // by the socket timeouts.
+  fcntl(stream->fd(), F_SETFL, fcntl(stream->fd(), F_GETFL) & ~O_NONBLOCK);
   timeval tv{kProbeTimeoutMs / 1000, 0};
   setsockopt(stream->fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(stream->fd(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
