@@ -4,8 +4,13 @@
 // privilege per entity, the client's table refuses each operation with its own message, and
 // DisableMethods without Global.DisableMethods is refused with vCenter's NoPermission.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <fstream>
 
 #include "integration/privileges_support.h"
+#include "support/fixtures.h"
+#include "support/process.h"
 #include "support/vsphere_sim.h"
 #include "vsphere/method_access.h"
 #include "vsphere/privileges.h"
@@ -169,3 +174,45 @@ TEST_F(Privileges, DisableMethodsWithoutThePrivilegeIsNoPermission) {
 }
 
 }  // namespace
+
+// The two tests below need edits outside this branch's files (see the report of branch h-priv):
+// tests/vcsim/consolidate.go calling refuseWithoutPrivilege (authz.go) in its SOAP handler, and
+// src/tools/cmd_backup.cc checking the privilege table before its snapshot. Enable them with those.
+TEST_F(Privileges, DISABLED_SnapshotCallsWithoutThePrivilegeAreNoPermission) {
+  auto c = restricted("backup4", {"VirtualMachine.State.CreateSnapshot"});
+  ASSERT_NE(c, nullptr);
+  auto s = c->create_snapshot(vm0_, "refused", "privileges-test", false, false);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, VIX_E_AUTHENTICATION_FAIL);
+  EXPECT_NE(s.error().message.find("NoPermission"), std::string::npos) << s.error().message;
+  // The administrator may; the restricted user may remove it (RemoveSnapshot is in the role).
+  auto snap = admin_->create_snapshot(vm0_, "allowed", "privileges-test", false, false);
+  ASSERT_TRUE(snap.ok()) << snap.error().message;
+  EXPECT_TRUE(c->remove_snapshot(*snap, false).ok());
+}
+
+TEST_F(Privileges, DISABLED_BackupWithoutThePrivilegeFailsAtOnceNamingIt) {
+  auto c = restricted("backup5", {"VirtualMachine.State.CreateSnapshot"});
+  ASSERT_NE(c, nullptr);
+  vixtest::TempDir dir;
+  std::ofstream(dir.file("pw")) << "secret\n";
+  vixtest::ChildOptions o;
+  o.argv = {VIXFS_VIXDISK,     "backup",
+            "DC0_H0_VM0",      dir.file("dest"),
+            "--server",        sim_->get("VCSIM_HOST"),
+            "--port",          sim_->get("VCSIM_PORT"),
+            "--user",          "backup5",
+            "--password-file", dir.file("pw"),
+            "--thumbprint",    sim_->get("VCSIM_SHA256")};
+  o.log = dir.file("backup.log");
+  vixtest::Child b(o);
+  ASSERT_TRUE(b.wait_exit(std::chrono::minutes(2))) << b.log();
+  EXPECT_TRUE(WIFEXITED(b.status()) && WEXITSTATUS(b.status()) == 2) << b.log();
+  EXPECT_NE(b.log().find("snapshot on " + vm0_ +
+                         ": missing privilege VirtualMachine.State.CreateSnapshot on " + vm0_),
+            std::string::npos)
+      << b.log();
+  auto inv = admin_->inventory();
+  ASSERT_TRUE(inv.ok()) << inv.error().message;
+  EXPECT_TRUE(inv->find_vm(vm0_)->snapshots.empty());
+}

@@ -17,7 +17,10 @@
 package main
 
 import (
+	"fmt"
+	"net/http"
 	"reflect"
+	"regexp"
 	"sort"
 	"sync"
 
@@ -77,14 +80,18 @@ type authzManager struct {
 	disabled map[types.ManagedObjectReference]map[string]map[string]bool // entity -> method -> sources
 }
 
+// theAuthz is the wrapper in the registry, for refuseWithoutPrivilege.
+var theAuthz *authzManager
+
 // installAuthz replaces the registry's AuthorizationManager with one that knows DisableMethods.
 func installAuthz() {
 	si := simulator.Map.Get(vim25.ServiceInstance).(*simulator.ServiceInstance)
 	orig := simulator.Map.Get(*si.Content.AuthorizationManager).(*simulator.AuthorizationManager)
-	simulator.Map.Put(&authzManager{
+	theAuthz = &authzManager{
 		AuthorizationManager: *orig,
 		disabled:             map[types.ManagedObjectReference]map[string]map[string]bool{},
-	})
+	}
+	simulator.Map.Put(theAuthz)
 }
 
 func (m *authzManager) entities(refs []types.ManagedObjectReference) ([]mo.Entity, soap.HasFault) {
@@ -189,7 +196,7 @@ func (m *authzManager) requireOnRoot(ctx *simulator.Context, priv string) soap.H
 // userOfSession is the user name of the session whose key is id: the caller's own, else one of
 // the SessionManager's sessionList (the session view a property collector reads).
 func userOfSession(ctx *simulator.Context, id string) (string, bool) {
-	if ctx.Session != nil && ctx.Session.Key == id {
+	if ctx != nil && ctx.Session != nil && ctx.Session.Key == id {
 		return ctx.Session.UserName, true
 	}
 	view := (&simulator.Session{Registry: simulator.NewRegistry()}).Get(
@@ -354,4 +361,58 @@ func (m *authzManager) SetEntityPermissions(req *types.SetEntityPermissions) soa
 	return m.AuthorizationManager.SetEntityPermissions(&types.SetEntityPermissions{
 		This: req.This, Entity: req.Entity, Permission: merged,
 	})
+}
+
+// privilegedCalls are VirtualMachine / snapshot methods the simulator cannot refuse by itself (its
+// VirtualMachine objects cannot be wrapped), with the privilege vCenter checks on the VM.
+var privilegedCalls = map[string]string{
+	"CreateSnapshot_Task":     "VirtualMachine.State.CreateSnapshot",
+	"RemoveSnapshot_Task":     "VirtualMachine.State.RemoveSnapshot",
+	"RemoveAllSnapshots_Task": "VirtualMachine.State.RemoveSnapshot",
+	"ConsolidateVMDisks_Task": "VirtualMachine.State.RemoveSnapshot",
+	"RevertToSnapshot_Task":   "VirtualMachine.State.RevertToSnapshot",
+}
+
+var soapCall = regexp.MustCompile(`<(?:[\w.-]+:)?(\w+)[^>]*>\s*<(?:[\w.-]+:)?_this[^>]*type="(\w+)"[^>]*>([^<]+)</`)
+
+// refuseWithoutPrivilege answers a call of privilegedCalls with vCenter's NoPermission when the
+// session (its cookie) lacks the privilege on the VM (a snapshot's VM for snapshot methods), and
+// says whether it did; for a SOAP handler wrapper, before it hands the request on.
+func refuseWithoutPrivilege(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	m := soapCall.FindSubmatch(body)
+	if m == nil || theAuthz == nil {
+		return false
+	}
+	priv, ok := privilegedCalls[string(m[1])]
+	if !ok {
+		return false
+	}
+	cookie, err := r.Cookie("vmware_soap_session")
+	if err != nil {
+		return false // the simulator answers NotAuthenticated itself
+	}
+	user, ok := userOfSession(nil, cookie.Value)
+	if !ok {
+		return false
+	}
+	vm := types.ManagedObjectReference{Type: string(m[2]), Value: string(m[3])}
+	if vm.Type == "VirtualMachineSnapshot" {
+		snap, ok := simulator.Map.Get(vm).(*simulator.VirtualMachineSnapshot)
+		if !ok {
+			return false
+		}
+		vm = snap.Vm
+	}
+	if _, ok := simulator.Map.Get(vm).(mo.Entity); !ok {
+		return false
+	}
+	granted := true
+	simulator.Map.WithLock(theAuthz, func() { granted = theAuthz.granted(user, vm, priv) })
+	if granted {
+		return false
+	}
+	soapReply(w, http.StatusInternalServerError, fmt.Sprintf(
+		`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Permission to perform this operation was denied.</faultstring><detail><NoPermissionFault xmlns="urn:vim25" xsi:type="NoPermission"><object type="%s">%s</object><privilegeId>%s</privilegeId></NoPermissionFault></detail></soapenv:Fault>`,
+		vm.Type, vm.Value, priv))
+	return true
 }
