@@ -9,11 +9,13 @@
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/tls_trust.h"
@@ -114,9 +116,10 @@ bool is_dir(const std::string& path) {
 
 // The transports' own keys, read by name with the defaults their files declare
 // (src/transports/{file,san,hotadd,nbd}.cc).
+// *proxy_vm receives the hot-add proxy VM's moRef when one is found.
 std::vector<Probe> transport_probes(const vix::Config& config, const vs::Inventory& inv,
-                                    const std::vector<const vs::VirtualMachine*>& vms,
-                                    int nfc_port) {
+                                    const std::vector<const vs::VirtualMachine*>& vms, int nfc_port,
+                                    std::string* proxy_vm) {
   std::vector<Probe> out;
   out.push_back({"https", "vCenter/ESXi SOAP and /folder", true, "reachable (logged in)"});
 
@@ -192,11 +195,13 @@ std::vector<Probe> transport_probes(const vix::Config& config, const vs::Invento
         if (vix::hotadd::bios_uuid_matches(product, vm.uuid)) {
           hot.ok = true;
           hot.detail = "this host is " + vm.moref + " (" + vm.name + ")";
+          proxy = vm.moref;
           break;
         }
       }
     }
   }
+  if (hot.ok) *proxy_vm = proxy;
   out.push_back(hot);
   return out;
 }
@@ -247,10 +252,23 @@ int cmd_doctor(const std::vector<std::string>& args) {
   if (!ep.ok()) return vix_error("server address", ep.error());
   auto cert = presented_certificate(*ep);
 
+  const vix::Config config = vix::Library::get()->config().scoped(
+      spec.config_scope.empty() ? spec.server : spec.config_scope);
+  std::string proxy;
+  std::vector<Probe> probes = transport_probes(config, *inv, vms, nfc_port, &proxy);
+
+  // Hot-add needs its privileges on the proxy VM and space on the datastores: checked only when
+  // this host is a proxy VM, so that a host that will not hot-add is not told it lacks them.
   std::vector<std::string> vm_refs, ds_refs;
   for (const auto* vm : vms) vm_refs.push_back(vm->moref);
-  for (const auto& ds : inv->datastores) ds_refs.push_back(ds.moref);
-  auto table = vs::check_privileges(client, vm_refs, ds_refs);
+  if (!proxy.empty()) {
+    for (const auto& ds : inv->datastores) ds_refs.push_back(ds.moref);
+  }
+  std::vector<std::string> checked = vm_refs;
+  if (!proxy.empty() && std::find(checked.begin(), checked.end(), proxy) == checked.end()) {
+    checked.push_back(proxy);
+  }
+  auto table = vs::check_privileges(client, checked, ds_refs);
   if (!table.ok()) return vix_error("privileges", table.error());
 
   // Rows: privilege × entity × granted ("?" when the server did not answer).
@@ -261,10 +279,13 @@ int cmd_doctor(const std::vector<std::string>& args) {
   std::vector<vs::MissingPrivilege> missing;
   std::set<std::string> seen_missing;
   for (const vs::PrivilegeNeed& n : vs::privilege_needs()) {
-    std::vector<std::string> entities = n.scope == vs::PrivilegeScope::kVm ? vm_refs
-                                        : n.scope == vs::PrivilegeScope::kRoot
+    const bool hotadd = std::string_view(n.operation) == "hotadd";
+    std::vector<std::string> entities = n.scope == vs::PrivilegeScope::kRoot
                                             ? std::vector<std::string>{table->root_folder()}
-                                            : ds_refs;
+                                        : n.scope == vs::PrivilegeScope::kDatastore ? ds_refs
+                                        : !hotadd                                   ? vm_refs
+                                        : proxy.empty() ? std::vector<std::string>{}
+                                                        : std::vector<std::string>{proxy};
     for (const std::string& e : entities) {
       std::string g = "?";
       if (auto a = table->answers().find(e); a != table->answers().end()) {
@@ -279,9 +300,6 @@ int cmd_doctor(const std::vector<std::string>& args) {
       }
     }
   }
-  const vix::Config config = vix::Library::get()->config().scoped(
-      spec.config_scope.empty() ? spec.server : spec.config_scope);
-  std::vector<Probe> probes = transport_probes(config, *inv, vms, nfc_port);
   std::map<std::string, bool> mode_ok;
   for (const Probe& p : probes) mode_ok[p.mode] = mode_ok[p.mode] || p.ok;
   bool any_transport = false;

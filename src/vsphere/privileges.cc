@@ -86,6 +86,7 @@ std::string PrivilegeTable::json(const std::string& vm) const {
   std::string out = "{\"checked\":true,\"missing\":[";
   bool first = true;
   for (const std::string& op : privilege_operations()) {
+    if (op == "hotadd") continue;  // needed on the proxy VM, not on this one
     for (const MissingPrivilege& m : missing(op, vm)) {
       out += std::string(first ? "" : ",") + "{\"operation\":" + json_string(m.operation) +
              ",\"privilege\":" + json_string(m.privilege) + ",\"entity\":" + json_string(m.entity) +

@@ -87,7 +87,8 @@ class PrivilegeTable {
 
   // What snapshot.json's VM part shows: {"checked":true,"missing":[{"operation":..,
   // "privilege":..,"entity":..},...]} for every operation on `vm` (its VM- and root-scoped
-  // needs), or {"checked":false,"reason":".."} when unknown.
+  // needs; not hotadd's, which are the proxy VM's), or {"checked":false,"reason":".."} when
+  // unknown.
   std::string json(const std::string& vm) const;
 
  private:

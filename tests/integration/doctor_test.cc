@@ -107,8 +107,20 @@ TEST_F(Doctor, RestrictedUserGetsTheMissingIdsAndExitFive) {
       has(out, "disable-methods: missing privilege Global.DisableMethods on " + sc->root_folder))
       << out;
   EXPECT_FALSE(has(out, "missing privilege VirtualMachine.State.RemoveSnapshot")) << out;
-  EXPECT_FALSE(has(out, sim_->get("VCSIM_VM_DC0_H0_VM1"))) << out;  // only the VM named
+  EXPECT_FALSE(has(out, sim_->get("VCSIM_VM_DC0_H0_VM1") + " ")) << out;  // only the VM named
   EXPECT_TRUE(has(out, "status      privileges-missing")) << out;
+
+  // Hot-add's privileges are the proxy VM's, checked only when there is one.
+  EXPECT_FALSE(has(out, "hotadd: missing")) << out;
+  const std::string proxy = sim_->get("VCSIM_VM_DC0_H0_VM1");
+  std::ofstream(dir_->file("proxy.conf")) << "vixfs.hotadd.proxyVm = \"" << proxy << "\"\n";
+  EXPECT_EQ(doctor("backup-doc", {"DC0_H0_VM0", "--config", dir_->file("proxy.conf")}, &out), 5)
+      << out;
+  EXPECT_TRUE(has(out, "hotadd  ok  proxy VM: vixfs.hotadd.proxyVm = " + proxy)) << out;
+  EXPECT_TRUE(
+      has(out, "hotadd: missing privilege VirtualMachine.Config.AddExistingDisk on " + proxy))
+      << out;
+  EXPECT_TRUE(has(out, "hotadd: missing privilege Datastore.AllocateSpace on ")) << out;
 
   EXPECT_EQ(doctor("backup-doc", {"DC0_H0_VM0", "--json"}, &out), 5) << out;
   EXPECT_TRUE(has(out, "\"apiType\":\"VirtualCenter\"")) << out;
