@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <deque>
 
+#include "vsphere/client.h"
 #include "vsphere/privileges.h"
 #include "vsphere/xml.h"
 
@@ -118,6 +120,91 @@ TEST(VspherePrivileges, TableListsEveryOperationOnce) {
   EXPECT_EQ(ops.front(), "read");
   EXPECT_EQ(std::count(ops.begin(), ops.end(), "hotadd"), 1);
   EXPECT_NE(std::find(ops.begin(), ops.end(), "disable-methods"), ops.end());
+}
+
+// One HasPrivilegeOnEntities call, over canned replies: how many requests, and what they carry.
+class CannedTransport : public vs::Transport {
+ public:
+  std::deque<std::pair<long, std::string>> replies;
+  std::vector<std::string> requests;
+  vix::Result<vs::HttpReply> post(std::string_view, const std::string& body) override {
+    requests.push_back(body);
+    if (replies.empty()) return vix::fail(VIX_E_HOST_TCP_CONN_LOST, "no canned reply left");
+    auto r = replies.front();
+    replies.pop_front();
+    return vs::HttpReply{r.first, r.second};
+  }
+  std::string cookie() const override { return "c"; }
+  void set_cookie(std::string) override {}
+  std::string endpoint() const override { return "https://vc.example.com/sdk"; }
+};
+
+std::string env(const std::string& inner) {
+  return "<?xml version=\"1.0\"?><soapenv:Envelope "
+         "xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" "
+         "xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body>" +
+         inner + "</soapenv:Body></soapenv:Envelope>";
+}
+
+CannedTransport* canned(std::unique_ptr<vs::Client>* client) {
+  auto t = std::make_unique<CannedTransport>();
+  CannedTransport* raw = t.get();
+  raw->replies.push_back(
+      {200, env("<RetrieveServiceContentResponse xmlns=\"urn:vim25\"><returnval>"
+                "<rootFolder type=\"Folder\">group-d1</rootFolder>"
+                "<propertyCollector type=\"PropertyCollector\">pc</propertyCollector>"
+                "<sessionManager type=\"SessionManager\">SessionManager</sessionManager>"
+                "<authorizationManager type=\"AuthorizationManager\">AuthorizationManager"
+                "</authorizationManager><about><apiType>VirtualCenter</apiType></about>"
+                "</returnval></RetrieveServiceContentResponse>")});
+  raw->replies.push_back(
+      {200, env("<RetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval><objects>"
+                "<obj type=\"SessionManager\">SessionManager</obj><propSet><name>currentSession"
+                "</name><val xsi:type=\"UserSession\"><key>52-session-key</key></val></propSet>"
+                "</objects></returnval></RetrievePropertiesExResponse>")});
+  *client = std::make_unique<vs::Client>(std::move(t));
+  return raw;
+}
+
+TEST(VspherePrivileges, OneCallCoversEveryVmAndTheRootFolder) {
+  std::unique_ptr<vs::Client> client;
+  CannedTransport* t = canned(&client);
+  std::vector<std::string> vms;
+  std::string answers;
+  for (int i = 0; i < 200; ++i) {
+    vms.push_back("vm-" + std::to_string(i));
+    answers += answer("VirtualMachine", vms.back(),
+                      {{"VirtualMachine.State.CreateSnapshot", i == 7 ? "false" : "true"}});
+  }
+  answers += answer("Folder", "group-d1", {{"Global.DisableMethods", "true"}});
+  t->replies.push_back({200, env("<HasPrivilegeOnEntitiesResponse xmlns=\"urn:vim25\">" + answers +
+                                 "</HasPrivilegeOnEntitiesResponse>")});
+  auto table = vs::check_privileges(*client, vms);
+  ASSERT_TRUE(table.ok()) << table.error().message;
+  EXPECT_EQ(t->requests.size(), 3u);  // service content, the session key, the check
+  const std::string& call = t->requests.back();
+  EXPECT_NE(call.find("<HasPrivilegeOnEntities"), std::string::npos);
+  EXPECT_NE(call.find("<entity type=\"VirtualMachine\">vm-199</entity>"), std::string::npos);
+  EXPECT_NE(call.find("<entity type=\"Folder\">group-d1</entity>"), std::string::npos);
+  EXPECT_NE(call.find("<sessionId>52-session-key</sessionId>"), std::string::npos);
+  EXPECT_NE(call.find("<privId>Global.DisableMethods</privId>"), std::string::npos);
+  EXPECT_EQ(table->missing("snapshot", "vm-7").size(), 1u);
+  EXPECT_TRUE(table->missing("snapshot", "vm-8").empty());
+}
+
+TEST(VspherePrivileges, ServerWithoutTheCallGivesAnUnknownTable) {
+  std::unique_ptr<vs::Client> client;
+  CannedTransport* t = canned(&client);
+  t->replies.push_back(
+      {500, env("<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>no such "
+                "method</faultstring><detail><MethodNotFoundFault xmlns=\"urn:vim25\" "
+                "xsi:type=\"MethodNotFound\"/></detail></soapenv:Fault>")});
+  auto table = vs::check_privileges(*client, {"vm-1"});
+  ASSERT_TRUE(table.ok()) << table.error().message;
+  EXPECT_FALSE(table->known());
+  EXPECT_NE(table->unknown_reason().find("MethodNotFound"), std::string::npos)
+      << table->unknown_reason();
+  EXPECT_TRUE(table->check("snapshot", "vm-1").ok());
 }
 
 }  // namespace
