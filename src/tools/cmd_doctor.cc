@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -121,18 +120,25 @@ std::vector<Probe> transport_probes(const vix::Config& config, const vs::Invento
                                     const std::vector<const vs::VirtualMachine*>& vms, int nfc_port,
                                     std::string* proxy_vm) {
   std::vector<Probe> out;
-  out.push_back({"https", "vCenter/ESXi SOAP and /folder", true, "reachable (logged in)"});
+  out.push_back(
+      {"https", "vCenter/ESXi SOAP and /folder", true, "reachable (logged in)"});  // first
 
   if (std::string nbd = config.get("vixfs.nbd.server", ""); !nbd.empty()) {
     auto ep = vix::net::parse_endpoint(nbd, 10809);
     std::string why = ep.ok() ? tcp_probe(*ep) : ep.error().message;
     out.push_back({"nbd", "vixfs.nbd.server " + nbd, why.empty(), why.empty() ? "reachable" : why});
   } else {
+    // The hosts of the VMs looked at (every host when none has one).
+    std::set<std::string> wanted;
+    for (const vs::VirtualMachine* vm : vms) {
+      if (!vm->host.empty()) wanted.insert(vm->host);
+    }
     for (const vs::Host& h : inv.hosts) {
+      if (!wanted.empty() && !wanted.count(h.moref)) continue;
       vix::net::Endpoint ep{h.name, static_cast<uint16_t>(nfc_port), ""};
       std::string why = tcp_probe(ep);
       out.push_back(
-          {"nbd", h.moref + " NFC " + ep.display(), why.empty(), why.empty() ? "reachable" : why});
+          {"nbd", h.moref + " NFC", why.empty(), why.empty() ? ep.display() + " reachable" : why});
     }
   }
 
@@ -176,6 +182,10 @@ std::vector<Probe> transport_probes(const vix::Config& config, const vs::Invento
       out.push_back(p);
     }
   }
+
+  bool any_rdm = false;
+  for (const Probe& p : out) any_rdm = any_rdm || p.mode == "san";
+  if (!any_rdm) out.push_back({"san", "raw device mappings", false, "none among the VMs"});
 
   std::string proxy = config.get("vixfs.hotadd.proxyVm", "");
   Probe hot{"hotadd", "proxy VM", false, ""};
@@ -300,13 +310,22 @@ int cmd_doctor(const std::vector<std::string>& args) {
       }
     }
   }
-  std::map<std::string, bool> mode_ok;
-  for (const Probe& p : probes) mode_ok[p.mode] = mode_ok[p.mode] || p.ok;
+  // https reads VM files through the datastore file service: it needs GetVmFiles on the VM.
+  if (!vm_refs.empty()) {
+    size_t denied = 0;
+    for (const std::string& vm : vm_refs) denied += !table->missing("download", vm).empty();
+    if (denied == vm_refs.size()) {
+      probes.front().ok = false;
+      probes.front().detail =
+          "reachable, but the session lacks VirtualMachine.Provisioning.GetVmFiles on " +
+          std::string(vm_refs.size() == 1 ? vm_refs.front() : "every VM");
+    }
+  }
   bool any_transport = false;
-  for (const auto& [mode, ok] : mode_ok) any_transport = any_transport || ok;
-  const int rc = !missing.empty() ? kExitPrivilegesMissing
-                 : !any_transport ? kExitNoTransport
-                                  : kExitOk;
+  for (const Probe& p : probes) any_transport = any_transport || p.ok;
+  const int rc = !any_transport     ? kExitNoTransport
+                 : !missing.empty() ? kExitPrivilegesMissing
+                                    : kExitOk;
   const char* status = rc == kExitPrivilegesMissing ? "privileges-missing"
                        : rc == kExitNoTransport     ? "no-transport"
                                                     : "ok";

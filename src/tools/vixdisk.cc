@@ -52,7 +52,7 @@ const char kUsage[] =
     "\n"
     "Exit status: 0 ok, 1 usage error, 2 library (VixError) error, 3 output I/O error,\n"
     "4 backup interrupted by a signal (its snapshot removed), 5 doctor: a privilege is missing,\n"
-    "6 doctor: no transport can reach the disks from this host.\n";
+    "6 doctor: no transport can reach the disks from this host (takes precedence over 5).\n";
 
 bool is_global_value_option(const std::string& a) {
   return a == "--config" || a == "--transports";

@@ -135,3 +135,41 @@ TEST_F(Doctor, RestrictedUserGetsTheMissingIdsAndExitFive) {
 }
 
 }  // namespace
+
+TEST_F(Doctor, NoTransportIsExitSix) {
+  std::string err;
+  auto admin = sim_->login("admin-setup6", "x", &err);
+  ASSERT_NE(admin, nullptr) << err;
+  auto sc = admin->service_content();
+  ASSERT_TRUE(sc.ok()) << sc.error().message;
+  int32_t role = vixtest::add_role(
+      *admin, "doctor-no-download",
+      vixtest::backup_privileges_without({"VirtualMachine.Provisioning.GetVmFiles"}));
+  ASSERT_GE(role, 0);
+  vixtest::set_permission(*admin, "Folder", sc->root_folder, "nodownload-doc", role, true);
+
+  // The datastore mapped to a folder this host lacks, no NFC port reachable, no RDM, no proxy
+  // VM, and https without GetVmFiles: nothing can read the disks.
+  std::ofstream(dir_->file("nothing.conf"))
+      << "vixfs.datastore.LocalDS_0 = \"" << dir_->file("no-such-folder") << "\"\n";
+  std::string out;
+  EXPECT_EQ(doctor("nodownload-doc", {"DC0_H0_VM0", "--config", dir_->file("nothing.conf")}, &out),
+            6)
+      << out;
+  EXPECT_TRUE(has(out, "file    no  datastore LocalDS_0")) << out;
+  EXPECT_TRUE(has(out, "https   no  ")) << out;
+  EXPECT_TRUE(has(
+      out, "lacks VirtualMachine.Provisioning.GetVmFiles on " + sim_->get("VCSIM_VM_DC0_H0_VM0")))
+      << out;
+  EXPECT_TRUE(has(out, "status      no-transport")) << out;
+
+  // An NBD server that answers makes nbd possible: then only the privilege is missing.
+  std::ofstream(dir_->file("nbd.conf"))
+      << "vixfs.datastore.LocalDS_0 = \"" << dir_->file("no-such-folder") << "\"\n"
+      << "vixfs.nbd.server = \"127.0.0.1:" << sim_->get("VCSIM_PORT") << "\"\n";
+  EXPECT_EQ(doctor("nodownload-doc", {"DC0_H0_VM0", "--config", dir_->file("nbd.conf")}, &out), 5)
+      << out;
+  EXPECT_TRUE(has(out, "nbd     ok  vixfs.nbd.server 127.0.0.1:")) << out;
+  EXPECT_TRUE(has(out, "download: missing privilege VirtualMachine.Provisioning.GetVmFiles"))
+      << out;
+}
