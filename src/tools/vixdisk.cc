@@ -31,6 +31,11 @@ const char kUsage[] =
     "                                           with sha256 and backup.json, remove the snapshot\n"
     "  consolidate VM --server HOST [--user U --password-file F] [--thumbprint HEX]\n"
     "                                           ConsolidateVMDisks_Task for a VM that needs it\n"
+    "  doctor [VM...] --server HOST [--user U --password-file F] [--thumbprint HEX]\n"
+    "          [--nfc-port N] [--json]\n"
+    "                                           server version, TLS thumbprint, privileges\n"
+    "                                           (privilege x entity x granted) and the\n"
+    "                                           transports that can work from this host\n"
     "  config [--config FILE]                   every configuration key, its value and\n"
     "                                           where it was set (default, FILE:LINE)\n"
     "\n"
@@ -46,13 +51,18 @@ const char kUsage[] =
     "  -h, --help          this text;  --version  the version\n"
     "\n"
     "Exit status: 0 ok, 1 usage error, 2 library (VixError) error, 3 output I/O error,\n"
-    "4 backup interrupted by a signal (its snapshot removed).\n";
+    "4 backup interrupted by a signal (its snapshot removed), 5 doctor: a privilege is missing,\n"
+    "6 doctor: no transport can reach the disks from this host (takes precedence over 5).\n";
 
 bool is_global_value_option(const std::string& a) {
   return a == "--config" || a == "--transports";
 }
 
 }  // namespace
+
+namespace vixdisk {
+int cmd_doctor(const std::vector<std::string>& args);  // cmd_doctor.cc
+}  // namespace vixdisk
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -109,5 +119,6 @@ int main(int argc, char** argv) {
   if (command == "backup") return vixdisk::cmd_backup(rest);
   if (command == "consolidate") return vixdisk::cmd_consolidate(rest);
   if (command == "config") return vixdisk::cmd_config(rest);
+  if (command == "doctor") return vixdisk::cmd_doctor(rest);
   return vixdisk::usage_error("unknown command '" + command + "'");
 }
