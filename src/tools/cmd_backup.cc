@@ -20,6 +20,7 @@
 #include "tools/cli.h"
 #include "tools/disk_copy.h"
 #include "vix/leftovers.h"
+#include "vsphere/privileges.h"
 
 namespace vixdisk {
 
@@ -223,6 +224,13 @@ int cmd_backup(const std::vector<std::string>& args) {
   if (!vm) return usage_error(error);
   const vix::vsphere::VirtualMachine target = *vm;
   spec.vmx_spec = "moref=" + target.moref;
+  // Refused before anything is made, naming the privilege, rather than late and misleadingly.
+  auto privileges = vix::vsphere::check_privileges(client, {target.moref});
+  if (!privileges.ok()) return vix_error("privileges of " + target.moref, privileges.error());
+  for (const char* op : {"snapshot", "read", "remove-snapshot"}) {
+    if (auto r = privileges->check(op, target.moref); !r.ok())
+      return vix_error("backup", r.error());
+  }
 
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;

@@ -175,10 +175,9 @@ TEST_F(Privileges, DisableMethodsWithoutThePrivilegeIsNoPermission) {
 
 }  // namespace
 
-// The two tests below need edits outside this branch's files (see the report of branch h-priv):
-// tests/vcsim/consolidate.go calling refuseWithoutPrivilege (authz.go) in its SOAP handler, and
-// src/tools/cmd_backup.cc checking the privilege table before its snapshot. Enable them with those.
-TEST_F(Privileges, DISABLED_SnapshotCallsWithoutThePrivilegeAreNoPermission) {
+// The simulator refuses snapshot calls without their privilege (refuseWithoutPrivilege, called
+// from the SOAP handler wrapper of consolidate.go), and vixdisk backup checks before it starts.
+TEST_F(Privileges, SnapshotCallsWithoutThePrivilegeAreNoPermission) {
   auto c = restricted("backup4", {"VirtualMachine.State.CreateSnapshot"});
   ASSERT_NE(c, nullptr);
   auto s = c->create_snapshot(vm0_, "refused", "privileges-test", false, false);
@@ -191,7 +190,7 @@ TEST_F(Privileges, DISABLED_SnapshotCallsWithoutThePrivilegeAreNoPermission) {
   EXPECT_TRUE(c->remove_snapshot(*snap, false).ok());
 }
 
-TEST_F(Privileges, DISABLED_BackupWithoutThePrivilegeFailsAtOnceNamingIt) {
+TEST_F(Privileges, BackupWithoutThePrivilegeFailsAtOnceNamingIt) {
   auto c = restricted("backup5", {"VirtualMachine.State.CreateSnapshot"});
   ASSERT_NE(c, nullptr);
   vixtest::TempDir dir;

@@ -51,6 +51,9 @@ func installConsolidation(s *simulator.Server, controlDir string) {
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		answered := soapDelay(c.controlDir, body) // soap_delay.go: the tests' delay switch
 		defer answered()
+		if refuseWithoutPrivilege(w, r, body) { // authz.go: snapshot calls need their privilege
+			return
+		}
 		if !bytes.Contains(body, []byte("<ConsolidateVMDisks_Task")) {
 			next.ServeHTTP(w, r)
 			return
