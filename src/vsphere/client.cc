@@ -89,7 +89,7 @@ Result<SoapResponse> Client::call_once(const std::string& method, const MoRef& t
       for (pugi::xml_node m = o.first_child(); m; m = m.next_sibling()) {
         if (local_name(m) == "missingSet" &&
             xsi_type(child(child(m, "fault"), "fault")) == "NotAuthenticated") {
-          SoapFault f{"NotAuthenticated", "not logged in (missingSet)"};
+          SoapFault f{"NotAuthenticated", "not logged in (missingSet)", "", ""};
           if (fault) *fault = f;
           return fault_error(method, f);
         }

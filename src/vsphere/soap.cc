@@ -56,6 +56,10 @@ Error fault_error(std::string_view method, const SoapFault& f) {
   std::string msg = "vSphere " + std::string(method) + ": SOAP fault " +
                     (f.type.empty() ? std::string("(untyped)") : f.type);
   if (!f.faultstring.empty()) msg += ": " + f.faultstring.substr(0, 1024);
+  if (!f.privilege.empty()) {
+    msg += " (privilege " + f.privilege.substr(0, 256) +
+           (f.object.empty() ? "" : " on " + f.object.substr(0, 256)) + ")";
+  }
   return fail(fault_code(f.type), msg);
 }
 
@@ -81,6 +85,8 @@ static SoapFault read_fault(const pugi::xml_node& fault) {
       }
       f.type = std::string(name);
     }
+    f.privilege = child_text(first, "privilegeId");
+    f.object = child_text(first, "object");
   }
   return f;
 }

@@ -30,6 +30,8 @@ struct SoapResponse {
 struct SoapFault {
   std::string type;         // detail's xsi:type, e.g. "InvalidLogin"
   std::string faultstring;  // for display; may be empty
+  // NoPermission's detail: the privilege refused and on what ("" when absent).
+  std::string privilege, object;
 };
 
 // The VixError a fault type stands for (see client.h for the table).

@@ -158,6 +158,26 @@ TEST(VsphereClient, FaultsMapToVixErrorsWithTypeAndText) {
   }
 }
 
+// NoPermission names the privilege it refused and the object: the error carries both.
+TEST(VsphereClient, NoPermissionNamesThePrivilegeAndTheObject) {
+  auto f = make();
+  f.t->replies.push_back(
+      {500,
+       env("<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>Permission to "
+           "perform this operation was denied.</faultstring><detail><NoPermissionFault "
+           "xmlns=\"urn:vim25\" xsi:type=\"NoPermission\"><object "
+           "type=\"VirtualMachine\">vm-42</object><privilegeId>VirtualMachine.State."
+           "CreateSnapshot</privilegeId></NoPermissionFault></detail></soapenv:Fault>"),
+       ""});
+  auto r = f.c->login("u", "p");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code, VIX_E_AUTHENTICATION_FAIL);
+  EXPECT_NE(r.error().message.find("Permission to perform this operation was denied. (privilege "
+                                   "VirtualMachine.State.CreateSnapshot on vm-42)"),
+            std::string::npos)
+      << r.error().message;
+}
+
 TEST(VsphereClient, NotAuthenticatedLogsInOnceMoreAndRetries) {
   auto f = make();
   f.t->replies.push_back({200, kLoginOk, "first"});
