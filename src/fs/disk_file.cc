@@ -197,7 +197,8 @@ int DiskFile::acquire(bool for_write) {
   auto disk = open_locked(for_write);
   if (!disk.ok()) {
     vix::log::error(name_ + ": open " + path_ + " failed: " + describe(disk.error()));
-    return -EIO;
+    // A privilege the server (or the mount's check of it) refuses is the user's EACCES.
+    return disk.error().code == VIX_E_AUTHENTICATION_FAIL ? -EACCES : -EIO;
   }
   if (for_write && !opened_rw_) {
     const std::string why = read_only_reason_locked();

@@ -97,6 +97,7 @@ vix::Result<std::unique_ptr<ServerTree>> ServerTree::mount(const ServerOptions& 
   vix::log::info(st->folder_ + ": logged in to " + st->session_->endpoint() + " as " +
                  options.user);
   st->inventory_ = *st->session_->inventory();
+  st->check_privileges();
 
   VIX_ASSIGN_OR_RETURN(int64_t ttl_seconds, lib->config().get(vix::kInventoryTtl));
   st->ttl_ = std::chrono::seconds(ttl_seconds);
@@ -117,8 +118,11 @@ std::string ServerTree::current_write_policy(const std::string& vm) {
   std::lock_guard lock(mu_);
   auto it = power_.find(vm);
   const std::string state = it == power_.end() || it->second.empty() ? "unknown" : it->second;
-  if (state == "poweredOff") return "";
-  return "the VM's power state is " + state + " (only a powered-off VM's disks are written)";
+  if (state != "poweredOff") {
+    return "the VM's power state is " + state + " (only a powered-off VM's disks are written)";
+  }
+  if (auto r = privileges_.check("write", vm); !r.ok()) return r.error().message;
+  return "";
 }
 
 vix::ConnectSpec ServerTree::spec_for(const std::string& vm) const {
@@ -143,9 +147,10 @@ vix::Result<vix::Connection*> ServerTree::connection(const std::string& vm,
     read_write = options_.read_write && snapshot.empty() && power != power_.end() &&
                  power->second == "poweredOff";
   }
+  const std::string what = folder_ + "/" + vm + "/" + (snapshot.empty() ? "current" : snapshot);
+  VIX_TRY(privilege_check("read", vm, what));
   vix::ConnectSpec spec = spec_for(vm);
   auto conn = vix::Connection::connect(spec, !read_write, snapshot, options_.transports);
-  const std::string what = folder_ + "/" + vm + "/" + (snapshot.empty() ? "current" : snapshot);
   if (!conn.ok()) {
     vix::log::error(what + ": connect failed: " + vix::error_text(conn.error().code) + " (" +
                     conn.error().message + ")");

@@ -26,6 +26,7 @@
 #include "vix/connection.h"
 #include "vsphere/client.h"
 #include "vsphere/inventory.h"
+#include "vsphere/privileges.h"
 #include "vsphere/session.h"
 
 namespace vixfs {
@@ -135,6 +136,13 @@ class ServerTree {
   // dropped, consolidationNeeded checked); false when the removal failed (logged).
   vix::Result<void> drop_snapshot(const std::string& vm, const std::string& snapshot);
   void set_consolidation_needed(const std::string& vm, bool needed);
+  // One HasPrivilegeOnEntities for every VM of inventory_ (at mount and after each refresh);
+  // snapshot.json shows the result.
+  void check_privileges();
+  // The refusal of `operation` on `vm` by the privilege table (logged with `where` unless ""),
+  // or ok.
+  vix::Result<void> privilege_check(const std::string& operation, const std::string& vm,
+                                    const std::string& where);
   // The invalidations of a mkdir's or rmdir's inventory change, sent by a thread of their own.
   void deliver_invalidations();
   void stop_invalidations();
@@ -180,6 +188,7 @@ class ServerTree {
   std::map<std::string, std::string> power_;  // vm moRef -> runtime.powerState of the inventory
   // vm moRef -> runtime.consolidationNeeded as read after a snapshot removal (absent: not read).
   std::map<std::string, bool> consolidation_needed_;
+  vix::vsphere::PrivilegeTable privileges_;  // unknown until check_privileges() ran
 };
 
 }  // namespace vixfs

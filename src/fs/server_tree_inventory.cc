@@ -81,6 +81,7 @@ void ServerTree::refresh() {
   } else {
     std::lock_guard lock(refresh_mu_);
     inventory_ = **inv;
+    check_privileges();
     apply_inventory();
     // Before the waiters go on, so what they list next is the new tree. A lookup waiting here
     // holds its folder's lock, which an invalidation of that folder waits for (at most the

@@ -13,14 +13,15 @@ std::string ServerTree::render_json(const SnapshotEntry& e) const {
   j += "  \"description\": " + (s ? json_string(s->description) : "null") + ",\n";
   j += "  \"createTime\": " + (s ? json_string(s->create_time) : "null") + ",\n";
   j += std::string("  \"quiesced\": ") + (s ? (s->quiesced ? "true" : "false") : "null") + ",\n";
-  // Known once a snapshot removal from this mount read it; null before.
+  // consolidationNeeded: known once a snapshot removal from this mount read it, null before;
+  // privileges: what the session lacks for the VM (checked at mount and each refresh).
   const auto consolidate = consolidation_needed_.find(e.vm_moref);
   j += "  \"vm\": {\"moref\": " + json_string(e.vm_moref) +
        ", \"name\": " + json_string(e.vm_name) + ", \"consolidationNeeded\": " +
        (consolidate == consolidation_needed_.end() ? "null"
         : consolidate->second                      ? "true"
                                                    : "false") +
-       "},\n";
+       ", \"privileges\": " + privileges_.json(e.vm_moref) + "},\n";
   j += "  \"disks\": [";
   for (size_t i = 0; i < e.disks.size(); ++i) {
     const DiskEntry& d = e.disks[i];

@@ -152,6 +152,7 @@ int ServerTree::make_snapshot(fuse_ino_t parent, const std::string& name) {
   }
   std::lock_guard one_at_a_time(snapshot_mu_);
   if (tree_->lookup(parent, name) != 0) return EEXIST;
+  if (!privilege_check("snapshot", vm, where + ": mkdir").ok()) return EACCES;
   vs::Client& client = session_->client();
   const vix::Maker me = vix::this_process(kTool);
   const std::string description = vix::snapshot_description(me, utc_now());
@@ -170,7 +171,9 @@ int ServerTree::make_snapshot(fuse_ino_t parent, const std::string& name) {
   // After the snapshot exists, so that whenever the method is disabled for this process a
   // snapshot naming it exists too: a killed vixfs's Cleanup finds the snapshot and with it
   // what to enable again.
-  if (auto r = vix::prepare_for_access(spec_for(vm), vix::access_identity(me)); !r.ok()) {
+  if (auto p = privilege_check("disable-methods", vm, ""); !p.ok()) {
+    vix::log::warn(where + ": Storage vMotion of " + vm + " not blocked: " + p.error().message);
+  } else if (auto r = vix::prepare_for_access(spec_for(vm), vix::access_identity(me)); !r.ok()) {
     vix::log::warn(where + ": Storage vMotion of " + vm + " not blocked: " + describe(r.error()));
   }
   if (auto r = reload_inventory(); !r.ok()) {
@@ -230,6 +233,7 @@ int ServerTree::remove_snapshot(fuse_ino_t parent, const std::string& name) {
     vix::log::error(where + ": rmdir refused (EBUSY): " + open_disk + " is open");
     return EBUSY;
   }
+  if (!privilege_check("remove-snapshot", vm, where + ": rmdir").ok()) return EACCES;
   if (auto r = drop_snapshot(vm, snapshot); !r.ok()) {
     vix::log::error(where + ": rmdir failed: removing snapshot " + snapshot + ": " +
                     describe(r.error()));
@@ -251,7 +255,9 @@ vix::Result<void> ServerTree::drop_snapshot(const std::string& vm, const std::st
     bool last = true;
     for (const auto& [v, s] : own_snapshots_) last = last && (v != vm || s == snapshot);
     const std::string identity = vix::access_identity(vix::this_process(kTool));
-    if (last) {
+    if (auto p = privilege_check("enable-methods", vm, ""); last && !p.ok()) {
+      vix::log::warn(folder_ + "/" + vm + ": EndAccess not tried: " + p.error().message);
+    } else if (last) {
       if (auto r = vix::end_access(spec_for(vm), identity); !r.ok()) {
         vix::log::warn(folder_ + "/" + vm + ": EndAccess: " + describe(r.error()));
       }

@@ -320,9 +320,18 @@ func (m *authzManager) HasPrivilegeOnEntity(ctx *simulator.Context, req *types.H
 func (m *authzManager) AddAuthorizationRole(req *types.AddAuthorizationRole) soap.HasFault {
 	body := m.AuthorizationManager.AddAuthorizationRole(req)
 	if b, ok := body.(*methods.AddAuthorizationRoleBody); ok && b.Res != nil {
+		// govmomi numbers new roles from 0, which is NoAccess's id: a new role gets the next id
+		// above every role's and above 999, where vCenter's own custom roles start.
+		next := int32(999)
 		for _, role := range m.RoleList {
-			if role.Name == req.Name {
-				b.Res.Returnval = role.RoleId
+			if role.Name != req.Name && role.RoleId > next {
+				next = role.RoleId
+			}
+		}
+		for i := range m.RoleList {
+			if m.RoleList[i].Name == req.Name {
+				m.RoleList[i].RoleId = next + 1
+				b.Res.Returnval = next + 1
 			}
 		}
 	}
