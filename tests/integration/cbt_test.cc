@@ -3,7 +3,8 @@
 // A's full raw image with B's changed areas since A's changeId copied in from B is B's raw image
 // byte for byte (qemu-img is the oracle), whatever the windows the server answers in; changeId
 // "*" over zeros gives B; a 4 TiB sparse disk with changes near its end is looped over to the
-// end; and the FileFaults come back with the server's words.
+// end; and the FileFaults (CBT off, reset by switching it off and on or by a revert, a changeId
+// from the future) come back with the server's words.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -321,7 +322,7 @@ TEST_F(Cbt, FileFaultsCarryTheServersWords) {
   reconfigure(client_.get(), vm.moref, "<changeTrackingEnabled>true</changeTrackingEnabled>");
   vm = vm_named("DC0_H0_VM1");
   EXPECT_TRUE(vm.cbt_enabled);
-  const vs::VirtualDisk& live = vm.disks.at(0);
+  const vs::VirtualDisk live = vm.disks.at(0);
   ASSERT_FALSE(live.change_id.empty());
   EXPECT_NE(live.change_id.substr(0, live.change_id.find('/')),
             nightly.disk.change_id.substr(0, nightly.disk.change_id.find('/')));
@@ -340,6 +341,23 @@ TEST_F(Cbt, FileFaultsCarryTheServersWords) {
   auto since_live = vs::query_changed_areas(*client_, vm.moref, "", live.key, live.capacity_bytes,
                                             live.change_id);
   EXPECT_TRUE(since_live.ok()) << since_live.error().message;
+
+  // A revert invalidates the changeIds too.
+  auto rv =
+      client_->call("RevertToSnapshot_Task", {"VirtualMachineSnapshot", nightly.snapshot}, "");
+  ASSERT_TRUE(rv.ok()) << rv.error().message;
+  auto reverted = client_->wait_for_task(rv->body.child("returnval").text().as_string());
+  ASSERT_TRUE(reverted.ok()) << reverted.error().message;
+  vm = vm_named("DC0_H0_VM1");
+  ASSERT_FALSE(vm.disks.at(0).change_id.empty());
+  EXPECT_NE(vm.disks.at(0).change_id.substr(0, vm.disks.at(0).change_id.find('/')),
+            live.change_id.substr(0, live.change_id.find('/')));
+  auto after_revert = vs::query_changed_areas(*client_, vm.moref, "", live.key, live.capacity_bytes,
+                                              live.change_id);
+  ASSERT_FALSE(after_revert.ok());
+  EXPECT_NE(after_revert.error().message.find("from before a change tracking reset"),
+            std::string::npos)
+      << after_revert.error().message;
 }
 
 }  // namespace

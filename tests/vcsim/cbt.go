@@ -8,7 +8,7 @@
 // of the device list, the changeId of that moment together with the disk's chain of files, and
 // the live disk moves on to the next sequence number. Switching CBT off drops the states (the
 // live disks lose their changeId); switching it on again starts from a new UUID, so every older
-// changeId is refused (a reset). The states are brought up to date before every SOAP call and
+// changeId is refused (a reset); so does a snapshot revert. The states are brought up to date before every SOAP call and
 // when a snapshot is put into the registry (Map.AddHandler: under the VM's lock).
 //
 // QueryChangedDiskAreas(snapshot?, deviceKey, startOffset, changeId) is answered here, before
@@ -112,6 +112,39 @@ func installCBT(s *simulator.Server, controlDir string, allOn bool) {
 			return
 		}
 		next.ServeHTTP(w, r)
+		if bytes.Contains(body, []byte("<RevertToSnapshot_Task")) ||
+			bytes.Contains(body, []byte("<RevertToCurrentSnapshot_Task")) {
+			c.resetAfterRevert(body)
+		}
+	})
+}
+
+// resetAfterRevert: a revert invalidates every changeId of the VM's disks, as vSphere's does
+// (govmomi's revert task has run by now: its tasks are synchronous).
+func (c *cbtTracker) resetAfterRevert(body []byte) {
+	m := thisRef.FindSubmatch(body) // consolidate.go
+	if m == nil {
+		return
+	}
+	var vm *simulator.VirtualMachine
+	switch o := simulator.Map.Get(types.ManagedObjectReference{Type: "VirtualMachine", Value: string(m[1])}).(type) {
+	case *simulator.VirtualMachine:
+		vm = o
+	default:
+		snap, ok := simulator.Map.Get(types.ManagedObjectReference{Type: "VirtualMachineSnapshot", Value: string(m[1])}).(*simulator.VirtualMachineSnapshot)
+		if !ok {
+			return
+		}
+		if vm, ok = simulator.Map.Get(snap.Vm).(*simulator.VirtualMachine); !ok {
+			return
+		}
+	}
+	folders := dsFolders()
+	simulator.Map.WithLock(vm, func() {
+		c.mu.Lock()
+		delete(c.vms, vm.Self.Value)
+		c.mu.Unlock()
+		c.stamp(vm, folders)
 	})
 }
 
