@@ -115,11 +115,12 @@ func (c *cbtTracker) query(w http.ResponseWriter, r *http.Request, body []byte) 
 	folders := dsFolders()
 	var q queried
 	var on bool
-	var devices []types.BaseVirtualDevice
+	var disk *types.VirtualDisk
+	q.live = req.Snapshot == nil || strings.TrimSpace(*req.Snapshot) == ""
 	simulator.Map.WithLock(vm, func() {
 		on = cbtOn(vm)
-		if vm.Config != nil {
-			devices = vm.Config.Hardware.Device
+		if q.live && vm.Config != nil {
+			disk = findDisk(vm.Config.Hardware.Device, int32(key))
 		}
 		c.mu.Lock()
 		if st := c.vms[vm.Self.Value]; st != nil {
@@ -134,7 +135,6 @@ func (c *cbtTracker) query(w http.ResponseWriter, r *http.Request, body []byte) 
 		}
 		c.mu.Unlock()
 	})
-	q.live = req.Snapshot == nil || strings.TrimSpace(*req.Snapshot) == ""
 	if !q.live {
 		ref := types.ManagedObjectReference{Type: "VirtualMachineSnapshot", Value: strings.TrimSpace(*req.Snapshot)}
 		snap, ok := simulator.Map.Get(ref).(*simulator.VirtualMachineSnapshot)
@@ -142,22 +142,12 @@ func (c *cbtTracker) query(w http.ResponseWriter, r *http.Request, body []byte) 
 			soapFault(w, "ManagedObjectNotFound", "The object '"+ref.String()+"' has already been deleted or has not been completely created")
 			return
 		}
-		simulator.Map.WithLock(snap, func() { devices = append([]types.BaseVirtualDevice(nil), snap.Config.Hardware.Device...) })
+		simulator.Map.WithLock(snap, func() { disk = findDisk(snap.Config.Hardware.Device, int32(key)) })
 	}
-	var disk *types.VirtualDisk
-	simulator.Map.WithLock(vm, func() {
-		for _, dev := range devices {
-			if d, ok := dev.(*types.VirtualDisk); ok && d.Key == int32(key) {
-				cp := *d
-				disk = &cp
-			}
-		}
-	})
 	if disk == nil {
 		soapFault(w, "NotFound", fmt.Sprintf("The object or item referred to could not be found: no virtual disk with key %d", key))
 		return
 	}
-	q.file = ""
 	if names := backingChain(disk.Backing); len(names) > 0 {
 		q.file = names[0]
 	}
@@ -209,6 +199,18 @@ func (c *cbtTracker) query(w http.ResponseWriter, r *http.Request, body []byte) 
 	}
 	b.WriteString(`</returnval></QueryChangedDiskAreasResponse>`)
 	soapReply(w, http.StatusOK, b.String())
+}
+
+// findDisk is a copy of the VirtualDisk with that key (nil when none); the caller holds the lock
+// of the object whose devices these are.
+func findDisk(devices []types.BaseVirtualDevice, key int32) *types.VirtualDisk {
+	for _, dev := range devices {
+		if d, ok := dev.(*types.VirtualDisk); ok && d.Key == key {
+			cp := *d
+			return &cp
+		}
+	}
+	return nil
 }
 
 // changes computes the areas of the whole disk, or names the fault and its text.
