@@ -318,8 +318,25 @@ TEST_F(Cbt, FileFaultsCarryTheServersWords) {
   EXPECT_NE(off.error().message.find("change tracking is not enabled"), std::string::npos)
       << off.error().message;
 
+  // A snapshot taken while CBT is off has no changeId, and stays without one.
+  std::string err;
+  const std::string untracked = sim_->snapshot("u", "p", vm.moref, "untracked", "", &err);
+  ASSERT_FALSE(untracked.empty()) << err;
+
   // On again: a reset. The snapshot's old changeId, and the snapshot itself, are refused.
   reconfigure(client_.get(), vm.moref, "<changeTrackingEnabled>true</changeTrackingEnabled>");
+  {
+    vs::VirtualMachine now = vm_named("DC0_H0_VM1");
+    const vs::Snapshot* u = vs::find_snapshot(now.snapshots, untracked);
+    ASSERT_TRUE(u != nullptr && !u->disks.empty());
+    EXPECT_EQ(u->disks[0].change_id, "");
+    auto none = vs::query_changed_areas(*client_, now.moref, untracked, u->disks[0].key,
+                                        u->disks[0].capacity_bytes, "*");
+    ASSERT_FALSE(none.ok());
+    EXPECT_EQ(none.error().code, VIX_E_FILE_ERROR);
+    EXPECT_NE(none.error().message.find("taken while change tracking was off"), std::string::npos)
+        << none.error().message;
+  }
   vm = vm_named("DC0_H0_VM1");
   EXPECT_TRUE(vm.cbt_enabled);
   const vs::VirtualDisk live = vm.disks.at(0);
