@@ -44,6 +44,10 @@ Result<void> take_object(const ObjectContent& oc, RawInventory& raw) {
     vm.uuid = oc.find("config.uuid").child_value();
     vm.host = oc.find("runtime.host").child_value();
     vm.power_state = oc.find("runtime.powerState").child_value();
+    if (pugi::xml_node c = oc.find("config.changeTrackingEnabled")) {
+      VIX_ASSIGN_OR_RETURN(vm.cbt_enabled,
+                           parse_bool(c.child_value(), vm.moref + " config.changeTrackingEnabled"));
+    }
     if (pugi::xml_node s = oc.find("snapshot")) {
       VIX_ASSIGN_OR_RETURN(vm.snapshots, parse_snapshot_info(s, &vm.current_snapshot));
     }
@@ -115,8 +119,9 @@ Result<Inventory> Client::inventory() {
     RawInventory raw;
     auto got = retrieve(
         "<specSet>" +
-            prop_set("VirtualMachine", {"name", "config.uuid", "runtime.host", "runtime.powerState",
-                                        "snapshot", "config.hardware.device", "layoutEx"}) +
+            prop_set("VirtualMachine",
+                     {"name", "config.uuid", "runtime.host", "runtime.powerState", "snapshot",
+                      "config.hardware.device", "layoutEx", "config.changeTrackingEnabled"}) +
             prop_set("Datacenter", {"name", "parent", "datastore"}) +
             prop_set("Folder", {"name", "parent"}) + prop_set("Datastore", {"name", "summary"}) +
             prop_set("HostSystem", {"name", "summary.config.sslThumbprint"}) +

@@ -40,6 +40,9 @@ struct VirtualDisk {
   // sizes of the files of every link of its chain (the live chain for a VM's disk, the chain as
   // the snapshot recorded it for a snapshot's). 0 when layoutEx does not say (or says 0).
   uint64_t stored_bytes = 0;
+  // backing.changeId of the disk's own backing at this point ("" when CBT is off or the backing
+  // has none): "<per-disk UUID>/<sequence>", what QueryChangedDiskAreas takes as a base later.
+  std::string change_id;
   const std::string& file_name() const;
   // "scsi0-0" style name (kind + bus + "-" + unit); "disk<key>" when the controller is unknown.
   std::string slot_name() const;
@@ -64,6 +67,7 @@ struct VirtualMachine {
   std::string host;                 // runtime.host moRef value
   std::string power_state;          // poweredOn, poweredOff, suspended
   std::string current_snapshot;     // "" when none
+  bool cbt_enabled = false;         // config.changeTrackingEnabled (false when not reported)
   std::vector<Snapshot> snapshots;  // root snapshots
   std::vector<VirtualDisk> disks;   // the VM's current devices
 };

@@ -143,6 +143,7 @@ Result<std::vector<VirtualDisk>> parse_disks(const pugi::xml_node& val) {
       link.lun_uuid = child_text(b, "lunUuid");
       link.device_name = child_text(b, "deviceName");
       link.compatibility_mode = child_text(b, "compatibilityMode");
+      if (depth == 0) disk.change_id = child_text(b, "changeId");
       disk.chain.push_back(std::move(link));
     }
     disks.push_back(std::move(disk));

@@ -110,6 +110,7 @@ func main() {
 	nfc := flag.Bool("nfc", false, "serve NfcService tickets and run an NFC server (nfc_*.go)")
 	hostHTTPSFlag := flag.Bool("host-https", false, "serve the hosts' /folder behind generic service tickets (host_https.go)")
 	folderAuth := flag.Bool("folder-auth", false, "with -host-https, the vCenter's /folder wants a live session cookie")
+	cbtAll := flag.Bool("cbt", false, "every VM has changeTrackingEnabled from the start, the samples' too (cbt.go)")
 	flag.Parse()
 
 	if *folderAuth && !*hostHTTPSFlag {
@@ -201,6 +202,7 @@ func main() {
 	defer os.RemoveAll(control)
 	installConsolidation(s, control)
 	installQuiesceFault(s, control)
+	installCBT(s, control, *cbtAll)
 
 	var lines []string
 	add := func(k, v string) { lines = append(lines, k+"="+v) }
