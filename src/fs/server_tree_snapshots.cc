@@ -19,15 +19,6 @@ namespace vs = vix::vsphere;
 
 constexpr const char* kTool = "vixfs";
 
-std::string utc_now() {
-  char buf[32];
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // vSphere's refusal of a privilege is the user's EACCES; anything else went wrong on the way.
 int errno_of(const vix::Error& e) {
   return e.code == VIX_E_AUTHENTICATION_FAIL ? EACCES : EIO;
@@ -155,7 +146,7 @@ int ServerTree::make_snapshot(fuse_ino_t parent, const std::string& name) {
   if (!privilege_check("snapshot", vm, where + ": mkdir").ok()) return EACCES;
   vs::Client& client = session_->client();
   const vix::Maker me = vix::this_process(kTool);
-  const std::string description = vix::snapshot_description(me, utc_now());
+  const std::string description = vix::snapshot_description(me, vix::utc_now());
   const bool quiesce = options_.quiesce != ServerOptions::Quiesce::kNo;
   auto snap = client.create_snapshot(vm, snap_name, description, false, quiesce);
   if (!snap.ok() && options_.quiesce == ServerOptions::Quiesce::kTry) {

@@ -32,15 +32,6 @@ void on_stop_signal(int) {
   g_stop = true;
 }
 
-std::string utc_now() {
-  char buf[32];
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 class Sha256 {
  public:
   Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
@@ -182,7 +173,7 @@ std::string metadata_json(const std::string& server, const vix::vsphere::Virtual
                   ", \"name\": " + json_string(name) +
                   ", \"description\": " + json_string(description) +
                   "},\n  \"started\": " + json_string(started) +
-                  ",\n  \"finished\": " + json_string(utc_now()) + ",\n  \"disks\": [";
+                  ",\n  \"finished\": " + json_string(vix::utc_now()) + ",\n  \"disks\": [";
   for (size_t i = 0; i < disks.size(); ++i) {
     const DiskCopy& d = disks[i];
     j += std::string(i ? "," : "") + "\n    {\"slot\": " + json_string(d.slot) +
@@ -238,7 +229,7 @@ int cmd_backup(const std::vector<std::string>& args) {
   for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaction(s, &sa, nullptr);
 
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string started = utc_now();
+  const std::string started = vix::utc_now();
   const vix::Maker me = vix::this_process("vixdisk backup");
   const std::string identity = vix::access_identity(me);
   BackupGuard guard(spec, client, identity);

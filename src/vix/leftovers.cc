@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <charconv>
+#include <ctime>
 
 #include "common/log.h"
 #include "vsphere/method_access.h"
@@ -26,6 +27,15 @@ bool process_gone(long pid) {
 }
 
 }  // namespace
+
+std::string utc_now() {
+  char buf[32];
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 Maker this_process(const std::string& tool) {
   return Maker{tool, local_host(), static_cast<long>(getpid())};

@@ -23,6 +23,9 @@ struct Maker {
 // This process, as `tool`.
 Maker this_process(const std::string& tool);
 
+// Now as UTC in ISO 8601 ("2026-12-07T22:43:00Z"), as the descriptions and backup.json say it.
+std::string utc_now();
+
 // "Made by vixdisk backup on HOST, pid N, at WHEN; ...": the description of every snapshot the
 // tools create, readable in the vSphere client; parse_snapshot_description reads it back.
 std::string snapshot_description(const Maker& maker, const std::string& when);

@@ -17,6 +17,7 @@
 
 #include "support/fixtures.h"
 #include "support/process.h"
+#include "support/server_leftovers.h"
 #include "support/vsphere_sim.h"
 #include "transports/hotadd_journal.h"
 #include "vix/leftovers.h"
@@ -122,24 +123,11 @@ class KillBase : public ::testing::Test {
     return log.find(what + "\n") != std::string::npos;
   }
 
-  size_t tool_snapshots() {
-    auto inv = client_->inventory();
-    EXPECT_TRUE(inv.ok()) << inv.error().message;
-    size_t n = 0;
-    if (!inv.ok()) return n;
-    for (const auto& vm : inv->vms) {
-      for (const auto* s : vix::vsphere::flatten(vm.snapshots)) {
-        if (vix::parse_snapshot_description(s->description)) ++n;
-      }
-    }
-    return n;
-  }
+  size_t tool_snapshots() { return vixtest::tool_snapshots(*client_).size(); }
   bool relocate_disabled(const std::string& vm) {
-    auto m = vix::vsphere::disabled_methods(*client_, vm);
-    EXPECT_TRUE(m.ok()) << m.error().message;
-    if (!m.ok()) return false;
-    EXPECT_LE(m->size(), 1u) << ::testing::PrintToString(*m);
-    return m->size() == 1 && (*m)[0] == "RelocateVM_Task";
+    const auto m = vixtest::disabled_methods(*client_, vm);
+    EXPECT_LE(m.size(), 1u) << ::testing::PrintToString(m);
+    return m.size() == 1 && m[0] == "RelocateVM_Task";
   }
   // Disks of `folder` (the backed-up VM's) attached to the proxy VM.
   size_t hot_added(const std::string& proxy, const std::string& folder) {

@@ -11,6 +11,7 @@
 
 #include "support/fixtures.h"
 #include "support/process.h"
+#include "support/server_leftovers.h"
 #include "support/vixfs_daemon.h"
 #include "support/vsphere_sim.h"
 #include "vix/leftovers.h"
@@ -81,22 +82,9 @@ class Backup : public ::testing::Test {
   }
 
   // Snapshots whose description says a process of the tools made them.
-  size_t tool_snapshots() {
-    auto inv = client_->inventory();
-    EXPECT_TRUE(inv.ok()) << inv.error().message;
-    size_t n = 0;
-    if (!inv.ok()) return n;
-    for (const auto& vm : inv->vms) {
-      for (const auto* s : vix::vsphere::flatten(vm.snapshots)) {
-        if (vix::parse_snapshot_description(s->description)) ++n;
-      }
-    }
-    return n;
-  }
+  size_t tool_snapshots() { return vixtest::tool_snapshots(*client_).size(); }
   std::vector<std::string> disabled(const std::string& vm) {
-    auto m = vix::vsphere::disabled_methods(*client_, vm);
-    EXPECT_TRUE(m.ok()) << m.error().message;
-    return m.ok() ? *m : std::vector<std::string>{};
+    return vixtest::disabled_methods(*client_, vm);
   }
   std::string datastore_file(const std::string& vm_folder, const std::string& file) {
     return sim_->get("VCSIM_DS_LocalDS_0") + "/" + vm_folder + "/" + file;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "support/fixtures.h"
+#include "support/server_leftovers.h"
 #include "support/vixfs_daemon.h"
 #include "support/vsphere_sim.h"
 #include "vix/leftovers.h"
@@ -58,11 +59,7 @@ class DocsExamples : public ::testing::Test {
     EXPECT_TRUE(inv.ok()) << inv.error().message;
     return inv.ok() && inv->find_vm(vm_) ? vs::flatten(inv->find_vm(vm_)->snapshots).size() : 0;
   }
-  std::vector<std::string> disabled() {
-    auto m = vs::disabled_methods(*client_, vm_);
-    EXPECT_TRUE(m.ok()) << m.error().message;
-    return m.ok() ? *m : std::vector<std::string>{};
-  }
+  std::vector<std::string> disabled() { return vixtest::disabled_methods(*client_, vm_); }
   // The VM's live disk as qemu-img reads it (the simulator's snapshot names the same chain).
   std::string live_disk_raw() {
     auto inv = client_->inventory();

@@ -15,6 +15,7 @@
 
 #include "privileges_support.h"
 #include "support/fixtures.h"
+#include "support/server_leftovers.h"
 #include "support/vixfs_daemon.h"
 #include "support/vsphere_sim.h"
 #include "vix/leftovers.h"
@@ -125,9 +126,7 @@ TEST_F(FsPrivileges, RemovalRefusedAndBlockingSkippedNamingThePrivilege) {
                            ": missing privilege Global.DisableMethods on " + root_),
               std::string::npos)
         << d.log();
-    auto m = vs::disabled_methods(*admin_, vm_);
-    ASSERT_TRUE(m.ok()) << m.error().message;
-    EXPECT_TRUE(m->empty());
+    EXPECT_TRUE(vixtest::disabled_methods(*admin_, vm_).empty());
     EXPECT_EQ(::rmdir((vm_dir() + "/@kept").c_str()), -1);
     EXPECT_EQ(errno, EACCES);
     EXPECT_NE(d.log().find("remove-snapshot on " + vm_ +
@@ -140,12 +139,9 @@ TEST_F(FsPrivileges, RemovalRefusedAndBlockingSkippedNamingThePrivilege) {
               std::string::npos)
         << d.log();
   }
-  auto left = snapshots();
-  ASSERT_EQ(left.size(), before + 1);
-  for (const vs::Snapshot* s : left) {
-    if (vix::parse_snapshot_description(s->description)) {
-      EXPECT_TRUE(admin_->remove_snapshot(s->moref, false).ok());
-    }
+  ASSERT_EQ(snapshots().size(), before + 1);
+  for (const vs::Snapshot& s : vixtest::tool_snapshots(*admin_, "vixfs")) {
+    EXPECT_TRUE(admin_->remove_snapshot(s.moref, false).ok());
   }
 }
 

@@ -181,7 +181,8 @@ TEST_F(FsServer, SnapshotJsonDescribesTheSnapshot) {
         std::string("\"description\": \"before \\\"it\\\"\""), std::string("\"createTime\": \""),
         std::string("\"quiesced\": false"),
         "\"vm\": {\"moref\": \"" + vm +
-            "\", \"name\": \"DC0_H0_VM1\", \"consolidationNeeded\": null}",
+            "\", \"name\": \"DC0_H0_VM1\", \"consolidationNeeded\": null, \"privileges\": "
+            "{\"checked\":true,\"missing\":[]}}",
         std::string("\"file\": \"scsi0-0.img\""), std::string("\"datastorePath\": \"[LocalDS_0] "),
         std::string("\"capacityBytes\": "), std::string("\"transport\": null")}) {
     EXPECT_NE(json.find(want), std::string::npos) << want << " not in " << json;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "support/fixtures.h"
+#include "support/server_leftovers.h"
 #include "support/vixfs_daemon.h"
 #include "support/vsphere_sim.h"
 #include "vix/leftovers.h"
@@ -75,25 +76,8 @@ class FsSnapshots : public ::testing::Test {
   }
   std::string vm_dir() const { return mnt_ + "/sim/" + vm_; }
 
-  // (moRef, snapshot) of the VM's snapshots that vixfs made.
-  std::vector<const vs::Snapshot*> vixfs_snapshots() {
-    inventory_ = client_->inventory();
-    std::vector<const vs::Snapshot*> out;
-    EXPECT_TRUE(inventory_.ok()) << inventory_.error().message;
-    if (!inventory_.ok()) return out;
-    for (const auto& vm : inventory_->vms) {
-      for (const vs::Snapshot* s : vs::flatten(vm.snapshots)) {
-        auto maker = vix::parse_snapshot_description(s->description);
-        if (maker && maker->tool == "vixfs") out.push_back(s);
-      }
-    }
-    return out;
-  }
-  std::vector<std::string> disabled() {
-    auto m = vs::disabled_methods(*client_, vm_);
-    EXPECT_TRUE(m.ok()) << m.error().message;
-    return m.ok() ? *m : std::vector<std::string>{};
-  }
+  std::vector<vs::Snapshot> vixfs_snapshots() { return vixtest::tool_snapshots(*client_, "vixfs"); }
+  std::vector<std::string> disabled() { return vixtest::disabled_methods(*client_, vm_); }
   // The file on the simulator's datastore behind "[LocalDS_0] DIR/FILE".
   std::string local_file(const std::string& datastore_path) {
     const size_t close = datastore_path.find("] ");
@@ -109,7 +93,6 @@ class FsSnapshots : public ::testing::Test {
   static std::string error_;
   TempDir tmp_;
   std::unique_ptr<vs::Client> client_;
-  vix::Result<vs::Inventory> inventory_ = vix::fail(VIX_E_FAIL, "not read");
   std::string vm_, mnt_;
 };
 TempDir* FsSnapshots::dir_ = nullptr;
@@ -127,7 +110,7 @@ TEST_F(FsSnapshots, MkdirMakesASnapshotAndRmdirRemovesIt) {
 
   auto made = vixfs_snapshots();
   ASSERT_EQ(made.size(), 1u) << d.log();
-  const vs::Snapshot snap = *made[0];
+  const vs::Snapshot snap = made[0];
   EXPECT_EQ(snap.name, "nightly");
   auto maker = vix::parse_snapshot_description(snap.description);
   ASSERT_TRUE(maker.has_value()) << snap.description;
