@@ -37,7 +37,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -82,18 +81,7 @@ func installCBT(s *simulator.Server, controlDir string, allOn bool) {
 	c := &cbtTracker{controlDir: controlDir, allOn: allOn, vms: map[string]*cbtVM{},
 		seen: map[string]bool{}, mapCache: map[string][]cbtArea{}}
 	simulator.Map.AddHandler(c)
-	next := s.Config.Handler
-	s.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sdk") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	wrapSOAP(s, func(next http.Handler, w http.ResponseWriter, r *http.Request, body []byte) {
 		c.stampAll()
 		if bytes.Contains(body, []byte("<QueryChangedDiskAreas")) {
 			c.query(w, r, body)

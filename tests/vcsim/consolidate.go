@@ -11,12 +11,10 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -37,18 +35,7 @@ func (c *consolidation) UpdateObject(mo.Reference, []types.PropertyChange) {}
 func installConsolidation(s *simulator.Server, controlDir string) {
 	c := &consolidation{controlDir: controlDir}
 	simulator.Map.AddHandler(c)
-	next := s.Config.Handler
-	s.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sdk") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	wrapSOAP(s, func(next http.Handler, w http.ResponseWriter, r *http.Request, body []byte) {
 		answered := soapDelay(c.controlDir, body) // soap_delay.go: the tests' delay switch
 		defer answered()
 		if refuseWithoutPrivilege(w, r, body) { // authz.go: snapshot calls need their privilege

@@ -7,33 +7,17 @@ package main
 
 import (
 	"bytes"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/vmware/govmomi/simulator"
 )
 
 func installQuiesceFault(s *simulator.Server, controlDir string) {
-	next := s.Config.Handler
-	s.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/sdk") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if _, err := os.Stat(filepath.Join(controlDir, "quiesce-fails")); err != nil {
-			next.ServeHTTP(w, r)
-			return
-		}
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		if bytes.Contains(body, []byte("<CreateSnapshot_Task")) &&
+	wrapSOAP(s, func(next http.Handler, w http.ResponseWriter, r *http.Request, body []byte) {
+		if _, err := os.Stat(filepath.Join(controlDir, "quiesce-fails")); err == nil &&
+			bytes.Contains(body, []byte("<CreateSnapshot_Task")) &&
 			bytes.Contains(body, []byte("<quiesce>true</quiesce>")) {
 			soapFault(w, "ApplicationQuiesceFault", "An error occurred while quiescing the virtual machine. See the virtual machine's event log for details.")
 			return
