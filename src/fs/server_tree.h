@@ -100,6 +100,7 @@ class ServerTree {
     std::string file, label, datastore_path;
     uint64_t capacity = 0;
     uint64_t stored_bytes = 0;  // layoutEx: what its files take on the datastore (0: unknown)
+    std::string change_id;      // backing.changeId at that point ("": CBT was off)
     std::string transport;      // "" until opened
     fuse_ino_t ino = 0;
   };
@@ -185,7 +186,8 @@ class ServerTree {
   std::mutex mu_;          // guards the fields below
   std::vector<std::unique_ptr<SnapshotEntry>> snapshots_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<vix::Connection>> connections_;
-  std::map<std::string, std::string> power_;  // vm moRef -> runtime.powerState of the inventory
+  std::map<std::string, std::string> power_;     // vm moRef -> runtime.powerState of the inventory
+  std::map<std::string, bool> change_tracking_;  // vm moRef -> config.changeTrackingEnabled
   // vm moRef -> runtime.consolidationNeeded as read after a snapshot removal (absent: not read).
   std::map<std::string, bool> consolidation_needed_;
   vix::vsphere::PrivilegeTable privileges_;  // unknown until check_privileges() ran

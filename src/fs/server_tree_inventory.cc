@@ -81,8 +81,8 @@ void ServerTree::refresh() {
   } else {
     std::lock_guard lock(refresh_mu_);
     inventory_ = **inv;
-    check_privileges();
     apply_inventory();
+    check_privileges();  // renders every snapshot.json anew, with what apply_inventory learned
     // Before the waiters go on, so what they list next is the new tree. A lookup waiting here
     // holds its folder's lock, which an invalidation of that folder waits for (at most the
     // refresh wait).
@@ -110,6 +110,7 @@ void ServerTree::apply_inventory() {
             (vm.power_state == "poweredOff" ? "" : "; its current/ disks are read-only"));
       }
       state = vm.power_state;
+      change_tracking_[vm.moref] = vm.cbt_enabled;
     }
   }
   for (const auto& vm : inventory_.vms) {
@@ -258,7 +259,8 @@ void ServerTree::add_snapshot(fuse_ino_t vm_dir, const vs::VirtualMachine& vm,
   for (const vs::VirtualDisk& d : disks) {
     std::string file = d.slot_name() + ".img";
     if (!names.insert(file).second) file = d.slot_name() + "~" + std::to_string(d.key) + ".img";
-    e->disks.push_back({file, d.label, d.file_name(), d.capacity_bytes, d.stored_bytes, "", 0});
+    e->disks.push_back(
+        {file, d.label, d.file_name(), d.capacity_bytes, d.stored_bytes, d.change_id, "", 0});
   }
   for (size_t i = 0; i < e->disks.size(); ++i) {
     const DiskEntry& de = e->disks[i];

@@ -5,6 +5,16 @@ namespace vixfs {
 
 namespace vs = vix::vsphere;
 
+namespace {
+
+// What was learned of the VM as true or false; null when nothing was.
+std::string learned(const std::map<std::string, bool>& facts, const std::string& vm) {
+  const auto it = facts.find(vm);
+  return it == facts.end() ? "null" : it->second ? "true" : "false";
+}
+
+}  // namespace
+
 std::string ServerTree::render_json(const SnapshotEntry& e) const {
   const vs::Snapshot* s = e.current ? nullptr : &e.snapshot;
   std::string j = "{\n";
@@ -14,13 +24,13 @@ std::string ServerTree::render_json(const SnapshotEntry& e) const {
   j += "  \"createTime\": " + (s ? json_string(s->create_time) : "null") + ",\n";
   j += std::string("  \"quiesced\": ") + (s ? (s->quiesced ? "true" : "false") : "null") + ",\n";
   // consolidationNeeded: known once a snapshot removal from this mount read it, null before;
-  // privileges: what the session lacks for the VM (checked at mount and each refresh).
-  const auto consolidate = consolidation_needed_.find(e.vm_moref);
+  // changeTracking: CBT on for the VM as the inventory last said (the disks' changeId is null
+  // where it was off); privileges: what the session lacks for the VM (checked at mount and each
+  // refresh).
   j += "  \"vm\": {\"moref\": " + json_string(e.vm_moref) +
-       ", \"name\": " + json_string(e.vm_name) + ", \"consolidationNeeded\": " +
-       (consolidate == consolidation_needed_.end() ? "null"
-        : consolidate->second                      ? "true"
-                                                   : "false") +
+       ", \"name\": " + json_string(e.vm_name) +
+       ", \"consolidationNeeded\": " + learned(consolidation_needed_, e.vm_moref) +
+       ", \"changeTracking\": " + learned(change_tracking_, e.vm_moref) +
        ", \"privileges\": " + privileges_.json(e.vm_moref) + "},\n";
   j += "  \"disks\": [";
   for (size_t i = 0; i < e.disks.size(); ++i) {
@@ -29,6 +39,7 @@ std::string ServerTree::render_json(const SnapshotEntry& e) const {
     j += "    {\"file\": " + json_string(d.file) + ", \"label\": " + json_string(d.label) +
          ", \"datastorePath\": " + json_string(d.datastore_path) +
          ", \"capacityBytes\": " + std::to_string(d.capacity) +
+         ", \"changeId\": " + (d.change_id.empty() ? "null" : json_string(d.change_id)) +
          ", \"transport\": " + (d.transport.empty() ? "null" : json_string(d.transport)) + "}";
   }
   j += e.disks.empty() ? "]\n}\n" : "\n  ]\n}\n";

@@ -181,7 +181,8 @@ TEST_F(FsServer, SnapshotJsonDescribesTheSnapshot) {
         std::string("\"description\": \"before \\\"it\\\"\""), std::string("\"createTime\": \""),
         std::string("\"quiesced\": false"),
         "\"vm\": {\"moref\": \"" + vm +
-            "\", \"name\": \"DC0_H0_VM1\", \"consolidationNeeded\": null, \"privileges\": "
+            "\", \"name\": \"DC0_H0_VM1\", \"consolidationNeeded\": null, \"changeTracking\": "
+            "false, \"privileges\": "
             "{\"checked\":true,\"missing\":[]}}",
         std::string("\"file\": \"scsi0-0.img\""), std::string("\"datastorePath\": \"[LocalDS_0] "),
         std::string("\"capacityBytes\": "), std::string("\"transport\": null")}) {

@@ -41,7 +41,8 @@ class FsSnapshots : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    sim_ = Simulator::start_with_samples(dir_->file("samples"), 32, "-user u:p", &error_).release();
+    sim_ = Simulator::start_with_samples(dir_->file("samples"), 32, "-user u:p -cbt", &error_)
+               .release();
     std::ofstream(dir_->file("pw")) << "p\n";
   }
   static void TearDownTestSuite() {
@@ -126,6 +127,12 @@ TEST_F(FsSnapshots, MkdirMakesASnapshotAndRmdirRemovesIt) {
   const std::string json = read_text(at + "/snapshot.json");
   EXPECT_NE(json.find("\"moref\": \"" + snap.moref + "\""), std::string::npos) << json;
   EXPECT_NE(json.find("Made by vixfs on "), std::string::npos) << json;
+  // Change tracking is on (-cbt): the snapshot's disk carries the changeId of that moment.
+  EXPECT_NE(json.find("\"changeTracking\": true"), std::string::npos) << json;
+  ASSERT_EQ(snap.disks.size(), 1u);
+  ASSERT_FALSE(snap.disks[0].change_id.empty());
+  EXPECT_NE(json.find("\"changeId\": \"" + snap.disks[0].change_id + "\""), std::string::npos)
+      << json;
 
   ASSERT_EQ(snap.disks.size(), 1u);
   const std::string raw = tmp_.file("want.raw");
