@@ -147,6 +147,7 @@ int cmd_bench(const std::vector<std::string>& args);
 int cmd_cleanup(const std::vector<std::string>& args);
 int cmd_backup(const std::vector<std::string>& args);
 int cmd_consolidate(const std::vector<std::string>& args);
+int cmd_cbt(const std::vector<std::string>& args);  // cmd_cbt.cc
 int cmd_config(const std::vector<std::string>& args);
 
 }  // namespace vixdisk

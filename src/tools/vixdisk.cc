@@ -31,6 +31,10 @@ const char kUsage[] =
     "                                           with sha256 and backup.json, remove the snapshot\n"
     "  consolidate VM --server HOST [--user U --password-file F] [--thumbprint HEX]\n"
     "                                           ConsolidateVMDisks_Task for a VM that needs it\n"
+    "  cbt status|enable|disable VM --server HOST [--user U --password-file F]\n"
+    "          [--thumbprint HEX] [--json]\n"
+    "                                           changed block tracking of VM and its disks'\n"
+    "                                           changeIds; enable/disable reconfigure and stun\n"
     "  doctor [VM...] --server HOST [--user U --password-file F] [--thumbprint HEX]\n"
     "          [--nfc-port N] [--json]\n"
     "                                           server version, TLS thumbprint, privileges\n"
@@ -120,5 +124,6 @@ int main(int argc, char** argv) {
   if (command == "consolidate") return vixdisk::cmd_consolidate(rest);
   if (command == "config") return vixdisk::cmd_config(rest);
   if (command == "doctor") return vixdisk::cmd_doctor(rest);
+  if (command == "cbt") return vixdisk::cmd_cbt(rest);
   return vixdisk::usage_error("unknown command '" + command + "'");
 }

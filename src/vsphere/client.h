@@ -134,6 +134,9 @@ class Client {
   // runtime.consolidationNeeded of each VM in `vms` (one request); VMs that do not report it
   // count as not needing it.
   Result<std::vector<std::string>> needing_consolidation(const std::vector<std::string>& vms);
+  // ReconfigVM_Task setting config.changeTrackingEnabled; it takes effect at the VM's next stun
+  // (power on, snapshot create or remove).
+  Result<void> set_change_tracking(const std::string& vm, bool enabled);
   // Destroy_Task: the VM and its files go (it must be powered off).
   Result<void> destroy_vm(const std::string& vm);
 

@@ -87,6 +87,12 @@ Result<void> Client::remove_snapshot(const std::string& snapshot, bool remove_ch
                       "</removeChildren><consolidate>true</consolidate>");
 }
 
+Result<void> Client::set_change_tracking(const std::string& vm, bool enabled) {
+  return run_task("ReconfigVM_Task", {"VirtualMachine", vm},
+                  std::string("<spec><changeTrackingEnabled>") + (enabled ? "true" : "false") +
+                      "</changeTrackingEnabled></spec>");
+}
+
 Result<void> Client::power_off(const std::string& vm) {
   return run_task("PowerOffVM_Task", {"VirtualMachine", vm}, "");
 }
