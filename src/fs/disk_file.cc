@@ -45,6 +45,19 @@ uint64_t DiskFile::allocated_blocks() const {
   return allocation_ ? allocation_->allocated_sectors() : 0;
 }
 
+bool DiskFile::retire(const std::string& why) {
+  std::lock_guard lock(mu_);
+  if (disk_) return false;
+  retired_ = why;
+  if (source_) conn_ = nullptr;  // asked again, should the file come back (unretire)
+  return true;
+}
+
+void DiskFile::unretire() {
+  std::lock_guard lock(mu_);
+  retired_.clear();
+}
+
 bool DiskFile::is_open() const {
   std::lock_guard lock(mu_);
   return disk_ != nullptr;
@@ -80,6 +93,7 @@ bool DiskFile::writable() const {
 
 vix::Result<std::shared_ptr<vix::Disk>> DiskFile::open_locked(bool for_write) {
   if (disk_) return disk_;
+  if (!retired_.empty()) return vix::fail(VIX_E_OBJECT_NOT_FOUND, name_ + ": " + retired_);
   if (!conn_) {
     if (!source_) return vix::fail(VIX_E_FAIL, name_ + ": no connection");
     VIX_ASSIGN_OR_RETURN(conn_, source_());

@@ -53,6 +53,12 @@ class DiskFile {
   };
   void set_redo_log(RedoLog log);
 
+  // A file whose snapshot is being removed: retire() forgets the connection it opened through
+  // (which goes with the snapshot) and refuses opens from then on, saying `why`; false, with
+  // nothing changed, while the file is open. unretire() undoes it when the removal failed.
+  bool retire(const std::string& why);
+  void unretire();
+
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
   // The policy allows writes and the disk, when it was opened, did not turn out read-only (the
@@ -132,6 +138,7 @@ class DiskFile {
 
   vix::Connection* conn_;
   ConnectionSource source_;
+  std::string retired_;  // why opens are refused ("" while the file may open)
   std::function<void(const std::string&, uint64_t)> on_open_;
   std::string path_, name_;
   mutable std::mutex mu_;

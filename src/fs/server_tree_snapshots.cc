@@ -200,17 +200,12 @@ int ServerTree::remove_snapshot(fuse_ino_t parent, const std::string& name) {
     vix::log::error(where + ": rmdir refused (EPERM): not a snapshot's folder");
     return EPERM;
   }
-  std::string description, open_disk;
+  std::string description;
   {
     std::lock_guard lock(mu_);
     for (const auto& e : snapshots_) {
-      if (e->current || e->vm_moref != vm || e->snapshot.moref != snapshot) continue;
-      description = e->snapshot.description;
-      for (const DiskEntry& d : e->disks) {
-        Node node;
-        if (open_disk.empty() && tree_->get(d.ino, &node) && node.disk && node.disk->is_open()) {
-          open_disk = d.file;
-        }
+      if (!e->current && e->vm_moref == vm && e->snapshot.moref == snapshot) {
+        description = e->snapshot.description;
       }
     }
   }
@@ -220,12 +215,11 @@ int ServerTree::remove_snapshot(fuse_ino_t parent, const std::string& name) {
                     "snapshot");
     return EPERM;
   }
-  if (!open_disk.empty()) {
-    vix::log::error(where + ": rmdir refused (EBUSY): " + open_disk + " is open");
-    return EBUSY;
-  }
   if (!privilege_check("remove-snapshot", vm, where + ": rmdir").ok()) return EACCES;
-  if (auto r = drop_snapshot(vm, snapshot); !r.ok()) {
+  if (auto r = drop_snapshot(vm, snapshot); !r.ok() && r.error().code == VIX_E_OBJECT_IS_BUSY) {
+    vix::log::error(where + ": rmdir refused (EBUSY): " + r.error().message);
+    return EBUSY;
+  } else if (!r.ok()) {
     vix::log::error(where + ": rmdir failed: removing snapshot " + snapshot + ": " +
                     describe(r.error()));
     return errno_of(r.error());
@@ -239,6 +233,30 @@ int ServerTree::remove_snapshot(fuse_ino_t parent, const std::string& name) {
 }
 
 vix::Result<void> ServerTree::drop_snapshot(const std::string& vm, const std::string& snapshot) {
+  // Its files first, atomically against opens: none may be open, and none may open through the
+  // connection that goes with the snapshot.
+  std::vector<std::shared_ptr<DiskFile>> files;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& e : snapshots_) {
+      if (e->current || e->vm_moref != vm || e->snapshot.moref != snapshot) continue;
+      for (const DiskEntry& d : e->disks) {
+        Node node;
+        if (tree_->get(d.ino, &node) && node.disk) files.push_back(node.disk);
+      }
+    }
+  }
+  std::vector<std::shared_ptr<DiskFile>> retired;
+  for (const auto& f : files) {
+    if (!f->retire("snapshot " + snapshot + " removed")) {
+      for (const auto& r : retired) r->unretire();
+      return vix::fail(VIX_E_OBJECT_IS_BUSY, f->name() + " is open");
+    }
+    retired.push_back(f);
+  }
+  auto unretire = [&retired] {
+    for (const auto& r : retired) r->unretire();
+  };
   const bool own = own_snapshots_.count({vm, snapshot}) > 0;
   if (own) {
     // Before the removal (see make_snapshot), and only with the VM's last snapshot of ours:
@@ -254,6 +272,12 @@ vix::Result<void> ServerTree::drop_snapshot(const std::string& vm, const std::st
       }
     }
   }
+  if (auto r = session_->client().remove_snapshot(snapshot, false); !r.ok()) {
+    unretire();
+    return r;
+  }
+  own_snapshots_.erase({vm, snapshot});
+  // No file of the snapshot is open or can open: its connection can go.
   std::unique_ptr<vix::Connection> conn;
   {
     std::lock_guard connecting(connect_mu_);
@@ -269,8 +293,6 @@ vix::Result<void> ServerTree::drop_snapshot(const std::string& vm, const std::st
     }
     conn.reset();
   }
-  VIX_TRY(session_->client().remove_snapshot(snapshot, false));
-  own_snapshots_.erase({vm, snapshot});
   // A removal that could not merge the delta disks leaves the VM running on them.
   auto need = session_->client().needing_consolidation({vm});
   if (!need.ok()) {

@@ -144,12 +144,22 @@ TEST_F(FsSnapshots, MkdirMakesASnapshotAndRmdirRemovesIt) {
     const int fd = ::open((at + "/scsi0-0.img").c_str(), O_RDONLY);
     ASSERT_GE(fd, 0) << strerror(errno);
     EXPECT_EQ(rmdir_errno(at), EBUSY);
-    EXPECT_NE(d.log().find("rmdir refused (EBUSY): scsi0-0.img is open"), std::string::npos)
+    EXPECT_NE(d.log().find("rmdir refused (EBUSY): sim/" + vm_ + "/" + snap.moref +
+                           "/scsi0-0.img is open"),
+              std::string::npos)
         << d.log();
     ::close(fd);
   }
   EXPECT_EQ(vixfs_snapshots().size(), 1u);
+  // A folder still held open after the removal: its disk, read once before, cannot open again
+  // through the connection that went with the snapshot.
+  const int held = ::open((vm_dir() + "/" + snap.moref).c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(held, 0) << strerror(errno);
   ASSERT_EQ(rmdir_errno(at), 0) << d.log();
+  EXPECT_EQ(::openat(held, "scsi0-0.img", O_RDONLY), -1);
+  EXPECT_NE(d.log().find("/scsi0-0.img: snapshot " + snap.moref + " removed"), std::string::npos)
+      << d.log();
+  ::close(held);
   EXPECT_EQ(vixfs_snapshots().size(), 0u) << d.log();
   EXPECT_TRUE(disabled().empty());
   EXPECT_FALSE(fs::exists(at));
