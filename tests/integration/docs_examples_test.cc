@@ -45,14 +45,7 @@ class DocsExamples : public ::testing::Test {
     ASSERT_NE(client_, nullptr) << error;
     vm_ = sim_->get("VCSIM_VM_DC0_H0_VM0");
   }
-  std::vector<std::string> args() {
-    return {"--server",        sim_->get("VCSIM_URL"),
-            "--user",          "u",
-            "--password-file", dir_.file("pw"),
-            "--thumbprint",    sim_->get("VCSIM_SHA1"),
-            "--name",          "sim",
-            "--transports",    "file"};
-  }
+  std::vector<std::string> args() { return sim_->mount_args("u", dir_.file("pw"), "file"); }
   // Snapshots of the VM and its disabled methods: what a backup must not leave behind.
   size_t snapshots() {
     auto inv = client_->inventory();
@@ -65,9 +58,7 @@ class DocsExamples : public ::testing::Test {
     auto inv = client_->inventory();
     EXPECT_TRUE(inv.ok() && inv->find_vm(vm_) && !inv->find_vm(vm_)->disks.empty());
     if (!inv.ok() || !inv->find_vm(vm_) || inv->find_vm(vm_)->disks.empty()) return "";
-    const std::string path = inv->find_vm(vm_)->disks[0].file_name();
-    const std::string local =
-        sim_->get("VCSIM_DS_LocalDS_0") + "/" + path.substr(path.find("] ") + 2);
+    const std::string local = sim_->local_file(inv->find_vm(vm_)->disks[0].file_name());
     const std::string raw = dir_.file("live.raw");
     run_ok("qemu-img convert -q -O raw " + sh_quote(local) + " " + sh_quote(raw));
     return raw;

@@ -56,10 +56,7 @@ class FsPrivileges : public ::testing::Test {
     vixtest::set_permission(*admin_, "Folder", root_, user, role, true);
   }
   std::vector<std::string> args(const std::string& user) {
-    return {"--server",     sim_->get("VCSIM_URL"),  "--user",
-            user,           "--password-file",       dir_.file("pw"),
-            "--thumbprint", sim_->get("VCSIM_SHA1"), "--name",
-            "sim",          "--transports",          "file"};
+    return sim_->mount_args(user, dir_.file("pw"), "file");
   }
   std::string vm_dir() const { return mnt_ + "/sim/" + vm_; }
   std::vector<const vs::Snapshot*> snapshots() {

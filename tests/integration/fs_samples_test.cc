@@ -46,12 +46,7 @@ class FsSamples : public ::testing::Test {
   }
 
   std::vector<std::string> args(const std::string& transports) {
-    return {"--server",        sim_->get("VCSIM_URL"),
-            "--user",          "u",
-            "--password-file", dir_.file("pw"),
-            "--thumbprint",    sim_->get("VCSIM_SHA1"),
-            "--name",          "sim",
-            "--transports",    transports};
+    return sim_->mount_args("u", dir_.file("pw"), transports);
   }
 
   // Every disk file of the tree -> the local VMDK its snapshot.json names.

@@ -66,12 +66,7 @@ class FsSnapshots : public ::testing::Test {
   }
 
   std::vector<std::string> args(const std::vector<std::string>& more = {}) {
-    std::vector<std::string> a = {"--server",        sim_->get("VCSIM_URL"),
-                                  "--user",          "u",
-                                  "--password-file", dir_->file("pw"),
-                                  "--thumbprint",    sim_->get("VCSIM_SHA1"),
-                                  "--name",          "sim",
-                                  "--transports",    "file"};
+    std::vector<std::string> a = sim_->mount_args("u", dir_->file("pw"), "file");
     a.insert(a.end(), more.begin(), more.end());
     return a;
   }
@@ -79,11 +74,6 @@ class FsSnapshots : public ::testing::Test {
 
   std::vector<vs::Snapshot> vixfs_snapshots() { return vixtest::tool_snapshots(*client_, "vixfs"); }
   std::vector<std::string> disabled() { return vixtest::disabled_methods(*client_, vm_); }
-  // The file on the simulator's datastore behind "[LocalDS_0] DIR/FILE".
-  std::string local_file(const std::string& datastore_path) {
-    const size_t close = datastore_path.find("] ");
-    return sim_->get("VCSIM_DS_LocalDS_0") + "/" + datastore_path.substr(close + 2);
-  }
   static int mkdir_errno(const std::string& path) {
     return ::mkdir(path.c_str(), 0755) == 0 ? 0 : errno;
   }
@@ -136,8 +126,8 @@ TEST_F(FsSnapshots, MkdirMakesASnapshotAndRmdirRemovesIt) {
 
   ASSERT_EQ(snap.disks.size(), 1u);
   const std::string raw = tmp_.file("want.raw");
-  run_ok("qemu-img convert -q -O raw " + sh_quote(local_file(snap.disks[0].file_name())) + " " +
-         sh_quote(raw));
+  run_ok("qemu-img convert -q -O raw " + sh_quote(sim_->local_file(snap.disks[0].file_name())) +
+         " " + sh_quote(raw));
   EXPECT_EQ(run("cmp " + sh_quote(raw) + " " + sh_quote(at + "/scsi0-0.img")).exit_code, 0);
 
   {

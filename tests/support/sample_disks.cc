@@ -13,14 +13,13 @@ std::vector<SampleDisk> sample_disks(const Simulator& sim, std::string* error) {
     *error = inv.error().message;
     return out;
   }
-  const std::string ds = sim.get("VCSIM_DS_LocalDS_0");
   auto add = [&](const std::string& vm, const std::string& snap,
                  const std::vector<vix::vsphere::VirtualDisk>& list) {
     for (const auto& d : list) {
       const std::string path = d.file_name();
-      const size_t close = path.find("] ");
-      if (close == std::string::npos) continue;
-      out.push_back({vm, snap, path, ds + "/" + path.substr(close + 2), d.capacity_bytes, d.key});
+      const std::string local = sim.local_file(path);
+      if (local.empty()) continue;
+      out.push_back({vm, snap, path, local, d.capacity_bytes, d.key});
     }
   };
   for (const auto& vm : inv->vms) {

@@ -113,6 +113,22 @@ std::string Simulator::get(const std::string& key) const {
   return it == vars_.end() ? std::string() : it->second;
 }
 
+std::vector<std::string> Simulator::mount_args(const std::string& user,
+                                               const std::string& password_file,
+                                               const std::string& transports) const {
+  std::vector<std::string> a = {
+      "--server",    get("VCSIM_URL"), "--user",          user,     "--password-file",
+      password_file, "--thumbprint",   get("VCSIM_SHA1"), "--name", "sim"};
+  if (!transports.empty()) a.insert(a.end(), {"--transports", transports});
+  return a;
+}
+
+std::string Simulator::local_file(const std::string& datastore_path) const {
+  const size_t close = datastore_path.find("] ");
+  if (close == std::string::npos) return "";
+  return get("VCSIM_DS_LocalDS_0") + "/" + datastore_path.substr(close + 2);
+}
+
 vix::ConnectSpec Simulator::connect_spec(const std::string& vm, const std::string& user,
                                          const std::string& password) const {
   vix::ConnectSpec s;

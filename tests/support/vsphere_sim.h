@@ -36,6 +36,12 @@ class Simulator {
   // A KEY=VALUE line of the simulator's output ("" if absent), e.g. get("VCSIM_URL").
   std::string get(const std::string& key) const;
   const std::map<std::string, std::string>& vars() const { return vars_; }
+  // The vixfs arguments that mount this simulator as folder "sim" for user (password in
+  // password_file), its thumbprint pinned, through `transports` ("" for vixfs's default).
+  std::vector<std::string> mount_args(const std::string& user, const std::string& password_file,
+                                      const std::string& transports) const;
+  // The file on the simulator's LocalDS_0 behind "[LocalDS_0] DIR/FILE" ("" for another form).
+  std::string local_file(const std::string& datastore_path) const;
   // A ConnectSpec for this simulator as user/password, its thumbprint pinned, bound to the VM
   // whose moRef is vm ("" for none).
   vix::ConnectSpec connect_spec(const std::string& vm, const std::string& user = "u",
