@@ -235,6 +235,25 @@ TEST_F(FsSnapshots, AKilledMountsSnapshotGoesAtTheNextMount) {
   EXPECT_TRUE(d.stop()) << d.log();
 }
 
+// A removal that could not merge the delta disks: the log says to consolidate, and every
+// snapshot.json of the VM shows consolidationNeeded until a later removal reads it again.
+TEST_F(FsSnapshots, ARemovalThatLeavesDeltasShowsConsolidationNeeded) {
+  const std::string control = sim_->get("VCSIM_CONTROL") + "/consolidation-fails";
+  VixfsDaemon d(args(), mnt_, tmp_.file("log"));
+  ASSERT_TRUE(d.mounted()) << d.log();
+  ASSERT_EQ(mkdir_errno(vm_dir() + "/@merge"), 0) << d.log();
+  std::ofstream(control) << "";
+  const int removed = rmdir_errno(vm_dir() + "/@merge");
+  fs::remove(control);
+  ASSERT_EQ(removed, 0) << d.log();
+  EXPECT_NE(read_text(vm_dir() + "/current/snapshot.json").find("\"consolidationNeeded\": true"),
+            std::string::npos);
+  EXPECT_NE(d.log().find(": needs consolidation after the removal of "), std::string::npos)
+      << d.log();
+  ASSERT_TRUE(client_->consolidate_disks(vm_).ok());
+  EXPECT_TRUE(d.stop()) << d.log();
+}
+
 // A guest that cannot be quiesced: -o quiesce makes a crash-consistent snapshot and says so,
 // -o quiesce=require fails the mkdir with the server's words in the log.
 TEST_F(FsSnapshots, QuiesceFailureFallsBackOrFailsAsAsked) {
